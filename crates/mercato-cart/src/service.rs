@@ -1,0 +1,406 @@
+use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
+use mercato_catalog::{CatalogService, ProductStatus};
+use mercato_core::{Currency, Error, ErrorCode, Id, Money};
+use mercato_inventory::InventoryService;
+use mercato_platform::config::{ShippingMethod, ShopConfig};
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Whose cart a request is about.
+#[derive(Debug, Clone)]
+pub enum CartOwner {
+    Customer(Id),
+    /// A guest holding a cart token (None: a guest without a cart yet).
+    Guest(Option<String>),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PricedCart {
+    pub id: Option<Id>,
+    pub items: Vec<PricedLine>,
+    pub totals: Totals,
+    pub currency: Currency,
+    pub shipping_method: String,
+    /// SKUs in the cart that can no longer be bought (unpublished, removed).
+    pub unavailable: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct CartService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    catalog: CatalogService,
+    inventory: InventoryService,
+    shop: ShopConfig,
+    currency: Currency,
+}
+
+struct CartRow {
+    id: Id,
+}
+
+fn find_active(tx: &mut dyn Tx, owner: &CartOwner) -> Result<Option<CartRow>, Error> {
+    let row = match owner {
+        CartOwner::Customer(c) => {
+            tx.query_opt("SELECT id FROM carts WHERE customer_id = $1 AND status = 'active'", params![*c])?
+        }
+        CartOwner::Guest(Some(token)) => tx.query_opt(
+            "SELECT id FROM carts WHERE token_hash = $1 AND status = 'active' AND customer_id IS NULL",
+            params![&sha256_hex(token.as_bytes())],
+        )?,
+        CartOwner::Guest(None) => None,
+    };
+    row.map(|r| Ok(CartRow { id: r.id(0)? })).transpose()
+}
+
+impl CartService {
+    pub fn new(
+        db: Db,
+        ids: IdGen,
+        bus: EventBus,
+        catalog: CatalogService,
+        inventory: InventoryService,
+        shop: ShopConfig,
+    ) -> Self {
+        let currency = shop.currency.parse().unwrap_or(Currency::USD);
+        CartService { inner: Arc::new(Inner { db, ids, bus, catalog, inventory, shop, currency }) }
+    }
+
+    pub fn shipping_methods(&self) -> &[ShippingMethod] {
+        &self.inner.shop.shipping_methods
+    }
+
+    fn shipping_method(&self, code: &str) -> &ShippingMethod {
+        let methods = &self.inner.shop.shipping_methods;
+        methods.iter().find(|m| m.code == code).unwrap_or(&methods[0])
+    }
+
+    /// Finds the owner's active cart, creating one if needed. Returns the cart id
+    /// and, for a newly created guest cart, the token the client must keep.
+    async fn ensure(&self, owner: &CartOwner) -> Result<(Id, Option<String>), Error> {
+        let owner = owner.clone();
+        let id = self.inner.ids.next();
+        let default_method = self.inner.shop.shipping_methods[0].code.clone();
+        let new_token = match &owner {
+            CartOwner::Guest(_) => Some(format!("mcc_{}", random_token())),
+            CartOwner::Customer(_) => None,
+        };
+        let token = new_token.clone();
+        self.inner
+            .db
+            .write(move |tx| {
+                if let Some(found) = find_active(tx, &owner)? {
+                    return Ok((found.id, None));
+                }
+                let now = now_ms();
+                let (customer, token_hash) = match &owner {
+                    CartOwner::Customer(c) => (Some(*c), None),
+                    CartOwner::Guest(_) => (None, token.as_ref().map(|t| sha256_hex(t.as_bytes()))),
+                };
+                // ON CONFLICT: a concurrent request created this customer's cart first.
+                tx.execute(
+                    "INSERT INTO carts (id, token_hash, customer_id, status, shipping_method, created_at, updated_at) \
+                     VALUES ($1, $2, $3, 'active', $4, $5, $5) ON CONFLICT DO NOTHING",
+                    params![id, token_hash.as_deref(), customer, &default_method, now],
+                )?;
+                let lookup = match &owner {
+                    CartOwner::Guest(_) => CartOwner::Guest(token.clone()),
+                    customer => customer.clone(),
+                };
+                let found = find_active(tx, &lookup)?.ok_or_else(|| Error::internal("cart not found after insert"))?;
+                Ok((found.id, if found.id == id { token.clone() } else { None }))
+            })
+            .await
+    }
+
+    fn check_quantity(&self, quantity: i64) -> Result<(), Error> {
+        let max = self.inner.shop.max_line_quantity;
+        if quantity < 1 || quantity > max {
+            return Err(Error::field("quantity", format!("must be between 1 and {max}")));
+        }
+        Ok(())
+    }
+
+    /// Checks that `sku` can be bought in `quantity` (display stock: a sale is
+    /// only decided at checkout, against the source of truth).
+    async fn check_purchasable(&self, sku: &str, quantity: i64) -> Result<(), Error> {
+        let info = self.inner.catalog.skus(vec![sku.to_string()]).await?;
+        match info.get(sku) {
+            Some(i) if i.status == ProductStatus::Published => {}
+            _ => return Err(Error::not_found(format!("SKU {sku} not found"))),
+        }
+        let available = self.inner.inventory.available(&[sku.to_string()]).await?.get(sku).copied().unwrap_or(0);
+        if quantity > available {
+            return Err(Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
+                .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": quantity })));
+        }
+        Ok(())
+    }
+
+    async fn line_quantity(&self, cart: Id, sku: &str) -> Result<i64, Error> {
+        let s = sku.to_string();
+        self.inner
+            .db
+            .read(move |tx| {
+                Ok(tx
+                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?
+                    .map(|r| r.int(0))
+                    .transpose()?
+                    .unwrap_or(0))
+            })
+            .await
+    }
+
+    /// Adds `quantity` units of `sku` (on top of any already in the cart).
+    pub async fn add(
+        &self,
+        owner: &CartOwner,
+        sku: &str,
+        quantity: i64,
+    ) -> Result<(PricedCart, Option<String>), Error> {
+        self.check_quantity(quantity)?;
+        // Validate before creating anything: a rejected add leaves no empty cart behind.
+        let current = match self.find(owner).await? {
+            Some(cart) => self.line_quantity(cart, sku).await?,
+            None => 0,
+        };
+        self.check_quantity(current + quantity).map_err(|_| {
+            Error::field("quantity", format!("a line holds at most {} units", self.inner.shop.max_line_quantity))
+        })?;
+        self.check_purchasable(sku, current + quantity).await?;
+        let (cart, token) = self.ensure(owner).await?;
+        let (s, max, max_lines) =
+            (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
+        self.inner
+            .db
+            .write(move |tx| {
+                let lines =
+                    tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
+                let now = now_ms();
+                let changed = tx.execute(
+                    "INSERT INTO cart_lines (cart_id, sku, quantity, added_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity \
+                     WHERE cart_lines.quantity + excluded.quantity <= $5",
+                    params![cart, &s, quantity, now, max],
+                )?;
+                if changed == 0 {
+                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
+                }
+                let after =
+                    tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
+                if after > lines && after > max_lines {
+                    return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
+                }
+                tx.execute("UPDATE carts SET updated_at = $1 WHERE id = $2", params![now, cart])?;
+                Ok(())
+            })
+            .await?;
+        Ok((self.priced(cart).await?, token))
+    }
+
+    pub async fn set_quantity(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<PricedCart, Error> {
+        self.check_quantity(quantity)?;
+        let cart = self.existing(owner).await?;
+        self.check_purchasable(sku, quantity).await?;
+        let s = sku.to_string();
+        self.inner
+            .db
+            .write(move |tx| {
+                let n = tx.execute(
+                    "UPDATE cart_lines SET quantity = $1 WHERE cart_id = $2 AND sku = $3",
+                    params![quantity, cart, &s],
+                )?;
+                if n == 0 {
+                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
+                }
+                Ok(())
+            })
+            .await?;
+        self.priced(cart).await
+    }
+
+    pub async fn remove(&self, owner: &CartOwner, sku: &str) -> Result<PricedCart, Error> {
+        let cart = self.existing(owner).await?;
+        let s = sku.to_string();
+        self.inner
+            .db
+            .write(move |tx| {
+                let n = tx.execute("DELETE FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?;
+                if n == 0 {
+                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
+                }
+                Ok(())
+            })
+            .await?;
+        self.priced(cart).await
+    }
+
+    pub async fn set_shipping_method(
+        &self,
+        owner: &CartOwner,
+        code: &str,
+    ) -> Result<(PricedCart, Option<String>), Error> {
+        if !self.inner.shop.shipping_methods.iter().any(|m| m.code == code) {
+            let known: Vec<&str> = self.inner.shop.shipping_methods.iter().map(|m| m.code.as_str()).collect();
+            return Err(Error::field("code", format!("unknown shipping method; one of {}", known.join(", "))));
+        }
+        let (cart, token) = self.ensure(owner).await?;
+        let c = code.to_string();
+        self.inner
+            .db
+            .write(move |tx| Ok(tx.execute("UPDATE carts SET shipping_method = $1 WHERE id = $2", params![&c, cart])?))
+            .await?;
+        Ok((self.priced(cart).await?, token))
+    }
+
+    async fn find(&self, owner: &CartOwner) -> Result<Option<Id>, Error> {
+        let owner = owner.clone();
+        Ok(self.inner.db.read(move |tx| find_active(tx, &owner)).await?.map(|c| c.id))
+    }
+
+    async fn existing(&self, owner: &CartOwner) -> Result<Id, Error> {
+        self.find(owner).await?.ok_or_else(|| Error::not_found("no cart"))
+    }
+
+    /// The owner's cart priced now (an empty cart if there is none).
+    pub async fn view(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
+        match self.find(owner).await? {
+            Some(cart) => self.priced(cart).await,
+            None => self.empty(),
+        }
+    }
+
+    fn empty(&self) -> Result<PricedCart, Error> {
+        let method = &self.inner.shop.shipping_methods[0];
+        Ok(PricedCart {
+            id: None,
+            items: vec![],
+            totals: totals(self.inner.currency, &[], Money::zero(self.inner.currency), method, &self.tax_rule())?,
+            currency: self.inner.currency,
+            shipping_method: method.code.clone(),
+            unavailable: vec![],
+        })
+    }
+
+    fn tax_rule(&self) -> TaxRule {
+        TaxRule { rate_bp: self.inner.shop.tax_rate_bp, includes_shipping: self.inner.shop.tax_includes_shipping }
+    }
+
+    /// Prices cart `cart` from current catalog prices.
+    pub async fn priced(&self, cart: Id) -> Result<PricedCart, Error> {
+        let (method, lines) = self
+            .inner
+            .db
+            .read(move |tx| {
+                let method = tx
+                    .query_opt("SELECT shipping_method FROM carts WHERE id = $1", params![cart])?
+                    .ok_or_else(|| Error::not_found("no cart"))?
+                    .text(0)?;
+                let lines = tx
+                    .query(
+                        "SELECT sku, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
+                        params![cart],
+                    )?
+                    .iter()
+                    .map(|r| Ok((r.text(0)?, r.int(1)?)))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok((method, lines))
+            })
+            .await?;
+        let info = self.inner.catalog.skus(lines.iter().map(|(s, _)| s.clone()).collect()).await?;
+        let mut items = Vec::with_capacity(lines.len());
+        let mut unavailable = Vec::new();
+        for (sku, quantity) in lines {
+            match info.get(&sku) {
+                Some(i) if i.status == ProductStatus::Published => items.push(PricedLine {
+                    line_total: line_total(i.price, quantity)?,
+                    sku,
+                    product_id: i.product_id,
+                    name: i.product_name.clone(),
+                    options: i.options.clone(),
+                    quantity,
+                    unit_price: i.price,
+                }),
+                _ => unavailable.push(sku),
+            }
+        }
+        let shipping = self.shipping_method(&method);
+        let totals = totals(self.inner.currency, &items, Money::zero(self.inner.currency), shipping, &self.tax_rule())?;
+        Ok(PricedCart {
+            id: Some(cart),
+            items,
+            totals,
+            currency: self.inner.currency,
+            shipping_method: shipping.code.clone(),
+            unavailable,
+        })
+    }
+
+    /// Moves a guest cart's lines into the customer's cart (quantities add up,
+    /// capped at the line maximum) and retires the guest cart. Idempotent: a
+    /// merged cart is no longer active, so a second call finds nothing.
+    pub async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
+        let guest = CartOwner::Guest(Some(token.to_string()));
+        let g = guest.clone();
+        let Some(guest_cart) = self.inner.db.read(move |tx| find_active(tx, &g)).await? else {
+            return Ok(());
+        };
+        let (target, _) = self.ensure(&CartOwner::Customer(customer)).await?;
+        let max = self.inner.shop.max_line_quantity;
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let retired = tx.execute(
+                    "UPDATE carts SET status = 'merged', updated_at = $1 WHERE id = $2 AND status = 'active'",
+                    params![now, guest_cart.id],
+                )?;
+                if retired == 0 {
+                    return Ok(());
+                }
+                let lines = tx.query("SELECT sku, quantity, added_at FROM cart_lines WHERE cart_id = $1", params![guest_cart.id])?;
+                for r in lines {
+                    tx.execute(
+                        "INSERT INTO cart_lines (cart_id, sku, quantity, added_at) VALUES ($1, $2, $3, $4) \
+                         ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = CASE WHEN cart_lines.quantity + excluded.quantity > $5 \
+                         THEN $5 ELSE cart_lines.quantity + excluded.quantity END",
+                        params![target, &r.text(0)?, r.int(1)?.min(max), r.int(2)?, max],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// The customer's active cart for checkout, priced from current prices.
+    pub async fn for_checkout(&self, customer: Id) -> Result<PricedCart, Error> {
+        self.view(&CartOwner::Customer(customer)).await
+    }
+
+    /// Retires `cart` because `order` was placed from it. Idempotent.
+    pub async fn mark_converted(&self, cart: Id, order: Id) -> Result<(), Error> {
+        self.inner
+            .db
+            .write(move |tx| {
+                let n = tx.execute(
+                    "UPDATE carts SET status = 'converted', order_id = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+                    params![order, now_ms(), cart],
+                )?;
+                if n == 1 {
+                    emit(tx, "cart", &cart.to_string(), "cart.converted", &serde_json::json!({ "cart_id": cart, "order_id": order }))?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.inner.bus.wake();
+        Ok(())
+    }
+}

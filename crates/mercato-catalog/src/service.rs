@@ -1,0 +1,558 @@
+use crate::model::*;
+use mercato_core::{Currency, Error, Id, Money};
+use mercato_platform::db::{Param, Row};
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, Tx, now_ms, params};
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct CatalogService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    currency: Currency,
+    /// Product by id, invalidated on every write to it. The TTL only bounds how
+    /// long another instance's write can go unseen before events reach us.
+    products: Cache<i64, Arc<Product>>,
+    slugs: Cache<String, i64>,
+    tree: parking_lot::RwLock<Option<Arc<Vec<Category>>>>,
+}
+
+const PRODUCT_COLUMNS: &str =
+    "id, slug, name, description, category_id, status, min_price, currency, version, created_at, updated_at";
+
+fn money(amount: i64, currency: &str) -> Result<Money, Error> {
+    Ok(Money::new(amount, currency.parse()?))
+}
+
+fn product_from(r: &Row, variants: Vec<Variant>) -> Result<Product, Error> {
+    Ok(Product {
+        id: r.id(0)?,
+        slug: r.text(1)?,
+        name: r.text(2)?,
+        description: r.text(3)?,
+        category_id: r.id(4)?,
+        status: ProductStatus::parse(r.str(5)?)?,
+        price: money(r.int(6)?, r.str(7)?)?,
+        variants,
+        version: r.int(8)?,
+        created_at: r.int(9)?,
+        updated_at: r.int(10)?,
+    })
+}
+
+fn variant_from(r: &Row, offset: usize) -> Result<Variant, Error> {
+    Ok(Variant {
+        sku: r.text(offset)?,
+        options: serde_json::from_str(r.str(offset + 1)?).unwrap_or_default(),
+        price: money(r.int(offset + 2)?, r.str(offset + 3)?)?,
+        weight_grams: r.int(offset + 4)?,
+    })
+}
+
+fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
+    let Some(row) = tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"), params![id])? else {
+        return Ok(None);
+    };
+    let variants = tx
+        .query(
+            "SELECT sku, options, price, currency, weight_grams FROM variants WHERE product_id = $1 ORDER BY position",
+            params![id],
+        )?
+        .iter()
+        .map(|r| variant_from(r, 0))
+        .collect::<Result<Vec<_>, _>>()?;
+    product_from(&row, variants).map(Some)
+}
+
+fn unique_slug(tx: &mut dyn Tx, base: &str) -> Result<String, Error> {
+    let mut candidate = base.to_string();
+    for n in 2..1000 {
+        if tx.query_opt("SELECT 1 FROM products WHERE slug = $1", params![&candidate])?.is_none() {
+            return Ok(candidate);
+        }
+        candidate = format!("{base}-{n}");
+    }
+    Err(Error::conflict("could not find a free slug; give one explicitly"))
+}
+
+fn sku_conflict(e: Error) -> Error {
+    if e.code == mercato_core::ErrorCode::Conflict {
+        Error::conflict("a variant with this SKU, or a product with this slug, already exists")
+    } else {
+        e
+    }
+}
+
+impl CatalogService {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, currency: Currency, cache_entries: u64, cache_ttl: Duration) -> Self {
+        CatalogService {
+            inner: Arc::new(Inner {
+                db,
+                ids,
+                bus,
+                currency,
+                products: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
+                slugs: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
+                tree: parking_lot::RwLock::new(None),
+            }),
+        }
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.inner.currency
+    }
+
+    /// Drops cached copies of a product (called on local writes, and by the
+    /// event subscriber for writes made by other instances).
+    pub fn invalidate(&self, id: Id) {
+        self.inner.products.invalidate(&id.0);
+    }
+
+    pub fn invalidate_categories(&self) {
+        *self.inner.tree.write() = None;
+    }
+
+    pub async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
+        if let Some(tree) = self.inner.tree.read().clone() {
+            return Ok(tree);
+        }
+        let cats = self
+            .inner
+            .db
+            .read(|tx| {
+                tx.query("SELECT id, parent_id, slug, name, position FROM categories ORDER BY position, id", params![])?
+                    .iter()
+                    .map(|r| {
+                        Ok(Category {
+                            id: r.id(0)?,
+                            parent_id: r.opt_int(1)?.map(Id),
+                            slug: r.text(2)?,
+                            name: r.text(3)?,
+                            position: r.int(4)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            })
+            .await?;
+        let cats = Arc::new(cats);
+        *self.inner.tree.write() = Some(cats.clone());
+        Ok(cats)
+    }
+
+    /// A category by id or slug.
+    pub async fn category(&self, reference: &str) -> Result<Category, Error> {
+        let cats = self.categories().await?;
+        let by_id = reference.parse::<i64>().ok();
+        cats.iter()
+            .find(|c| Some(c.id.0) == by_id || c.slug == reference)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
+    }
+
+    /// The category and all its descendants.
+    pub async fn subtree(&self, root: Id) -> Result<Vec<Id>, Error> {
+        let cats = self.categories().await?;
+        let mut out = vec![root];
+        let mut i = 0;
+        while i < out.len() {
+            let parent = out[i];
+            out.extend(cats.iter().filter(|c| c.parent_id == Some(parent)).map(|c| c.id));
+            i += 1;
+        }
+        Ok(out)
+    }
+
+    pub async fn create_category(
+        &self,
+        name: &str,
+        slug: Option<&str>,
+        parent_id: Option<Id>,
+    ) -> Result<Category, Error> {
+        let name = validate_name(name)?;
+        let slug = match slug {
+            Some(s) => validate_slug(s)?,
+            None => slugify(&name),
+        };
+        if let Some(p) = parent_id {
+            self.category(&p.to_string()).await.map_err(|_| Error::field("parent_id", "no such category"))?;
+        }
+        let id = self.inner.ids.next();
+        let cat = Category { id, parent_id, slug, name, position: 0 };
+        let c = cat.clone();
+        self.inner
+            .db
+            .write(move |tx| {
+                let position = tx.query_one("SELECT COUNT(*) FROM categories", params![])?.int(0)?;
+                tx.execute(
+                    "INSERT INTO categories (id, parent_id, slug, name, position, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                    params![c.id, c.parent_id, &c.slug, &c.name, position, now_ms()],
+                )
+                .map_err(|e| sku_conflict(e.into()))?;
+                emit(tx, "category", &c.id.to_string(), "category.created", &serde_json::json!({ "id": c.id }))?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| if e.code == mercato_core::ErrorCode::Conflict { Error::conflict("a category with this slug exists") } else { e })?;
+        self.invalidate_categories();
+        self.inner.bus.wake();
+        Ok(cat)
+    }
+
+    pub async fn list(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
+        if q.limit == 0 || q.limit > 100 {
+            return Err(Error::field("limit", "must be between 1 and 100"));
+        }
+        if let (Some(a), Some(b)) = (q.min_price, q.max_price)
+            && a > b
+        {
+            return Err(Error::field("min_price", "must not exceed max_price"));
+        }
+        let cursor = q.cursor.as_deref().map(|c| Cursor::decode(c, q.sort)).transpose()?;
+        let categories = match &q.category {
+            Some(reference) => Some(self.subtree(self.category(reference).await?.id).await?),
+            None => None,
+        };
+        let limit = q.limit;
+        let sort = q.sort;
+        let status = q.status;
+        let all = q.include_all_statuses;
+        let (min_price, max_price) = (q.min_price, q.max_price);
+        let rows = self
+            .inner
+            .db
+            .read(move |tx| {
+                let mut sql =
+                    String::from("SELECT id, slug, name, min_price, currency, category_id FROM products WHERE 1 = 1");
+                let mut args: Vec<Param<'_>> = Vec::new();
+                let status_str = status.map(|s| s.as_str()).unwrap_or("published");
+                if !all || status.is_some() {
+                    args.push(Param::Text(status_str));
+                    sql.push_str(&format!(" AND status = ${}", args.len()));
+                }
+                if let Some(cats) = &categories {
+                    let start = args.len();
+                    args.extend(cats.iter().map(|c| Param::Int(c.0)));
+                    let ph: Vec<String> = (start + 1..=args.len()).map(|i| format!("${i}")).collect();
+                    sql.push_str(&format!(" AND category_id IN ({})", ph.join(", ")));
+                }
+                if let Some(p) = min_price {
+                    args.push(Param::Int(p));
+                    sql.push_str(&format!(" AND min_price >= ${}", args.len()));
+                }
+                if let Some(p) = max_price {
+                    args.push(Param::Int(p));
+                    sql.push_str(&format!(" AND min_price <= ${}", args.len()));
+                }
+                if let Some(c) = &cursor {
+                    let n = args.len();
+                    match sort {
+                        SortOrder::Newest => {
+                            args.push(Param::Int(c.id));
+                            sql.push_str(&format!(" AND id < ${}", n + 1));
+                        }
+                        SortOrder::PriceAsc | SortOrder::PriceDesc => {
+                            args.push(Param::Int(c.price.unwrap_or(0)));
+                            args.push(Param::Int(c.id));
+                            let op = if sort == SortOrder::PriceAsc { ">" } else { "<" };
+                            sql.push_str(&format!(" AND (min_price, id) {op} (${}, ${})", n + 1, n + 2));
+                        }
+                        SortOrder::Name => {
+                            args.push(Param::Text(c.name.as_deref().unwrap_or("")));
+                            args.push(Param::Int(c.id));
+                            sql.push_str(&format!(" AND (name, id) > (${}, ${})", n + 1, n + 2));
+                        }
+                    }
+                }
+                sql.push_str(match sort {
+                    SortOrder::Newest => " ORDER BY id DESC",
+                    SortOrder::PriceAsc => " ORDER BY min_price, id",
+                    SortOrder::PriceDesc => " ORDER BY min_price DESC, id DESC",
+                    SortOrder::Name => " ORDER BY name, id",
+                });
+                sql.push_str(&format!(" LIMIT {}", limit + 1));
+                let rows = tx.query(&sql, &args)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(ProductSummary {
+                            id: r.id(0)?,
+                            slug: r.text(1)?,
+                            name: r.text(2)?,
+                            price: money(r.int(3)?, r.str(4)?)?,
+                            category_id: r.id(5)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Error>>()
+            })
+            .await?;
+        let mut items = rows;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|last| {
+                Cursor {
+                    sort,
+                    price: matches!(sort, SortOrder::PriceAsc | SortOrder::PriceDesc).then_some(last.price.amount),
+                    name: (sort == SortOrder::Name).then(|| last.name.clone()),
+                    id: last.id.0,
+                }
+                .encode()
+            })
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    pub async fn get_by_id(&self, id: Id) -> Result<Arc<Product>, Error> {
+        if let Some(p) = self.inner.products.get(&id.0) {
+            return Ok(p);
+        }
+        let product = self
+            .inner
+            .db
+            .read(move |tx| load_product(tx, id))
+            .await?
+            .ok_or_else(|| Error::not_found("product not found"))?;
+        let product = Arc::new(product);
+        self.inner.products.insert(id.0, product.clone());
+        Ok(product)
+    }
+
+    /// A product by id or slug. With `published_only`, drafts and archived
+    /// products are reported as not found.
+    pub async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
+        let id = match reference.parse::<i64>() {
+            Ok(id) if id > 0 => Id(id),
+            _ => match self.inner.slugs.get(reference) {
+                Some(id) => Id(id),
+                None => {
+                    let slug = reference.to_string();
+                    let id = self
+                        .inner
+                        .db
+                        .read(move |tx| Ok(tx.query_opt("SELECT id FROM products WHERE slug = $1", params![&slug])?))
+                        .await?
+                        .ok_or_else(|| Error::not_found("product not found"))?
+                        .id(0)?;
+                    self.inner.slugs.insert(reference.to_string(), id.0);
+                    id
+                }
+            },
+        };
+        let product = self.get_by_id(id).await?;
+        if published_only && product.status != ProductStatus::Published {
+            return Err(Error::not_found("product not found"));
+        }
+        if reference.parse::<i64>().is_err() && product.slug != reference {
+            // A stale slug mapping (the slug changed): look again.
+            self.inner.slugs.invalidate(reference);
+            return Err(Error::not_found("product not found"));
+        }
+        Ok(product)
+    }
+
+    pub async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {
+        let new = new.validate(self.inner.currency)?;
+        self.category(&new.category_id.to_string())
+            .await
+            .map_err(|_| Error::field("category_id", "no such category"))?;
+        let id = self.inner.ids.next();
+        let product = self
+            .inner
+            .db
+            .write(move |tx| {
+                let slug = match &new.slug {
+                    Some(s) => s.clone(),
+                    None => unique_slug(tx, &slugify(&new.name))?,
+                };
+                insert_product(tx, id, &slug, &new, now_ms()).map_err(sku_conflict)?;
+                let p = load_product(tx, id)?.ok_or_else(|| Error::internal("inserted product vanished"))?;
+                emit(
+                    tx,
+                    "product",
+                    &id.to_string(),
+                    "product.created",
+                    &serde_json::json!({ "id": id, "status": p.status }),
+                )?;
+                Ok(p)
+            })
+            .await?;
+        self.inner.bus.wake();
+        let product = Arc::new(product);
+        self.inner.products.insert(id.0, product.clone());
+        Ok(product)
+    }
+
+    pub async fn update(&self, id: Id, patch: ProductPatch) -> Result<Arc<Product>, Error> {
+        let name = patch.name.as_deref().map(validate_name).transpose()?;
+        let description = patch.description.as_deref().map(validate_description).transpose()?;
+        if let Some(c) = patch.category_id {
+            self.category(&c.to_string()).await.map_err(|_| Error::field("category_id", "no such category"))?;
+        }
+        let status = patch.status;
+        let category_id = patch.category_id;
+        let product = self
+            .inner
+            .db
+            .write(move |tx| {
+                let before = load_product(tx, id)?.ok_or_else(|| Error::not_found("product not found"))?;
+                tx.execute(
+                    "UPDATE products SET name = COALESCE($1, name), description = COALESCE($2, description), \
+                     status = COALESCE($3, status), category_id = COALESCE($4, category_id), \
+                     version = version + 1, updated_at = $5 WHERE id = $6",
+                    params![
+                        name.as_deref(),
+                        description.as_deref(),
+                        status.map(|s| s.as_str()),
+                        category_id,
+                        now_ms(),
+                        id
+                    ],
+                )?;
+                let after = load_product(tx, id)?.ok_or_else(|| Error::internal("updated product vanished"))?;
+                let kind = match (before.status, after.status) {
+                    (a, ProductStatus::Archived) if a != ProductStatus::Archived => "product.archived",
+                    (a, ProductStatus::Published) if a != ProductStatus::Published => "product.published",
+                    _ => "product.updated",
+                };
+                emit(
+                    tx,
+                    "product",
+                    &id.to_string(),
+                    kind,
+                    &serde_json::json!({ "id": id, "status": after.status, "version": after.version }),
+                )?;
+                Ok(after)
+            })
+            .await?;
+        self.inner.bus.wake();
+        self.invalidate(id);
+        Ok(Arc::new(product))
+    }
+
+    pub async fn update_variant(&self, sku: &str, patch: VariantPatch) -> Result<Arc<Product>, Error> {
+        let price = patch.price.map(|p| validate_price(p, self.inner.currency)).transpose()?;
+        let weight = patch.weight_grams.map(validate_weight).transpose()?;
+        let sku = sku.to_string();
+        let product = self
+            .inner
+            .db
+            .write(move |tx| {
+                let row = tx
+                    .query_opt("SELECT product_id, price FROM variants WHERE sku = $1", params![&sku])?
+                    .ok_or_else(|| Error::not_found(format!("SKU {sku} not found")))?;
+                let (product_id, old_price) = (row.id(0)?, row.int(1)?);
+                tx.execute(
+                    "UPDATE variants SET price = COALESCE($1, price), weight_grams = COALESCE($2, weight_grams) WHERE sku = $3",
+                    params![price.map(|p| p.amount), weight, &sku],
+                )?;
+                tx.execute(
+                    "UPDATE products SET min_price = (SELECT MIN(price) FROM variants WHERE product_id = $1), \
+                     version = version + 1, updated_at = $2 WHERE id = $1",
+                    params![product_id, now_ms()],
+                )?;
+                if let Some(p) = price
+                    && p.amount != old_price
+                {
+                    emit(tx, "product", &product_id.to_string(), "variant.price_changed",
+                        &serde_json::json!({ "product_id": product_id, "sku": sku, "old": old_price, "new": p.amount }))?;
+                } else {
+                    emit(tx, "product", &product_id.to_string(), "product.updated", &serde_json::json!({ "id": product_id }))?;
+                }
+                load_product(tx, product_id)?.ok_or_else(|| Error::internal("product vanished"))
+            })
+            .await?;
+        self.inner.bus.wake();
+        self.invalidate(product.id);
+        Ok(Arc::new(product))
+    }
+
+    /// Current facts about `skus` (missing SKUs are simply absent), always
+    /// from the database: checkout must price from the source of truth.
+    pub async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+        if skus.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.inner
+            .db
+            .read(move |tx| {
+                let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
+                let sql = format!(
+                    "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status \
+                     FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku IN ({})",
+                    ph.join(", ")
+                );
+                let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
+                let mut out = HashMap::new();
+                for r in tx.query(&sql, &args)? {
+                    let v = variant_from(&r, 0)?;
+                    out.insert(
+                        v.sku.clone(),
+                        SkuInfo {
+                            sku: v.sku,
+                            product_id: r.id(5)?,
+                            product_name: r.text(6)?,
+                            status: ProductStatus::parse(r.str(7)?)?,
+                            options: v.options,
+                            price: v.price,
+                            weight_grams: v.weight_grams,
+                        },
+                    );
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    pub async fn product_count(&self) -> Result<i64, Error> {
+        self.inner.db.read(|tx| tx.query_one("SELECT COUNT(*) FROM products", params![])?.int(0)).await
+    }
+
+    /// Bulk insert for seeding: one transaction per call, no events (a fresh
+    /// catalog has no subscribers to tell; the search index is rebuilt from the
+    /// tables).
+    pub async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
+        let currency = self.inner.currency;
+        let ids: Vec<Id> = products.iter().map(|_| self.inner.ids.next()).collect();
+        let out = ids.clone();
+        let mut batch = Some(products);
+        self.inner
+            .db
+            .write(move |tx| {
+                let products = batch.take().ok_or_else(|| Error::internal("batch retried"))?;
+                let now = now_ms();
+                for ((p, slug), id) in products.into_iter().zip(&ids) {
+                    let p = p.validate(currency)?;
+                    insert_product(tx, *id, &slug, &p, now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(out)
+    }
+}
+
+fn insert_product(tx: &mut dyn Tx, id: Id, slug: &str, p: &NewProduct, now: i64) -> Result<(), Error> {
+    let min_price = p.variants.iter().map(|v| v.price.amount).min().unwrap_or(0);
+    let currency = p.variants[0].price.currency;
+    tx.execute(
+        &format!("INSERT INTO products ({PRODUCT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)"),
+        params![id, slug, &p.name, &p.description, p.category_id, p.status.as_str(), min_price, currency.as_str(), now],
+    )?;
+    for (pos, v) in p.variants.iter().enumerate() {
+        let options = serde_json::to_string(&v.options).unwrap_or_else(|_| "{}".into());
+        tx.execute(
+            "INSERT INTO variants (sku, product_id, options, price, currency, weight_grams, position) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![&v.sku, id, &options, v.price.amount, v.price.currency.as_str(), v.weight_grams, pos as i64],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+use crate::model::{Customer, Email, Principal, Role, validate_name, validate_password};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use mercato_core::{Error, ErrorCode, Id};
+use mercato_platform::config::AuthConfig;
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::ratelimit::RateLimiter;
+use mercato_platform::{Db, now_ms, params, random_token, sha256_hex};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Clone)]
+pub struct CustomersService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    cfg: AuthConfig,
+    argon: Argon2<'static>,
+    limiter: RateLimiter,
+    /// Verified against when the email is unknown, so that a wrong email and a
+    /// wrong password take the same time.
+    dummy_hash: String,
+}
+
+pub struct LoginOutcome {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub customer: Customer,
+}
+
+const INVALID_LOGIN: &str = "email or password is incorrect";
+
+impl CustomersService {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthConfig) -> Self {
+        let params = Params::new(cfg.argon2_memory_kib, 2, 1, None).unwrap_or_default();
+        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
+        let dummy_hash = argon.hash_password(b"not-a-real-password", &salt).expect("hashing works").to_string();
+        let limiter = RateLimiter::new(Duration::from_secs(cfg.login_window_secs));
+        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash }) }
+    }
+
+    async fn hash(&self, password: String) -> Result<String, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
+            inner.argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
+        })
+        .await
+        .map_err(|e| Error::internal(e.to_string()))?
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
+    }
+
+    async fn verify(&self, password: String, hash: String) -> bool {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|h| inner.argon.verify_password(password.as_bytes(), &h).is_ok())
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// Registers a customer. A taken email gets the same answer as a new one,
+    /// after the same amount of work, so registration cannot be used to learn
+    /// which emails have accounts.
+    pub async fn register(&self, email: &str, password: &str, name: &str) -> Result<(String, String), Error> {
+        let email = Email::parse(email)?;
+        validate_password(password)?;
+        let name = validate_name(name)?;
+        let hash = self.hash(password.to_string()).await?;
+        let id = self.inner.ids.next();
+        let (e, n) = (email.as_str().to_string(), name.clone());
+        let created = self
+            .inner
+            .db
+            .write(move |tx| {
+                let inserted = tx.execute(
+                    "INSERT INTO customers (id, email, name, password_hash, role, created_at) \
+                     VALUES ($1, $2, $3, $4, 'customer', $5) ON CONFLICT (email) DO NOTHING",
+                    params![id, &e, &n, &hash, now_ms()],
+                )?;
+                if inserted == 1 {
+                    emit(tx, "customer", &id.to_string(), "customer.registered", &serde_json::json!({ "id": id }))?;
+                }
+                Ok(inserted == 1)
+            })
+            .await?;
+        if created {
+            self.inner.bus.wake();
+        }
+        Ok((email.as_str().to_string(), name))
+    }
+
+    pub async fn login(&self, email: &str, password: &str, address: &str) -> Result<LoginOutcome, Error> {
+        let cfg = &self.inner.cfg;
+        let limiter = &self.inner.limiter;
+        let normalized = email.trim().to_lowercase();
+        let account_key = format!("acct:{normalized}");
+        let address_key = format!("addr:{address}");
+        for (key, limit) in
+            [(&account_key, cfg.login_failures_per_account), (&address_key, cfg.login_failures_per_address)]
+        {
+            if let Some(wait) = limiter.blocked(key, limit) {
+                return Err(Error::new(ErrorCode::RateLimited, "too many failed login attempts; try again later")
+                    .with_retry_after(wait));
+            }
+        }
+        let e = normalized.clone();
+        let row = self
+            .inner
+            .db
+            .read(move |tx| {
+                Ok(tx.query_opt(
+                    "SELECT id, email, name, password_hash, role, created_at FROM customers WHERE email = $1",
+                    params![&e],
+                )?)
+            })
+            .await?;
+        let (customer, hash) = match row {
+            Some(r) => (
+                Some(Customer {
+                    id: r.id(0)?,
+                    email: r.text(1)?,
+                    name: r.text(2)?,
+                    role: Role::parse(r.str(4)?),
+                    created_at: r.int(5)?,
+                }),
+                r.text(3)?,
+            ),
+            None => (None, self.inner.dummy_hash.clone()),
+        };
+        let ok = self.verify(password.to_string(), hash).await;
+        let Some(customer) = customer.filter(|_| ok) else {
+            limiter.record(&account_key);
+            limiter.record(&address_key);
+            return Err(Error::unauthorized(INVALID_LOGIN));
+        };
+        limiter.reset(&account_key);
+        let token = format!("mct_{}", random_token());
+        let token_hash = sha256_hex(token.as_bytes());
+        let ttl = cfg.token_ttl_secs;
+        let (cid, role) = (customer.id, customer.role.as_str());
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO sessions (token_hash, customer_id, role, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    params![&token_hash, cid, role, now + (ttl as i64) * 1000, now],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(LoginOutcome { access_token: token, expires_in: ttl, customer })
+    }
+
+    /// Resolves a bearer token. Expired and revoked tokens are told apart from
+    /// unknown ones so clients know to log in again.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        let token_hash = sha256_hex(token.as_bytes());
+        let row = self
+            .inner
+            .db
+            .read(move |tx| {
+                Ok(tx.query_opt(
+                    "SELECT customer_id, role, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
+                    params![&token_hash],
+                )?)
+            })
+            .await?
+            .ok_or_else(|| Error::unauthorized("invalid access token"))?;
+        if row.opt_int(3)?.is_some() || row.int(2)? <= now_ms() {
+            return Err(Error::new(ErrorCode::TokenExpired, "access token has expired or was revoked"));
+        }
+        Ok(Principal { customer_id: row.id(0)?, role: Role::parse(row.str(1)?) })
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<(), Error> {
+        let token_hash = sha256_hex(token.as_bytes());
+        self.inner
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
+                    params![now_ms(), &token_hash],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: Id) -> Result<Customer, Error> {
+        self.inner
+            .db
+            .read(move |tx| {
+                let r = tx
+                    .query_opt("SELECT id, email, name, role, created_at FROM customers WHERE id = $1", params![id])?
+                    .ok_or_else(|| Error::not_found("customer not found"))?;
+                Ok(Customer {
+                    id: r.id(0)?,
+                    email: r.text(1)?,
+                    name: r.text(2)?,
+                    role: Role::parse(r.str(3)?),
+                    created_at: r.int(4)?,
+                })
+            })
+            .await
+    }
+
+    /// Makes sure the configured admin account exists. Returns the password when
+    /// it had to generate one (first run without a configured password).
+    pub async fn ensure_admin(&self, email: &str, configured_password: Option<&str>) -> Result<Option<String>, Error> {
+        let email = Email::parse(email)?;
+        let e = email.as_str().to_string();
+        let exists = self
+            .inner
+            .db
+            .read(move |tx| Ok(tx.query_opt("SELECT id FROM customers WHERE email = $1", params![&e])?.is_some()))
+            .await?;
+        let (password, generated) = match (exists, configured_password) {
+            (true, None) => return Ok(None),
+            (_, Some(p)) => {
+                validate_password(p)?;
+                (p.to_string(), false)
+            }
+            (false, None) => (random_token()[..20].to_string(), true),
+        };
+        let hash = self.hash(password.clone()).await?;
+        let id = self.inner.ids.next();
+        let e = email.as_str().to_string();
+        self.inner
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO customers (id, email, name, password_hash, role, created_at) VALUES ($1, $2, 'Administrator', $3, 'admin', $4) \
+                     ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash, role = 'admin'",
+                    params![id, &e, &hash, now_ms()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok(generated.then_some(password))
+    }
+
+    /// Deletes sessions that expired more than a day ago.
+    pub async fn purge_sessions(&self) -> Result<u64, Error> {
+        self.inner
+            .db
+            .write(|tx| Ok(tx.execute("DELETE FROM sessions WHERE expires_at < $1", params![now_ms() - 86_400_000])?))
+            .await
+    }
+}

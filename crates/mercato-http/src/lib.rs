@@ -1,0 +1,148 @@
+//! Mercato's HTTP edge: routes, request/response types, OpenAPI, problem+json
+//! errors and the middleware stack.
+//!
+//! Architecture invariant: this crate is thin. A handler parses, calls one
+//! domain use case, and renders. It owns no business rule and no SQL.
+
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use mercato_core::{Error, ErrorCode};
+pub use state::AppState;
+use std::time::{Duration, Instant};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_scalar::{Scalar, Servable};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Mercato", description = "An e-commerce backend: catalog, inventory, customers, cart, checkout, orders, payments."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Registration, login, sessions"),
+        (name = "catalog", description = "Categories and products"),
+        (name = "cart", description = "Guest and customer carts"),
+        (name = "orders", description = "Checkout, orders, payments"),
+        (name = "payments", description = "Payment provider webhooks"),
+        (name = "admin", description = "Back-office operations (admin role)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::auth::router())
+        .merge(routes::catalog::router())
+        .merge(routes::inventory::router())
+        .merge(routes::cart::router())
+        .merge(routes::orders::router())
+}
+
+#[derive(Clone)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = mercato_platform::random_token();
+        axum::http::HeaderValue::from_str(&id[..22]).ok().map(RequestId::new)
+    }
+}
+
+/// The whole application: API, docs, ops endpoints and the middleware stack
+/// (outermost first): request id, tracing, metrics, panic guard, timeout,
+/// body limit.
+pub fn app(state: AppState) -> Router {
+    let (api, doc) = api_router().split_for_parts();
+    let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
+    let body_limit = state.config.http.body_limit_bytes;
+    let doc_json = serde_json::to_vec(&doc).unwrap_or_default();
+    let request_id = HeaderName::from_static("x-request-id");
+    api.route("/healthz", get(routes::ops::healthz))
+        .route("/readyz", get(routes::ops::readyz))
+        .route("/metrics", get(routes::ops::metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let body = doc_json.clone();
+                async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body) }
+            }),
+        )
+        .merge(Scalar::with_url("/docs", doc))
+        .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
+        .method_not_allowed_fallback(|| async {
+            let mut r = ApiError(Error::validation("method not allowed for this endpoint")).into_response();
+            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            r
+        })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", request_id = %id, method = %req.method(), uri = %req.uri().path())
+                }))
+                .layer(middleware::from_fn(record_metrics))
+                .layer(CatchPanicLayer::custom(|_| ApiError(Error::internal("handler panicked")).into_response()))
+                .layer(middleware::from_fn(move |req: Request, next: Next| deadline(req, next, timeout)))
+                .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
+        )
+}
+
+async fn deadline(req: Request, next: Next, timeout: Duration) -> Response {
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError(Error::new(ErrorCode::Unavailable, "request timed out")).into_response(),
+    }
+}
+
+/// Per-route request count, error count and latency histogram, labelled by the
+/// route template (never the raw path, which would explode cardinality).
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let method = req.method().as_str().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let labels = [("method", method), ("route", route), ("status", status.to_string())];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    if status >= 500 {
+        metrics::counter!("http_request_errors_total", &labels).increment(1);
+    }
+    metrics::histogram!("http_request_duration_seconds", &labels[..2]).record(start.elapsed().as_secs_f64());
+    resp
+}

@@ -1,0 +1,6 @@
+pub mod auth;
+pub mod cart;
+pub mod catalog;
+pub mod inventory;
+pub mod ops;
+pub mod orders;

@@ -1,0 +1,31 @@
+//! What handlers share. Everything here is a handle to a service or a store:
+//! no request leaves state behind in the process (a second instance would not
+//! see it).
+
+use mercato_cart::CartService;
+use mercato_catalog::CatalogService;
+use mercato_customers::CustomersService;
+use mercato_inventory::InventoryService;
+use mercato_orders::OrdersService;
+use mercato_payments::PaymentsService;
+use mercato_platform::Db;
+use mercato_platform::config::Config;
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub catalog: CatalogService,
+    pub inventory: InventoryService,
+    pub customers: CustomersService,
+    pub cart: CartService,
+    pub orders: OrdersService,
+    pub payments: PaymentsService,
+    pub metrics: PrometheusHandle,
+    /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
+    /// sending new requests while in-flight ones finish.
+    pub draining: Arc<AtomicBool>,
+}

@@ -1,0 +1,383 @@
+use mercato_core::{Error, ErrorCode, Id, Millis};
+use mercato_platform::db::Param;
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, Tx, now_ms, params};
+use moka::sync::Cache;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Stock {
+    pub available: i64,
+    pub reserved: i64,
+    pub sold: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Adjustment {
+    pub id: Id,
+    pub delta: i64,
+    pub available_after: i64,
+    pub reason: String,
+    pub actor: String,
+    pub created_at: Millis,
+}
+
+/// One SKU and a quantity, for reservations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Line {
+    pub sku: String,
+    pub quantity: i64,
+}
+
+#[derive(Clone)]
+pub struct InventoryService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    /// Displayed availability. Local writes invalidate it at once; the short
+    /// TTL bounds staleness from other instances. Decisions (reserve) never read it.
+    shown: Cache<String, i64>,
+}
+
+fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
+    emit(
+        tx,
+        "stock",
+        reference,
+        "stock.changed",
+        &serde_json::json!({ "skus": skus, "cause": cause, "reference": reference }),
+    )
+}
+
+fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
+    tx.query_opt("SELECT available, reserved, sold FROM stock WHERE sku = $1", params![sku])?
+        .map(|r| Ok::<_, Error>(Stock { available: r.int(0)?, reserved: r.int(1)?, sold: r.int(2)? }))
+        .transpose()
+}
+
+impl InventoryService {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
+        InventoryService {
+            inner: Arc::new(Inner {
+                db,
+                ids,
+                bus,
+                shown: Cache::builder().max_capacity(200_000).time_to_live(Duration::from_secs(2)).build(),
+            }),
+        }
+    }
+
+    pub fn invalidate(&self, skus: &[String]) {
+        for s in skus {
+            self.inner.shown.invalidate(s);
+        }
+    }
+
+    /// Available units for display (product pages, carts). May lag other
+    /// instances by the cache TTL; never used to decide a sale.
+    pub async fn available(&self, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
+        let mut out = HashMap::with_capacity(skus.len());
+        let mut missing = Vec::new();
+        for s in skus {
+            match self.inner.shown.get(s) {
+                Some(v) => {
+                    out.insert(s.clone(), v);
+                }
+                None => missing.push(s.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            let found = self
+                .inner
+                .db
+                .read(move |tx| {
+                    let ph: Vec<String> = (1..=missing.len()).map(|i| format!("${i}")).collect();
+                    let args: Vec<Param<'_>> = missing.iter().map(|s| Param::Text(s)).collect();
+                    let rows =
+                        tx.query(&format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")), &args)?;
+                    let mut found: HashMap<String, i64> = missing.iter().map(|s| (s.clone(), 0)).collect();
+                    for r in rows {
+                        found.insert(r.text(0)?, r.int(1)?);
+                    }
+                    Ok(found)
+                })
+                .await?;
+            for (k, v) in found {
+                self.inner.shown.insert(k.clone(), v);
+                out.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn stock(&self, sku: &str) -> Result<Stock, Error> {
+        let s = sku.to_string();
+        Ok(self.inner.db.read(move |tx| read_stock(tx, &s)).await?.unwrap_or(Stock {
+            available: 0,
+            reserved: 0,
+            sold: 0,
+        }))
+    }
+
+    pub async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
+        let s = sku.to_string();
+        self.inner
+            .db
+            .read(move |tx| {
+                tx.query(
+                    "SELECT id, delta, available_after, reason, actor, created_at FROM adjustments WHERE sku = $1 ORDER BY id DESC LIMIT $2",
+                    params![&s, limit],
+                )?
+                .iter()
+                .map(|r| {
+                    Ok(Adjustment {
+                        id: r.id(0)?,
+                        delta: r.int(1)?,
+                        available_after: r.int(2)?,
+                        reason: r.text(3)?,
+                        actor: r.text(4)?,
+                        created_at: r.int(5)?,
+                    })
+                })
+                .collect()
+            })
+            .await
+    }
+
+    /// Sets the available quantity, recording the difference as an adjustment.
+    pub async fn set_available(&self, sku: &str, available: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+        if available < 0 {
+            return Err(Error::field("available", "must not be negative"));
+        }
+        self.apply(sku, Target::Set(available), reason, actor).await
+    }
+
+    /// Adds `delta` (negative to remove) to the available quantity. Removing more
+    /// than is available is refused and changes nothing.
+    pub async fn adjust(&self, sku: &str, delta: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+        if delta == 0 {
+            return Err(Error::field("delta", "must not be zero"));
+        }
+        self.apply(sku, Target::Delta(delta), reason, actor).await
+    }
+
+    async fn apply(&self, sku: &str, target: Target, reason: &str, actor: &str) -> Result<Stock, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(Error::field("reason", "must be 1 to 500 characters"));
+        }
+        if matches!(target, Target::Set(v) | Target::Delta(v) if v.abs() > 1_000_000_000) {
+            return Err(Error::validation("quantity out of range"));
+        }
+        let (sku_s, reason, actor) = (sku.to_string(), reason.to_string(), actor.to_string());
+        let id = self.inner.ids.next();
+        let stock = self
+            .inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO stock (sku, available, reserved, sold, updated_at) VALUES ($1, 0, 0, 0, $2) ON CONFLICT (sku) DO NOTHING",
+                    params![&sku_s, now],
+                )?;
+                let before = read_stock(tx, &sku_s)?.ok_or_else(|| Error::internal("stock row vanished"))?;
+                let delta = match target {
+                    Target::Set(v) => v - before.available,
+                    Target::Delta(d) => d,
+                };
+                let changed = tx.execute(
+                    "UPDATE stock SET available = available + $1, updated_at = $2 WHERE sku = $3 AND available + $1 >= 0",
+                    params![delta, now, &sku_s],
+                )?;
+                if changed == 0 {
+                    return Err(Error::conflict(format!(
+                        "cannot remove {} units of {sku_s}: only {} available",
+                        -delta, before.available
+                    )));
+                }
+                let after = read_stock(tx, &sku_s)?.ok_or_else(|| Error::internal("stock row vanished"))?;
+                if delta != 0 {
+                    tx.execute(
+                        "INSERT INTO adjustments (id, sku, delta, available_after, reason, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        params![id, &sku_s, delta, after.available, &reason, &actor, now],
+                    )?;
+                    stock_changed(tx, &[&sku_s], "adjustment", &id.to_string())?;
+                }
+                Ok(after)
+            })
+            .await?;
+        self.inner.shown.invalidate(sku);
+        self.inner.bus.wake();
+        Ok(stock)
+    }
+
+    /// Bulk initial stock for seeding: one transaction, audited as "seed".
+    pub async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
+        let ids: Vec<Id> = lines.iter().map(|_| self.inner.ids.next()).collect();
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                for ((sku, qty), id) in lines.iter().zip(&ids) {
+                    tx.execute(
+                        "INSERT INTO stock (sku, available, reserved, sold, updated_at) VALUES ($1, $2, 0, 0, $3)",
+                        params![sku, *qty, now],
+                    )?;
+                    tx.execute(
+                        "INSERT INTO adjustments (id, sku, delta, available_after, reason, actor, created_at) VALUES ($1, $2, $3, $3, 'initial stock', 'seed', $4)",
+                        params![*id, sku, *qty, now],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Holds stock for every line of `reservation`, or for none: either all
+    /// conditional decrements succeed or the whole transaction rolls back.
+    /// Calling it again with the same id returns without reserving twice.
+    pub async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
+        let mut lines = lines.to_vec();
+        // A fixed lock order across transactions avoids deadlocks on row-locking backends.
+        lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+        if lines.is_empty() || lines.iter().any(|l| l.quantity <= 0) {
+            return Err(Error::validation("a reservation needs lines with positive quantities"));
+        }
+        let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let inserted = tx.execute(
+                    "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
+                    params![reservation, now],
+                )?;
+                if inserted == 0 {
+                    return Ok(()); // already reserved by an earlier attempt
+                }
+                for l in &lines {
+                    let ok = tx.execute(
+                        "UPDATE stock SET available = available - $1, reserved = reserved + $1, updated_at = $2 \
+                         WHERE sku = $3 AND available >= $1",
+                        params![l.quantity, now, &l.sku],
+                    )?;
+                    if ok == 0 {
+                        let available = read_stock(tx, &l.sku)?.map(|s| s.available).unwrap_or(0);
+                        return Err(Error::new(
+                            ErrorCode::OutOfStock,
+                            format!("only {available} of {} available, {} requested", l.sku, l.quantity),
+                        )
+                        .with_details(serde_json::json!({ "sku": l.sku, "available": available, "requested": l.quantity })));
+                    }
+                    tx.execute(
+                        "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
+                        params![reservation, &l.sku, l.quantity],
+                    )?;
+                }
+                let sku_refs: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+                stock_changed(tx, &sku_refs, "reserved", &reservation.to_string())?;
+                Ok(())
+            })
+            .await?;
+        self.invalidate(&skus);
+        self.inner.bus.wake();
+        Ok(())
+    }
+
+    /// Held units become sold (the order was paid).
+    pub async fn commit(&self, reservation: Id) -> Result<bool, Error> {
+        self.transition(reservation, "held", "committed").await
+    }
+
+    /// Held units go back to available (the order was cancelled or expired).
+    pub async fn release(&self, reservation: Id) -> Result<bool, Error> {
+        self.transition(reservation, "held", "released").await
+    }
+
+    /// Sold units go back to available (a paid order was cancelled before it shipped).
+    pub async fn restock(&self, reservation: Id) -> Result<bool, Error> {
+        self.transition(reservation, "committed", "restocked").await
+    }
+
+    /// Moves a reservation's units between buckets, once: the state change is
+    /// conditional, so concurrent or repeated calls find nothing to do.
+    async fn transition(&self, reservation: Id, from: &'static str, to: &'static str) -> Result<bool, Error> {
+        let sql = match (from, to) {
+            ("held", "committed") => {
+                "UPDATE stock SET reserved = reserved - $1, sold = sold + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
+            }
+            ("held", "released") => {
+                "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
+            }
+            ("committed", "restocked") => {
+                "UPDATE stock SET sold = sold - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND sold >= $1"
+            }
+            _ => return Err(Error::internal("unknown reservation transition")),
+        };
+        let result = self
+            .inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let moved = tx.execute(
+                    "UPDATE reservations SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+                    params![to, now, reservation, from],
+                )?;
+                if moved == 0 {
+                    return Ok(None);
+                }
+                let lines = tx.query(
+                    "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY sku",
+                    params![reservation],
+                )?;
+                let mut skus = Vec::with_capacity(lines.len());
+                for r in &lines {
+                    let (sku, qty) = (r.text(0)?, r.int(1)?);
+                    if tx.execute(sql, params![qty, now, &sku])? == 0 {
+                        return Err(Error::internal(format!(
+                            "stock of {sku} is inconsistent with reservation {reservation}"
+                        )));
+                    }
+                    skus.push(sku);
+                }
+                let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+                stock_changed(tx, &refs, to, &reservation.to_string())?;
+                Ok(Some(skus))
+            })
+            .await?;
+        match result {
+            Some(skus) => {
+                self.invalidate(&skus);
+                self.inner.bus.wake();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The state of a reservation, if it exists.
+    pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
+        self.inner
+            .db
+            .read(move |tx| {
+                tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![reservation])?
+                    .map(|r| r.text(0))
+                    .transpose()
+            })
+            .await
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Set(i64),
+    Delta(i64),
+}

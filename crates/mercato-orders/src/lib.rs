@@ -1,0 +1,78 @@
+//! Checkout and the order lifecycle.
+//!
+//! Placing an order is a saga the orders domain owns: claim the idempotency
+//! key (recording the order id it will use), reserve stock in the inventory
+//! domain under that id, then insert the order and complete the claim in one
+//! transaction. Every step is idempotent and keyed by the order id, so a retry
+//! after a crash resumes instead of duplicating, and the sweeper releases the
+//! stock of checkouts that crashed and were never retried. Nothing here needs
+//! the inventory tables to live in the same database as the orders.
+
+pub mod model;
+mod service;
+
+pub use model::{Address, Order, OrderItem, OrderStatus};
+pub use service::{AdminFilter, OrdersService, PaymentResult, Placed};
+
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
+    version: 1,
+    name: "orders, items, history, checkout claims",
+    sql: r#"
+        CREATE TABLE orders (
+            id INTEGER PRIMARY KEY,
+            customer_id INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            currency TEXT NOT NULL,
+            subtotal INTEGER NOT NULL,
+            discount INTEGER NOT NULL,
+            shipping INTEGER NOT NULL,
+            tax INTEGER NOT NULL,
+            total INTEGER NOT NULL,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            shipping_address TEXT NOT NULL,
+            shipping_method TEXT NOT NULL,
+            cart_id INTEGER,
+            idempotency_key TEXT,
+            payment_due_at INTEGER,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX orders_by_customer ON orders (customer_id, id);
+        CREATE INDEX orders_by_status ON orders (status, id);
+        CREATE INDEX orders_payment_due ON orders (payment_due_at) WHERE status = 'pending_payment';
+        CREATE TABLE order_items (
+            order_id INTEGER NOT NULL REFERENCES orders (id),
+            line INTEGER NOT NULL,
+            sku TEXT NOT NULL,
+            product_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            options TEXT NOT NULL,
+            quantity INTEGER NOT NULL CHECK (quantity > 0),
+            unit_price INTEGER NOT NULL,
+            line_total INTEGER NOT NULL,
+            PRIMARY KEY (order_id, line)
+        );
+        CREATE TABLE order_history (
+            id INTEGER PRIMARY KEY,
+            order_id INTEGER NOT NULL REFERENCES orders (id),
+            from_status TEXT,
+            to_status TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            note TEXT,
+            at INTEGER NOT NULL
+        );
+        CREATE INDEX order_history_by_order ON order_history (order_id, id);
+        CREATE TABLE checkouts (
+            customer_id INTEGER NOT NULL,
+            idempotency_key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            lease_until INTEGER NOT NULL,
+            response TEXT,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (customer_id, idempotency_key)
+        );
+        CREATE INDEX checkouts_stale ON checkouts (state, lease_until);
+    "#,
+}];

@@ -1,0 +1,704 @@
+use crate::model::{Action, Address, HistoryEntry, Order, OrderItem, OrderStatus, next};
+use mercato_cart::CartService;
+use mercato_core::{Currency, Error, ErrorCode, Id, Money};
+use mercato_inventory::{InventoryService, Line};
+use mercato_payments::{PayOutcome, Payment, PaymentsService};
+use mercato_platform::config::OrdersConfig;
+use mercato_platform::db::Param;
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, Row, Tx, now_ms, params};
+use std::sync::Arc;
+
+/// How long a checkout may hold its idempotency key before another request
+/// with the same key may take over (it must exceed the request timeout).
+const CHECKOUT_LEASE_MS: i64 = 60_000;
+
+#[derive(Clone)]
+pub struct OrdersService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    cart: CartService,
+    inventory: InventoryService,
+    payments: PaymentsService,
+    cfg: OrdersConfig,
+    currency: Currency,
+}
+
+/// The answer to a checkout: the order as first created, and whether this was a
+/// replay of an earlier request with the same key.
+pub struct Placed {
+    pub body: String,
+    pub order_id: Id,
+    pub replayed: bool,
+}
+
+pub enum PaymentResult {
+    Paid(Payment, Box<Order>),
+    Processing(Payment),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AdminFilter {
+    pub status: Option<OrderStatus>,
+    pub customer_id: Option<Id>,
+}
+
+enum Claim {
+    New(Id),
+    Replay(String, Id),
+    Resume(Id),
+}
+
+const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
+     shipping_address, shipping_method, payment_due_at, created_at, updated_at";
+
+fn load_order(tx: &mut dyn Tx, id: Id) -> Result<Option<Order>, Error> {
+    let Some(r) = tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), params![id])? else {
+        return Ok(None);
+    };
+    let currency: Currency = r.str(3)?.parse()?;
+    let m = |r: &Row, i: usize| -> Result<Money, Error> { Ok(Money::new(r.int(i)?, currency)) };
+    let items = tx
+        .query(
+            "SELECT sku, product_id, name, options, quantity, unit_price, line_total FROM order_items WHERE order_id = $1 ORDER BY line",
+            params![id],
+        )?
+        .iter()
+        .map(|i| {
+            Ok(OrderItem {
+                sku: i.text(0)?,
+                product_id: i.id(1)?,
+                name: i.text(2)?,
+                options: serde_json::from_str(i.str(3)?).unwrap_or_default(),
+                quantity: i.int(4)?,
+                unit_price: m(i, 5)?,
+                line_total: m(i, 6)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let history = tx
+        .query(
+            "SELECT from_status, to_status, actor, note, at FROM order_history WHERE order_id = $1 ORDER BY id",
+            params![id],
+        )?
+        .iter()
+        .map(|h| {
+            Ok(HistoryEntry {
+                from: h.opt_text(0)?.map(|s| OrderStatus::parse(&s)).transpose()?,
+                to: OrderStatus::parse(h.str(1)?)?,
+                actor: h.text(2)?,
+                note: h.opt_text(3)?,
+                at: h.int(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(Some(Order {
+        id: r.id(0)?,
+        customer_id: r.id(1)?,
+        status: OrderStatus::parse(r.str(2)?)?,
+        currency,
+        items,
+        subtotal: m(&r, 4)?,
+        discount: m(&r, 5)?,
+        shipping: m(&r, 6)?,
+        tax: m(&r, 7)?,
+        total: m(&r, 8)?,
+        refunded: m(&r, 9)?,
+        shipping_address: serde_json::from_str(r.str(10)?).map_err(|e| Error::internal(e.to_string()))?,
+        shipping_method: r.text(11)?,
+        payment_due_at: r.opt_int(12)?,
+        created_at: r.int(13)?,
+        updated_at: r.int(14)?,
+        history,
+    }))
+}
+
+fn history(
+    tx: &mut dyn Tx,
+    id: Id,
+    order: Id,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO order_history (id, order_id, from_status, to_status, actor, note, at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        params![id, order, from.map(|s| s.as_str()), to.as_str(), actor, note, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// Moves `order` by `action` if its status still allows it, recording history
+/// and the event in the same transaction. Returns (from, to).
+fn transition(
+    tx: &mut dyn Tx,
+    history_id: Id,
+    order: Id,
+    action: Action,
+    actor: &str,
+    note: Option<&str>,
+) -> Result<(OrderStatus, OrderStatus), Error> {
+    let from = tx
+        .query_opt("SELECT status FROM orders WHERE id = $1", params![order])?
+        .ok_or_else(|| Error::not_found("order not found"))?
+        .text(0)?;
+    let from = OrderStatus::parse(&from)?;
+    let to = next(from, action)?;
+    let moved = tx.execute(
+        "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
+        params![to.as_str(), now_ms(), order, from.as_str()],
+    )?;
+    if moved == 0 {
+        return Err(Error::new(ErrorCode::Transient, "order changed concurrently"));
+    }
+    if from != to {
+        history(tx, history_id, order, Some(from), to, actor, note)?;
+        emit(
+            tx,
+            "order",
+            &order.to_string(),
+            &format!("order.{}", to.as_str()),
+            &serde_json::json!({ "order_id": order, "from": from, "to": to, "action": action.verb() }),
+        )?;
+    }
+    Ok((from, to))
+}
+
+impl OrdersService {
+    pub fn new(
+        db: Db,
+        ids: IdGen,
+        bus: EventBus,
+        cart: CartService,
+        inventory: InventoryService,
+        payments: PaymentsService,
+        cfg: OrdersConfig,
+        currency: Currency,
+    ) -> Self {
+        OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, cfg, currency }) }
+    }
+
+    /// Turns the customer's cart into an order, at most once per key.
+    pub async fn place(
+        &self,
+        customer: Id,
+        address: Address,
+        shipping_method: Option<String>,
+        key: Option<String>,
+        fingerprint: String,
+    ) -> Result<Placed, Error> {
+        let address = address.validate()?;
+        let key = match key {
+            Some(k) if k.is_empty() || k.len() > 255 => {
+                return Err(Error::validation("Idempotency-Key must be 1 to 255 characters"));
+            }
+            Some(k) => k,
+            None => format!("auto-{}", mercato_platform::random_token()),
+        };
+        let fresh_id = self.inner.ids.next();
+        let claim = self.claim(customer, &key, &fingerprint, fresh_id).await?;
+        let order_id = match claim {
+            Claim::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
+            Claim::New(id) => id,
+            Claim::Resume(old) => {
+                // An earlier attempt crashed after reserving: give that stock
+                // back (the cart may have changed since) and start over.
+                self.inner.inventory.release(old).await?;
+                let (k, new) = (key.clone(), self.inner.ids.next());
+                let moved = self
+                    .inner
+                    .db
+                    .write(move |tx| {
+                        Ok(tx.execute(
+                            "UPDATE checkouts SET order_id = $1 WHERE customer_id = $2 AND idempotency_key = $3 AND order_id = $4 AND state = 'pending'",
+                            params![new, customer, &k, old],
+                        )?)
+                    })
+                    .await?;
+                if moved == 0 {
+                    return Err(Error::new(
+                        ErrorCode::IdempotencyInProgress,
+                        "a request with this Idempotency-Key is in progress",
+                    )
+                    .with_retry_after(1));
+                }
+                new
+            }
+        };
+        match self.complete_checkout(customer, &key, order_id, address, shipping_method).await {
+            Ok(placed) => Ok(placed),
+            Err(e) => {
+                // Let the client retry the same key later (after a restock, say).
+                self.abandon_claim(customer, &key, order_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn claim(&self, customer: Id, key: &str, fingerprint: &str, fresh_id: Id) -> Result<Claim, Error> {
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let inserted = tx.execute(
+                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+                    params![customer, &k, &f, fresh_id, now + CHECKOUT_LEASE_MS, now],
+                )?;
+                if inserted == 1 {
+                    return Ok(Claim::New(fresh_id));
+                }
+                let row = tx.query_one(
+                    "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
+                    params![customer, &k],
+                )?;
+                if row.str(0)? != f {
+                    return Err(Error::new(ErrorCode::IdempotencyMismatch, "this Idempotency-Key was used with a different request body"));
+                }
+                let (order_id, state, lease_until) = (row.id(1)?, row.text(2)?, row.int(3)?);
+                match state.as_str() {
+                    "done" => Ok(Claim::Replay(row.opt_text(4)?.unwrap_or_default(), order_id)),
+                    "pending" if lease_until > now => Err(Error::new(
+                        ErrorCode::IdempotencyInProgress,
+                        "a request with this Idempotency-Key is in progress",
+                    )
+                    .with_retry_after(((lease_until - now) / 1000).max(1) as u64)),
+                    _ => {
+                        // A crashed attempt (stale lease) or one the sweeper gave up on.
+                        tx.execute(
+                            "UPDATE checkouts SET state = 'pending', lease_until = $1 WHERE customer_id = $2 AND idempotency_key = $3",
+                            params![now + CHECKOUT_LEASE_MS, customer, &k],
+                        )?;
+                        Ok(Claim::Resume(order_id))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn abandon_claim(&self, customer: Id, key: &str, order_id: Id) {
+        let k = key.to_string();
+        let _ = self
+            .inner
+            .db
+            .write(move |tx| {
+                Ok(tx.execute(
+                    "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending'",
+                    params![customer, &k, order_id],
+                )?)
+            })
+            .await;
+    }
+
+    async fn complete_checkout(
+        &self,
+        customer: Id,
+        key: &str,
+        order_id: Id,
+        address: Address,
+        shipping_method: Option<String>,
+    ) -> Result<Placed, Error> {
+        if let Some(code) = &shipping_method {
+            self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
+        }
+        let cart = self.inner.cart.for_checkout(customer).await?;
+        if !cart.unavailable.is_empty() {
+            return Err(Error::conflict(format!(
+                "no longer available: {}; remove them from the cart",
+                cart.unavailable.join(", ")
+            ))
+            .with_details(serde_json::json!({ "unavailable": cart.unavailable })));
+        }
+        let Some(cart_id) = cart.id.filter(|_| !cart.items.is_empty()) else {
+            return Err(Error::new(ErrorCode::EmptyCart, "the cart is empty"));
+        };
+        let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
+        self.inner.inventory.reserve(order_id, &lines).await?;
+
+        let now = now_ms();
+        let order = Order {
+            id: order_id,
+            customer_id: customer,
+            status: OrderStatus::PendingPayment,
+            currency: self.inner.currency,
+            items: cart
+                .items
+                .iter()
+                .map(|l| OrderItem {
+                    sku: l.sku.clone(),
+                    product_id: l.product_id,
+                    name: l.name.clone(),
+                    options: l.options.clone(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    line_total: l.line_total,
+                })
+                .collect(),
+            subtotal: cart.totals.subtotal,
+            discount: cart.totals.discount,
+            shipping: cart.totals.shipping,
+            tax: cart.totals.tax,
+            total: cart.totals.total,
+            refunded: Money::zero(self.inner.currency),
+            shipping_address: address,
+            shipping_method: cart.shipping_method.clone(),
+            payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
+            created_at: now,
+            updated_at: now,
+            history: vec![HistoryEntry {
+                from: None,
+                to: OrderStatus::PendingPayment,
+                actor: "customer".into(),
+                note: None,
+                at: now,
+            }],
+        };
+        let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
+        let history_id = self.inner.ids.next();
+        let (k, b, o) = (key.to_string(), body.clone(), order);
+        let written = self
+            .inner
+            .db
+            .write(move |tx| {
+                let done = tx.execute(
+                    "UPDATE checkouts SET state = 'done', response = $1 WHERE customer_id = $2 AND idempotency_key = $3 AND order_id = $4 AND state = 'pending'",
+                    params![&b, customer, &k, o.id],
+                )?;
+                if done == 0 {
+                    return Err(Error::conflict("this checkout was abandoned; retry the request"));
+                }
+                let address = serde_json::to_string(&o.shipping_address).map_err(|e| Error::internal(e.to_string()))?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, $15)"
+                    ),
+                    params![
+                        o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
+                        o.shipping.amount, o.tax.amount, o.total.amount, &address, &o.shipping_method, o.payment_due_at,
+                        o.created_at, cart_id, &k
+                    ],
+                )?;
+                for (i, item) in o.items.iter().enumerate() {
+                    let options = serde_json::to_string(&item.options).unwrap_or_else(|_| "{}".into());
+                    tx.execute(
+                        "INSERT INTO order_items (order_id, line, sku, product_id, name, options, quantity, unit_price, line_total) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                        params![o.id, i as i64, &item.sku, item.product_id, &item.name, &options, item.quantity, item.unit_price.amount, item.line_total.amount],
+                    )?;
+                }
+                history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", None)?;
+                emit(
+                    tx,
+                    "order",
+                    &o.id.to_string(),
+                    "order.placed",
+                    &serde_json::json!({ "order_id": o.id, "customer_id": o.customer_id, "cart_id": cart_id, "total": o.total }),
+                )?;
+                Ok(())
+            })
+            .await;
+        if let Err(e) = written {
+            self.inner.inventory.release(order_id).await?;
+            return Err(e);
+        }
+        self.inner.bus.wake();
+        // The order.placed subscriber does this too; doing it now means the
+        // customer's next GET /cart is already empty.
+        if let Err(e) = self.inner.cart.mark_converted(cart_id, order_id).await {
+            tracing::warn!(error = %e, %order_id, "cart not retired after checkout; the event will retry");
+        }
+        Ok(Placed { body, order_id, replayed: false })
+    }
+
+    pub async fn get(&self, id: Id) -> Result<Order, Error> {
+        self.inner.db.read(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+    }
+
+    /// An order as its owner sees it: another customer's order does not exist.
+    pub async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
+        let order = self.get(id).await?;
+        if order.customer_id != customer {
+            return Err(Error::not_found("order not found"));
+        }
+        Ok(order)
+    }
+
+    /// Newest first, keyset-paginated by id.
+    pub async fn list(
+        &self,
+        filter: AdminFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Order>, Option<String>), Error> {
+        if limit == 0 || limit > 100 {
+            return Err(Error::field("limit", "must be between 1 and 100"));
+        }
+        let before = match cursor {
+            Some(c) => {
+                Some(c.parse::<i64>().map_err(|_| Error::field("cursor", "is not a cursor this listing returned"))?)
+            }
+            None => None,
+        };
+        self.inner
+            .db
+            .read(move |tx| {
+                let mut sql = String::from("SELECT id FROM orders WHERE 1 = 1");
+                let mut args: Vec<Param<'_>> = Vec::new();
+                let status = filter.status.map(|s| s.as_str());
+                if let Some(s) = status {
+                    args.push(Param::Text(s));
+                    sql.push_str(&format!(" AND status = ${}", args.len()));
+                }
+                if let Some(c) = filter.customer_id {
+                    args.push(Param::Int(c.0));
+                    sql.push_str(&format!(" AND customer_id = ${}", args.len()));
+                }
+                if let Some(b) = before {
+                    args.push(Param::Int(b));
+                    sql.push_str(&format!(" AND id < ${}", args.len()));
+                }
+                sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
+                let ids: Vec<Id> = tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect::<Result<_, _>>()?;
+                let more = ids.len() > limit;
+                let mut orders = Vec::with_capacity(limit);
+                for id in ids.into_iter().take(limit) {
+                    if let Some(o) = load_order(tx, id)? {
+                        orders.push(o);
+                    }
+                }
+                let next = if more { orders.last().map(|o| o.id.to_string()) } else { None };
+                Ok((orders, next))
+            })
+            .await
+    }
+
+    async fn move_order(
+        &self,
+        id: Id,
+        action: Action,
+        actor: &str,
+        note: Option<String>,
+    ) -> Result<(OrderStatus, OrderStatus), Error> {
+        let hid = self.inner.ids.next();
+        let actor = actor.to_string();
+        let r = self.inner.db.write(move |tx| transition(tx, hid, id, action, &actor, note.as_deref())).await?;
+        self.inner.bus.wake();
+        Ok(r)
+    }
+
+    /// A customer cancels their own unpaid order; its stock comes back.
+    pub async fn cancel_by_customer(&self, customer: Id, id: Id) -> Result<Order, Error> {
+        let order = self.get_for(customer, id).await?;
+        if order.status != OrderStatus::PendingPayment {
+            return Err(Error::illegal_transition(order.status.as_str(), "cancel"));
+        }
+        self.move_order(id, Action::Cancel, "customer", None).await?;
+        self.inner.inventory.release(id).await?;
+        self.get(id).await
+    }
+
+    /// Pays `customer`'s order with a test card.
+    pub async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
+        let order = self.get_for(customer, id).await?;
+        if order.status != OrderStatus::PendingPayment {
+            return Err(Error::illegal_transition(order.status.as_str(), "pay"));
+        }
+        if order.payment_due_at.is_some_and(|due| due <= now_ms()) {
+            self.expire(id).await?;
+            return Err(Error::illegal_transition("cancelled", "pay")
+                .with_details(serde_json::json!({ "reason": "payment window closed" })));
+        }
+        match self.inner.payments.pay(id, order.total, card_number).await? {
+            PayOutcome::Succeeded(payment) => {
+                self.on_payment_succeeded(id).await?;
+                Ok(PaymentResult::Paid(payment, Box::new(self.get(id).await?)))
+            }
+            PayOutcome::Processing(payment) => Ok(PaymentResult::Processing(payment)),
+        }
+    }
+
+    /// Marks the order paid once its payment succeeded (from the synchronous
+    /// answer, a webhook or reconciliation). Idempotent. A payment that lands
+    /// on an order already cancelled is refunded.
+    pub async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
+        let hid = self.inner.ids.next();
+        let outcome = self
+            .inner
+            .db
+            .write(move |tx| match transition(tx, hid, id, Action::Pay, "payment", None) {
+                Ok(_) => Ok(Some(true)),
+                Err(e) if e.code == ErrorCode::IllegalTransition => {
+                    // Already paid (a duplicate report): nothing to do. Cancelled: refund.
+                    let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+                    Ok((status == "cancelled").then_some(false))
+                }
+                Err(e) => Err(e),
+            })
+            .await?;
+        self.inner.bus.wake();
+        match outcome {
+            Some(true) => {
+                self.inner.inventory.commit(id).await?;
+            }
+            Some(false) => {
+                tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
+                self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    async fn expire(&self, id: Id) -> Result<bool, Error> {
+        match self.move_order(id, Action::Expire, "system", Some("payment window closed".into())).await {
+            Ok(_) => {
+                self.inner.inventory.release(id).await?;
+                Ok(true)
+            }
+            Err(e) if e.code == ErrorCode::IllegalTransition => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn fulfil(&self, id: Id) -> Result<Order, Error> {
+        self.move_order(id, Action::Fulfil, "admin", None).await?;
+        self.get(id).await
+    }
+
+    pub async fn complete(&self, id: Id) -> Result<Order, Error> {
+        self.move_order(id, Action::Complete, "admin", None).await?;
+        self.get(id).await
+    }
+
+    /// Admin cancel: an unpaid order releases its stock; a paid one is refunded
+    /// in full and its units go back on the shelf.
+    pub async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error> {
+        let (from, _) = self.move_order(id, Action::Cancel, "admin", reason.clone()).await?;
+        if from == OrderStatus::Paid {
+            let order = self.get(id).await?;
+            let remaining = order.total.amount - order.refunded.amount;
+            if remaining > 0 {
+                self.inner.payments.refund(id, Some(remaining), reason.as_deref().unwrap_or("order cancelled")).await?;
+                self.add_refunded(id, remaining).await?;
+            }
+            self.inner.inventory.restock(id).await?;
+        } else {
+            self.inner.inventory.release(id).await?;
+        }
+        self.get(id).await
+    }
+
+    /// Refunds `amount` (None: everything not yet refunded) through the provider.
+    pub async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error> {
+        let order = self.get(id).await?;
+        let remaining = order.total.amount - order.refunded.amount;
+        let amount = amount.unwrap_or(remaining);
+        if amount <= 0 || amount > remaining {
+            return Err(Error::field(
+                "amount",
+                format!("must be between 1 and {remaining} (the amount not yet refunded)"),
+            ));
+        }
+        next(order.status, Action::Refund { full: amount == remaining })?;
+        self.inner.payments.refund(id, Some(amount), reason.as_deref().unwrap_or("refund")).await?;
+        self.add_refunded(id, amount).await?;
+        self.get(id).await
+    }
+
+    async fn add_refunded(&self, id: Id, amount: i64) -> Result<(), Error> {
+        let hid = self.inner.ids.next();
+        self.inner
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE orders SET refunded = refunded + $1, updated_at = $2 WHERE id = $3",
+                    params![amount, now_ms(), id],
+                )?;
+                let r = tx.query_one("SELECT refunded, total, status FROM orders WHERE id = $1", params![id])?;
+                let full = r.int(0)? >= r.int(1)?;
+                let status = OrderStatus::parse(r.str(2)?)?;
+                emit(
+                    tx,
+                    "order",
+                    &id.to_string(),
+                    "order.refund_recorded",
+                    &serde_json::json!({ "order_id": id, "amount": amount, "full": full }),
+                )?;
+                if full && status != OrderStatus::Cancelled {
+                    transition(tx, hid, id, Action::Refund { full: true }, "admin", None)?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.inner.bus.wake();
+        Ok(())
+    }
+
+    /// One pass of background upkeep: cancels overdue unpaid orders, releases
+    /// stock held by checkouts that crashed and were never retried, and settles
+    /// payments a crash left open. Safe to run on every instance at once.
+    pub async fn sweep(&self) -> Result<usize, Error> {
+        let now = now_ms();
+        let overdue = self
+            .inner
+            .db
+            .read(move |tx| {
+                tx.query(
+                    "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1 ORDER BY payment_due_at LIMIT 200",
+                    params![now],
+                )?
+                .iter()
+                .map(|r| r.id(0))
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let mut n = 0;
+        for id in overdue {
+            if self.expire(id).await? {
+                n += 1;
+            }
+        }
+        let stale = self
+            .inner
+            .db
+            .read(move |tx| {
+                tx.query(
+                    "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 200",
+                    params![now - CHECKOUT_LEASE_MS],
+                )?
+                .iter()
+                .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
+                .collect::<Result<Vec<_>, Error>>()
+            })
+            .await?;
+        for (customer, key, order_id) in stale {
+            let abandoned = self
+                .inner
+                .db
+                .write(move |tx| {
+                    Ok(tx.execute(
+                        "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending' AND lease_until < $4",
+                        params![customer, &key, order_id, now_ms() - CHECKOUT_LEASE_MS],
+                    )?)
+                })
+                .await?;
+            if abandoned == 1 {
+                self.inner.inventory.release(order_id).await?;
+                n += 1;
+            }
+        }
+        for payment in self.inner.payments.reconcile(10_000).await? {
+            self.on_payment_succeeded(payment.order_id).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+}

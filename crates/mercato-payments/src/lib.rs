@@ -1,0 +1,71 @@
+//! Payments: one payment intent per order, attempts against a [`Provider`],
+//! refunds, and signed provider webhooks.
+//!
+//! Architecture invariant: money is never taken twice for one order. An attempt
+//! first claims the intent with a conditional update (only one claim can win),
+//! and the provider is called with the attempt id as its idempotency key, so a
+//! crash mid-charge is reconciled by asking the provider, never by charging again.
+
+pub mod card;
+pub mod provider;
+mod service;
+pub mod signature;
+pub mod test_provider;
+
+pub use provider::{ChargeOutcome, Provider};
+pub use service::{PayOutcome, Payment, PaymentStatus, PaymentsService, Refund};
+
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
+    version: 1,
+    name: "intents, attempts, refunds, webhook receipts, test provider ledger",
+    sql: r#"
+        CREATE TABLE payment_intents (
+            id INTEGER PRIMARY KEY,
+            order_id INTEGER NOT NULL UNIQUE,
+            amount INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attempt_id INTEGER,
+            provider_ref TEXT,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX payment_intents_processing ON payment_intents (status, updated_at);
+        CREATE TABLE payment_attempts (
+            id INTEGER PRIMARY KEY,
+            intent_id INTEGER NOT NULL REFERENCES payment_intents (id),
+            card_last4 TEXT NOT NULL,
+            status TEXT NOT NULL,
+            decline_code TEXT,
+            created_at INTEGER NOT NULL
+        );
+        CREATE TABLE refunds (
+            id INTEGER PRIMARY KEY,
+            intent_id INTEGER NOT NULL REFERENCES payment_intents (id),
+            amount INTEGER NOT NULL CHECK (amount > 0),
+            reason TEXT NOT NULL,
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        );
+        CREATE TABLE webhook_receipts (
+            event_id TEXT PRIMARY KEY,
+            received_at INTEGER NOT NULL
+        );
+        CREATE TABLE test_provider_charges (
+            id INTEGER PRIMARY KEY,
+            amount INTEGER NOT NULL,
+            currency TEXT NOT NULL,
+            card_last4 TEXT NOT NULL,
+            status TEXT NOT NULL,
+            refunded INTEGER NOT NULL DEFAULT 0,
+            settle_at INTEGER NOT NULL,
+            webhook_attempts INTEGER NOT NULL DEFAULT 0,
+            webhook_next_at INTEGER,
+            webhook_delivered_at INTEGER,
+            created_at INTEGER NOT NULL
+        );
+        CREATE INDEX test_provider_webhooks_due ON test_provider_charges (webhook_next_at) WHERE webhook_delivered_at IS NULL;
+    "#,
+}];

@@ -1,0 +1,465 @@
+//! Configuration: built-in defaults (embedded, zero setup), then an optional
+//! TOML file, then `MERCATO_*` environment variables, then command-line flags.
+//! Parsed and validated once, here; the rest of the code reads typed fields.
+
+use crate::db::Synchronous;
+use crate::secret::Secret;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Top-level sections: `MERCATO_<SECTION>_<KEY>` maps to `<section>.<key>`;
+/// any other `MERCATO_<KEY>` is a top-level key (`MERCATO_DATA_DIR`).
+const SECTIONS: &[&str] = &["log", "database", "http", "auth", "admin", "seed", "shop", "orders", "payments", "cache"];
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Where the embedded database (and later the search index) live.
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub admin: AdminConfig,
+    pub seed: SeedConfig,
+    pub shop: ShopConfig,
+    pub orders: OrdersConfig,
+    pub payments: PaymentsConfig,
+    pub cache: CacheConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./mercato-data"),
+            log: LogConfig::default(),
+            database: DatabaseConfig::default(),
+            http: HttpConfig::default(),
+            auth: AuthConfig::default(),
+            admin: AdminConfig::default(),
+            seed: SeedConfig::default(),
+            shop: ShopConfig::default(),
+            orders: OrdersConfig::default(),
+            payments: PaymentsConfig::default(),
+            cache: CacheConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for humans, `json` for log shippers.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, e.g. `info` or `mercato=debug,tower_http=info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Empty: embedded SQLite in `data_dir`. `postgres://...`: a server.
+    pub url: Secret,
+    /// SQLite durability: `normal` survives a process crash, `full` also power loss.
+    pub synchronous: Synchronous,
+    /// Read connections to keep open.
+    pub pool_size: usize,
+    /// Most transactions committed together by the embedded writer.
+    pub max_batch: usize,
+    /// Apply pending migrations when `serve` starts.
+    pub migrate_on_start: bool,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: Secret::default(),
+            synchronous: Synchronous::Normal,
+            pool_size: 4,
+            max_batch: 64,
+            migrate_on_start: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest accepted request body.
+    pub body_limit_bytes: usize,
+    /// A request running longer than this is answered 503 and abandoned.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { body_limit_bytes: 256 * 1024, request_timeout_ms: 30_000, shutdown_grace_secs: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Access-token lifetime.
+    pub token_ttl_secs: u64,
+    /// Failed logins allowed per account within `login_window_secs`.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within `login_window_secs`.
+    pub login_failures_per_address: u32,
+    pub login_window_secs: u64,
+    /// Argon2id memory cost in KiB (OWASP's minimum for argon2id is 19456).
+    pub argon2_memory_kib: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_secs: 3600,
+            login_failures_per_account: 5,
+            login_failures_per_address: 50,
+            login_window_secs: 900,
+            argon2_memory_kib: 19_456,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    pub email: String,
+    /// Empty: a random password is generated on first run and printed.
+    pub password: Secret,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { email: "admin@mercato.local".into(), password: Secret::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SeedConfig {
+    /// Demo products created when `serve` finds an empty catalog (0 = none).
+    pub products: u32,
+    /// Units of stock each demo variant starts with.
+    pub stock_per_variant: i64,
+}
+
+impl Default for SeedConfig {
+    fn default() -> Self {
+        SeedConfig { products: 10_000, stock_per_variant: 100 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShopConfig {
+    /// The one currency prices are kept in (ISO 4217).
+    pub currency: String,
+    /// Tax on (subtotal - discount [+ shipping]), in basis points (825 = 8.25%).
+    pub tax_rate_bp: i64,
+    pub tax_includes_shipping: bool,
+    /// Most units of one SKU in a cart line.
+    pub max_line_quantity: i64,
+    /// Most distinct lines in a cart.
+    pub max_cart_lines: usize,
+    /// Flat-rate shipping methods; the first is the default.
+    pub shipping_methods: Vec<ShippingMethod>,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        ShopConfig {
+            currency: "USD".into(),
+            tax_rate_bp: 0,
+            tax_includes_shipping: true,
+            max_line_quantity: 100,
+            max_cart_lines: 100,
+            shipping_methods: vec![
+                ShippingMethod {
+                    code: "standard".into(),
+                    name: "Standard (3-5 days)".into(),
+                    price: 499,
+                    free_over: Some(5000),
+                },
+                ShippingMethod {
+                    code: "express".into(),
+                    name: "Express (next day)".into(),
+                    price: 1499,
+                    free_over: None,
+                },
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingMethod {
+    pub code: String,
+    pub name: String,
+    /// Price in minor units of the shop currency.
+    pub price: i64,
+    /// Free when the discounted subtotal reaches this amount.
+    #[serde(default)]
+    pub free_over: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersConfig {
+    /// Unpaid orders are cancelled, and their stock released, after this long.
+    pub payment_timeout_secs: u64,
+    /// How often the expiry sweeper looks for overdue orders.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for OrdersConfig {
+    fn default() -> Self {
+        OrdersConfig { payment_timeout_secs: 900, sweep_interval_ms: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Secret the test provider signs webhooks with. Empty: generated once and
+    /// stored in the database, so every instance shares it.
+    pub webhook_secret: Secret,
+    /// Where the test provider delivers webhooks. Empty: this server's own
+    /// `/api/v1/payments/webhooks/test` on `listen`.
+    pub webhook_url: String,
+    /// Webhooks signed longer ago than this are rejected as replays.
+    pub webhook_tolerance_secs: i64,
+    /// How long the test provider takes to settle an asynchronous payment.
+    pub async_settle_ms: u64,
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        PaymentsConfig {
+            webhook_secret: Secret::default(),
+            webhook_url: String::new(),
+            webhook_tolerance_secs: 300,
+            async_settle_ms: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Entries kept in the in-process cache.
+    pub l1_max_entries: u64,
+    /// Seconds an in-process entry lives without being invalidated.
+    pub l1_ttl_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig { l1_max_entries: 50_000, l1_ttl_secs: 60 }
+    }
+}
+
+impl Config {
+    /// Defaults < `path` (if given, or `./mercato.toml` if it exists) <
+    /// `MERCATO_*` variables from `env`.
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, String> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match path {
+            Some(p) if !p.exists() => return Err(format!("config file {} does not exist", p.display())),
+            Some(p) => figment = figment.merge(Toml::file(p)),
+            None if Path::new("mercato.toml").exists() => figment = figment.merge(Toml::file("mercato.toml")),
+            None => {}
+        }
+        let vars: Vec<(String, String)> =
+            env.into_iter().filter(|(k, _)| k.starts_with("MERCATO_") && k != "MERCATO_CONFIG").collect();
+        figment = figment.merge(EnvMap(vars));
+        let config: Config = figment.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| format!("listen: '{}' is not host:port", self.listen))?;
+        self.shop.currency.parse::<mercato_core::Currency>().map_err(|e| format!("shop.currency: {}", e.message))?;
+        if self.shop.shipping_methods.is_empty() {
+            return Err("shop.shipping_methods: at least one method is needed".into());
+        }
+        if !(0..=10_000).contains(&self.shop.tax_rate_bp) {
+            return Err("shop.tax_rate_bp: must be between 0 and 10000".into());
+        }
+        if self.shop.max_line_quantity < 1 {
+            return Err("shop.max_line_quantity: must be at least 1".into());
+        }
+        if self.orders.payment_timeout_secs == 0 {
+            return Err("orders.payment_timeout_secs: must be positive".into());
+        }
+        let url = self.database.url.expose();
+        if !url.is_empty() && !url.starts_with("sqlite:") {
+            return Err(format!(
+                "database.url: only the embedded database is available in this build (got scheme '{}')",
+                url.split(':').next().unwrap_or("")
+            ));
+        }
+        Ok(())
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn to_toml_masked(&self) -> String {
+        toml_render(&serde_json::to_value(self).unwrap_or_default())
+    }
+
+    pub fn currency(&self) -> mercato_core::Currency {
+        self.shop.currency.parse().unwrap_or(mercato_core::Currency::USD)
+    }
+}
+
+/// `MERCATO_*` variables as a figment provider, with the section mapping above.
+struct EnvMap(Vec<(String, String)>);
+
+impl figment::Provider for EnvMap {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named("MERCATO_* environment variables")
+    }
+
+    fn data(&self) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        let mut root = figment::value::Dict::new();
+        for (key, value) in &self.0 {
+            let key = key.trim_start_matches("MERCATO_").to_ascii_lowercase();
+            // "5" becomes a number and "true" a boolean, as fields expect;
+            // string fields that may look numeric (secrets) accept both.
+            let parsed: figment::value::Value = value.parse().unwrap_or_else(|_| value.clone().into());
+            let section = SECTIONS.iter().find(|s| key.starts_with(&format!("{s}_")));
+            match section {
+                Some(section) => {
+                    let field = key[section.len() + 1..].to_string();
+                    let entry = root
+                        .entry(section.to_string())
+                        .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+                    if let figment::value::Value::Dict(_, dict) = entry {
+                        dict.insert(field, parsed);
+                    }
+                }
+                None => {
+                    root.insert(key, parsed);
+                }
+            }
+        }
+        Ok(figment::Profile::Default.collect(root))
+    }
+}
+
+fn toml_render(value: &serde_json::Value) -> String {
+    // A small TOML writer for a two-level config: scalars first, then tables.
+    fn scalar(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            serde_json::Value::Null => "\"\"".into(),
+            serde_json::Value::Array(items) => {
+                format!("[{}]", items.iter().map(scalar).collect::<Vec<_>>().join(", "))
+            }
+            serde_json::Value::Object(map) => format!(
+                "{{ {} }}",
+                map.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| format!("{k} = {}", scalar(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            other => other.to_string(),
+        }
+    }
+    let mut out = String::new();
+    let mut tables = String::new();
+    if let serde_json::Value::Object(map) = value {
+        for (k, v) in map {
+            match v {
+                serde_json::Value::Object(inner) => {
+                    tables.push_str(&format!("\n[{k}]\n"));
+                    for (ik, iv) in inner {
+                        tables.push_str(&format!("{ik} = {}\n", scalar(iv)));
+                    }
+                }
+                other => out.push_str(&format!("{k} = {}\n", scalar(other))),
+            }
+        }
+    }
+    out + &tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_embedded_and_valid() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        assert!(c.database.url.is_empty());
+        assert_eq!(c.orders.payment_timeout_secs, 900);
+    }
+
+    #[test]
+    fn environment_overrides_top_level_and_sections() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("MERCATO_LISTEN", "127.0.0.1:9999"),
+                ("MERCATO_DATA_DIR", "/tmp/x"),
+                ("MERCATO_ADMIN_PASSWORD", "123456789"),
+                ("MERCATO_ORDERS_PAYMENT_TIMEOUT_SECS", "5"),
+                ("MERCATO_SHOP_TAX_RATE_BP", "825"),
+                ("OTHER_VAR", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:9999");
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.admin.password.expose(), "123456789");
+        assert_eq!(c.orders.payment_timeout_secs, 5);
+        assert_eq!(c.shop.tax_rate_bp, 825);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        assert!(Config::load(None, env(&[("MERCATO_ORDERS_NOPE", "1")])).is_err());
+        assert!(Config::load(None, env(&[("MERCATO_LISTEN", "nope")])).is_err());
+        assert!(Config::load(None, env(&[("MERCATO_SHOP_CURRENCY", "usd")])).is_err());
+    }
+
+    #[test]
+    fn printed_config_masks_secrets() {
+        let c = Config::load(None, env(&[("MERCATO_ADMIN_PASSWORD", "hunter22")])).unwrap();
+        let printed = c.to_toml_masked();
+        assert!(!printed.contains("hunter22"));
+        assert!(printed.contains("password = \"********\""));
+    }
+}

@@ -1,0 +1,292 @@
+//! The storage seam. Domain adapters write their SQL once, against [`Tx`], with
+//! `$1`-style placeholders and a portable subset of SQL (`ON CONFLICT`,
+//! `RETURNING`, conditional `UPDATE ... WHERE`), and the same code runs on the
+//! embedded SQLite backend and on PostgreSQL.
+//!
+//! Architecture invariant: correctness never relies on SQLite having a single
+//! writer. Stock, limits and idempotency are enforced by conditional updates and
+//! unique constraints, which hold under PostgreSQL's row-level concurrency too.
+//!
+//! Transaction bodies are synchronous closures. That keeps domain code free of
+//! async lifetimes and lets the SQLite backend run many bodies inside one commit
+//! (group commit), each in its own savepoint.
+
+mod migrate;
+mod sqlite;
+
+pub use migrate::Migration;
+
+use mercato_core::{Error, ErrorCode};
+use std::sync::Arc;
+
+/// A borrowed SQL parameter.
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+impl From<i64> for Param<'_> {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<i32> for Param<'_> {
+    fn from(v: i32) -> Self {
+        Param::Int(v as i64)
+    }
+}
+impl From<u32> for Param<'_> {
+    fn from(v: u32) -> Self {
+        Param::Int(v as i64)
+    }
+}
+impl From<bool> for Param<'_> {
+    fn from(v: bool) -> Self {
+        Param::Int(v as i64)
+    }
+}
+impl From<mercato_core::Id> for Param<'_> {
+    fn from(v: mercato_core::Id) -> Self {
+        Param::Int(v.0)
+    }
+}
+impl<'a> From<&'a str> for Param<'a> {
+    fn from(v: &'a str) -> Self {
+        Param::Text(v)
+    }
+}
+impl<'a> From<&'a String> for Param<'a> {
+    fn from(v: &'a String) -> Self {
+        Param::Text(v)
+    }
+}
+impl<'a> From<&'a [u8]> for Param<'a> {
+    fn from(v: &'a [u8]) -> Self {
+        Param::Blob(v)
+    }
+}
+impl<'a> From<&'a Vec<u8>> for Param<'a> {
+    fn from(v: &'a Vec<u8>) -> Self {
+        Param::Blob(v)
+    }
+}
+impl<'a, T: Into<Param<'a>>> From<Option<T>> for Param<'a> {
+    fn from(v: Option<T>) -> Self {
+        v.map(Into::into).unwrap_or(Param::Null)
+    }
+}
+
+/// Builds a `&[Param]` from heterogeneous values: `params![id, &name, None::<i64>]`.
+#[macro_export]
+macro_rules! params {
+    () => { &[] as &[$crate::db::Param<'_>] };
+    ($($v:expr),+ $(,)?) => { &[$($crate::db::Param::from($v)),+] as &[$crate::db::Param<'_>] };
+}
+
+/// An owned column value read back from a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One result row. Getters fail with an internal error on a type mismatch: that
+/// is a bug in the adapter's SQL, not something a client can cause.
+#[derive(Debug, Clone)]
+pub struct Row(pub Vec<Cell>);
+
+impl Row {
+    fn cell(&self, i: usize) -> Result<&Cell, Error> {
+        self.0.get(i).ok_or_else(|| Error::internal(format!("row has no column {i}")))
+    }
+    pub fn int(&self, i: usize) -> Result<i64, Error> {
+        match self.cell(i)? {
+            Cell::Int(v) => Ok(*v),
+            other => Err(Error::internal(format!("column {i}: expected integer, got {other:?}"))),
+        }
+    }
+    pub fn opt_int(&self, i: usize) -> Result<Option<i64>, Error> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.int(i).map(Some),
+        }
+    }
+    pub fn id(&self, i: usize) -> Result<mercato_core::Id, Error> {
+        self.int(i).map(mercato_core::Id)
+    }
+    pub fn bool(&self, i: usize) -> Result<bool, Error> {
+        self.int(i).map(|v| v != 0)
+    }
+    pub fn text(&self, i: usize) -> Result<String, Error> {
+        match self.cell(i)? {
+            Cell::Text(v) => Ok(v.clone()),
+            other => Err(Error::internal(format!("column {i}: expected text, got {other:?}"))),
+        }
+    }
+    pub fn str(&self, i: usize) -> Result<&str, Error> {
+        match self.cell(i)? {
+            Cell::Text(v) => Ok(v),
+            other => Err(Error::internal(format!("column {i}: expected text, got {other:?}"))),
+        }
+    }
+    pub fn opt_text(&self, i: usize) -> Result<Option<String>, Error> {
+        match self.cell(i)? {
+            Cell::Null => Ok(None),
+            _ => self.text(i).map(Some),
+        }
+    }
+    pub fn blob(&self, i: usize) -> Result<Vec<u8>, Error> {
+        match self.cell(i)? {
+            Cell::Blob(v) => Ok(v.clone()),
+            Cell::Text(v) => Ok(v.as_bytes().to_vec()),
+            other => Err(Error::internal(format!("column {i}: expected blob, got {other:?}"))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A storage failure, classified so callers can tell a retryable conflict from
+/// a violated constraint from an outage.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DbError {
+    #[error("unique constraint violated: {0}")]
+    Unique(String),
+    #[error("transient conflict: {0}")]
+    Transient(String),
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unique(c) => Error::conflict(format!("already exists ({c})")),
+            DbError::Transient(m) => Error::new(ErrorCode::Transient, m),
+            DbError::Unavailable(m) => Error::unavailable(m),
+            DbError::Other(m) => Error::internal(m),
+        }
+    }
+}
+
+/// What a transaction body (or a read) sees.
+pub trait Tx {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError>;
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError>;
+    fn dialect(&self) -> Dialect;
+
+    fn query_opt(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<Row>, DbError> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+    fn query_one(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Row, DbError> {
+        self.query_opt(sql, params)?.ok_or_else(|| DbError::Other(format!("expected one row from: {sql}")))
+    }
+}
+
+/// SQLite durability setting. `Normal` (the default) survives a process crash;
+/// `Full` also survives power loss, at the price of an fsync per commit group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    pub readers: usize,
+    pub synchronous: Synchronous,
+    /// Largest number of transaction bodies run inside one commit.
+    pub max_batch: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions { readers: 4, synchronous: Synchronous::Normal, max_batch: 64 }
+    }
+}
+
+/// A handle to one database. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    backend: Arc<sqlite::Sqlite>,
+    name: Arc<str>,
+}
+
+impl Db {
+    /// Opens (creating if needed) an embedded database file.
+    pub fn open_sqlite(path: &std::path::Path, name: &str, opts: DbOptions) -> Result<Db, Error> {
+        let backend = sqlite::Sqlite::open(path, name, opts).map_err(Error::from)?;
+        Ok(Db { backend: Arc::new(backend), name: name.into() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    /// Runs `body` inside a write transaction and returns once it is committed.
+    /// If `body` returns an error, everything it wrote is rolled back and
+    /// nothing else in the same commit group is affected. Transient conflicts
+    /// are retried here, so `body` may run more than once: it must only touch
+    /// the database.
+    pub async fn write<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        self.backend.write(body).await
+    }
+
+    /// Runs `body` on a read connection. Sees every write whose `write` call
+    /// has returned (read-your-writes within one database).
+    pub async fn read<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        self.backend.read(body).await
+    }
+
+    /// Applies `migrations` of `component` not yet applied, in order.
+    pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<usize, Error> {
+        let dialect = self.dialect();
+        self.write(move |tx| migrate::apply(tx, dialect, component, migrations)).await
+    }
+
+    /// A cheap round trip, for readiness.
+    pub async fn ping(&self) -> bool {
+        self.read(|tx| tx.query_one("SELECT 1", &[]).map_err(Error::from)).await.is_ok()
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        self.backend.stats()
+    }
+}
+
+/// Connection-pool figures for `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub readers_total: usize,
+    pub readers_idle: usize,
+    pub write_queue: usize,
+}
+
+/// Returns true when `e` is a unique-constraint violation.
+pub fn is_unique_violation(e: &DbError) -> bool {
+    matches!(e, DbError::Unique(_))
+}

@@ -1,0 +1,293 @@
+//! The embedded backend: one writer thread that runs transaction bodies in
+//! commit groups, plus a small pool of read connections (WAL lets readers run
+//! beside the writer).
+
+use super::{Cell, DbError, DbOptions, Dialect, Param, PoolStats, Row, Synchronous, Tx};
+use mercato_core::Error;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+type Finisher = Box<dyn FnOnce(Option<&DbError>) + Send>;
+type Job = Box<dyn FnOnce(&mut SqliteTx<'_>) -> Finisher + Send>;
+
+pub struct Sqlite {
+    jobs: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_slots: Arc<Semaphore>,
+    readers_total: usize,
+}
+
+fn configure(conn: &Connection, sync: Synchronous, cache_kib: i64) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -cache_kib)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(256);
+    Ok(())
+}
+
+impl Sqlite {
+    pub fn open(path: &Path, name: &str, opts: DbOptions) -> Result<Sqlite, DbError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| DbError::Unavailable(format!("{}: {e}", dir.display())))?;
+        }
+        let writer = Connection::open(path).map_err(map_err)?;
+        configure(&writer, opts.synchronous, 16 * 1024).map_err(map_err)?;
+        let mut readers = Vec::with_capacity(opts.readers);
+        for _ in 0..opts.readers.max(1) {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(map_err)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_err)?;
+            conn.pragma_update(None, "cache_size", -(8 * 1024)).map_err(map_err)?;
+            conn.set_prepared_statement_cache_capacity(256);
+            readers.push(conn);
+        }
+        let readers_total = readers.len();
+        let (jobs, rx) = mpsc::channel::<Job>(4096);
+        let queued = Arc::new(AtomicUsize::new(0));
+        let max_batch = opts.max_batch.max(1);
+        let queued_w = queued.clone();
+        std::thread::Builder::new()
+            .name(format!("sqlite-writer-{name}"))
+            .spawn(move || writer_loop(writer, rx, max_batch, queued_w))
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        Ok(Sqlite {
+            jobs,
+            queued,
+            readers: Arc::new(Mutex::new(readers)),
+            reader_slots: Arc::new(Semaphore::new(readers_total)),
+            readers_total,
+        })
+    }
+
+    pub async fn write<T, F>(&self, mut body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, Error>>();
+        let job: Job = Box::new(move |conn: &mut SqliteTx<'_>| {
+            let outcome = conn.savepoint(&mut body);
+            Box::new(move |commit_error: Option<&DbError>| {
+                let result = match commit_error {
+                    None => outcome,
+                    Some(e) => Err(e.clone().into()),
+                };
+                let _ = tx.send(result);
+            })
+        });
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if self.jobs.send(job).await.is_err() {
+            return Err(Error::unavailable("database writer has stopped"));
+        }
+        rx.await.map_err(|_| Error::unavailable("database writer has stopped"))?
+    }
+
+    pub async fn read<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        let permit = self.reader_slots.clone().acquire_owned().await.map_err(|_| Error::unavailable("closed"))?;
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().pop().expect("a permit guarantees an idle reader");
+            let result = {
+                let mut tx = SqliteTx { conn: &conn };
+                catch_unwind(AssertUnwindSafe(|| body(&mut tx)))
+                    .unwrap_or_else(|_| Err(Error::internal("read body panicked")))
+            };
+            readers.lock().push(conn);
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        PoolStats {
+            readers_total: self.readers_total,
+            readers_idle: self.reader_slots.available_permits(),
+            write_queue: self.queued.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Takes the first job, then whatever else is already queued (up to
+/// `max_batch`), runs each in a savepoint inside one transaction, commits once,
+/// and only then answers every caller. A caller's write is never acknowledged
+/// before its commit.
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, queued: Arc<AtomicUsize>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        let mut finishers = Vec::with_capacity(batch.len());
+        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err);
+        if let Err(e) = begin {
+            // Dropping a job drops its reply channel: each caller gets "unavailable".
+            batch.clear();
+            tracing::error!(error = %e, "sqlite writer could not begin a transaction");
+            continue;
+        }
+        let mut tx = SqliteTx { conn: &conn };
+        for job in batch.drain(..) {
+            finishers.push(job(&mut tx));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(map_err);
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        metrics::histogram!("db_commit_group_size").record(finishers.len() as f64);
+        for fin in finishers {
+            fin(commit.as_ref().err());
+        }
+    }
+}
+
+pub struct SqliteTx<'c> {
+    conn: &'c Connection,
+}
+
+impl SqliteTx<'_> {
+    /// Runs one body in its own savepoint so its failure rolls back only its own
+    /// writes, never a neighbour's in the same commit group.
+    fn savepoint<T>(&mut self, body: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
+        if let Err(e) = self.conn.execute_batch("SAVEPOINT body") {
+            return Err(map_err(e).into());
+        }
+        let outcome = catch_unwind(AssertUnwindSafe(|| body(self)))
+            .unwrap_or_else(|_| Err(Error::internal("transaction body panicked")));
+        let end = match outcome {
+            Ok(_) => self.conn.execute_batch("RELEASE body"),
+            Err(_) => self.conn.execute_batch("ROLLBACK TO body; RELEASE body"),
+        };
+        match (outcome, end) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(map_err(e).into()),
+        }
+    }
+}
+
+/// `$1` → `?1`: SQLite would treat `$1` as a *named* parameter and number it by
+/// first appearance, which silently misbinds when a query mentions `$2` first.
+fn translate(sql: &str) -> std::borrow::Cow<'_, str> {
+    if !sql.contains('$') {
+        return sql.into();
+    }
+    let mut out = String::with_capacity(sql.len());
+    let bytes = sql.as_bytes();
+    for (i, ch) in sql.char_indices() {
+        if ch == '$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(ch);
+        }
+    }
+    out.into()
+}
+
+fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> rusqlite::Result<()> {
+    for (i, p) in params.iter().enumerate() {
+        let idx = i + 1;
+        match p {
+            Param::Null => stmt.raw_bind_parameter(idx, rusqlite::types::Null)?,
+            Param::Int(v) => stmt.raw_bind_parameter(idx, v)?,
+            Param::Text(v) => stmt.raw_bind_parameter(idx, v)?,
+            Param::Blob(v) => stmt.raw_bind_parameter(idx, v)?,
+        }
+    }
+    Ok(())
+}
+
+impl Tx for SqliteTx<'_> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
+        let sql = translate(sql);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        bind(&mut stmt, params).map_err(map_err)?;
+        stmt.raw_execute().map(|n| n as u64).map_err(map_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let sql = translate(sql);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        bind(&mut stmt, params).map_err(map_err)?;
+        let ncols = stmt.column_count();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(map_err)? {
+            let mut cells = Vec::with_capacity(ncols);
+            for i in 0..ncols {
+                cells.push(match row.get_ref(i).map_err(map_err)? {
+                    ValueRef::Null => Cell::Null,
+                    ValueRef::Integer(v) => Cell::Int(v),
+                    ValueRef::Real(v) => Cell::Int(v as i64),
+                    ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Blob(b) => Cell::Blob(b.to_vec()),
+                });
+            }
+            out.push(Row(cells));
+        }
+        Ok(out)
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+}
+
+fn map_err(e: rusqlite::Error) -> DbError {
+    use rusqlite::ErrorCode as C;
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        let msg = msg.clone().unwrap_or_else(|| e.to_string());
+        return match f.code {
+            C::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                DbError::Unique(msg)
+            }
+            C::DatabaseBusy | C::DatabaseLocked => DbError::Transient(msg),
+            C::CannotOpen | C::NotADatabase | C::DiskFull | C::SystemIoFailure => DbError::Unavailable(msg),
+            _ => DbError::Other(msg),
+        };
+    }
+    DbError::Other(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_translated_positionally() {
+        assert_eq!(translate("SELECT $2, $1, $10"), "SELECT ?2, ?1, ?10");
+        assert_eq!(translate("SELECT '$' || x"), "SELECT '$' || x");
+    }
+}

@@ -1,0 +1,85 @@
+//! What every Mercato domain shares: configuration, databases, ids, the outbox
+//! and event bus, the cache, rate limiting and telemetry.
+//!
+//! Architecture invariant: this crate knows no domain and no HTTP. Domains
+//! depend on it; it never depends on them.
+
+pub mod config;
+pub mod db;
+pub mod events;
+pub mod ids;
+pub mod ratelimit;
+pub mod secret;
+pub mod telemetry;
+
+pub use db::{Db, DbError, Migration, Row, Tx};
+
+/// Milliseconds since the Unix epoch, from the system clock.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Migrations of the tables the platform itself owns, in every database.
+pub static MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "outbox, inbox, id leases, settings",
+    sql: r#"
+        CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            aggregate TEXT NOT NULL,
+            aggregate_id TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            delivered_at INTEGER
+        );
+        CREATE INDEX outbox_pending ON outbox (id) WHERE delivered_at IS NULL;
+        CREATE TABLE inbox (
+            consumer TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            processed_at INTEGER NOT NULL,
+            PRIMARY KEY (consumer, event_id)
+        );
+        CREATE TABLE id_nodes (
+            node INTEGER PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+        CREATE TABLE settings (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+    "#,
+}];
+
+/// Reads a setting shared by every instance (generated secrets live here so a
+/// second instance sees the same values as the first).
+pub async fn setting_get_or_init(
+    db: &Db,
+    key: &'static str,
+    init: impl FnOnce() -> String,
+) -> mercato_core::Result<String> {
+    let candidate = init();
+    db.write(move |tx| {
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+            crate::params![key, &candidate],
+        )?;
+        tx.query_one("SELECT value FROM settings WHERE key = $1", crate::params![key])?.text(0)
+    })
+    .await
+}
+
+/// 32 random bytes, base64url without padding: for tokens and secrets.
+pub fn random_token() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// SHA-256 hex digest: tokens are stored hashed, so a database leak does not
+/// leak usable credentials.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}

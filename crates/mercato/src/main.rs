@@ -1,0 +1,78 @@
+//! `mercato`: the command line. Parsing only; the work is in the library.
+
+use clap::{Parser, Subcommand};
+use mercato_platform::config::Config;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "mercato", version, about = "An e-commerce backend, from a laptop to a cluster")]
+struct Cli {
+    /// Configuration file (default: ./mercato.toml if it exists). Env: MERCATO_CONFIG.
+    #[arg(long, global = true, env = "MERCATO_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides config and MERCATO_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<String>,
+    /// Data directory (overrides config and MERCATO_DATA_DIR).
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the shop: migrations, first-run demo data, HTTP API and workers.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Add demo products (deterministic) to the catalog.
+    Seed {
+        /// How many products to add.
+        #[arg(long, default_value_t = 10_000)]
+        products: u64,
+    },
+    /// Print the effective configuration (secrets masked).
+    Config,
+}
+
+fn load(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref(), std::env::vars()).map_err(anyhow::Error::msg)?;
+    if let Some(l) = &cli.listen {
+        config.listen = l.clone();
+    }
+    if let Some(d) = &cli.data_dir {
+        config.data_dir = d.clone();
+    }
+    config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = load(&cli)?;
+    mercato_platform::telemetry::init_logs(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve => mercato::server::serve(config).await,
+            Command::Migrate => {
+                let db = mercato::server::open_db(&config)?;
+                let n = mercato::server::migrate(&db).await?;
+                println!("applied {n} migration(s)");
+                Ok(())
+            }
+            Command::Seed { products } => {
+                let shop = mercato::server::Shop::build(config).await?;
+                let n =
+                    mercato::seed::run(&shop.state, products, shop.state.config.seed.stock_per_variant, true).await?;
+                println!("added {n} products");
+                Ok(())
+            }
+            Command::Config => {
+                print!("{}", config.to_toml_masked());
+                Ok(())
+            }
+        }
+    })
+}

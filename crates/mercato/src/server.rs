@@ -1,0 +1,296 @@
+use anyhow::Context;
+use mercato_cart::CartService;
+use mercato_catalog::CatalogService;
+use mercato_core::Id;
+use mercato_customers::CustomersService;
+use mercato_http::AppState;
+use mercato_inventory::InventoryService;
+use mercato_orders::OrdersService;
+use mercato_payments::PaymentsService;
+use mercato_payments::test_provider::TestProvider;
+use mercato_platform::config::Config;
+use mercato_platform::db::DbOptions;
+use mercato_platform::events::{Event, EventBus, spawn_relay};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, setting_get_or_init};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Every service of one shop, wired and ready.
+pub struct Shop {
+    pub state: AppState,
+    pub bus: EventBus,
+    pub provider: TestProvider,
+}
+
+pub fn open_db(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let path = match config.database.url.expose().strip_prefix("sqlite:") {
+        Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
+        _ => config.data_dir.join("mercato.db"),
+    };
+    let opts = DbOptions {
+        readers: config.database.pool_size.max(1),
+        synchronous: config.database.synchronous,
+        max_batch: config.database.max_batch,
+    };
+    Ok(Db::open_sqlite(&path, "main", opts)?)
+}
+
+/// Applies every component's pending migrations.
+pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
+    let mut n = 0;
+    n += db.migrate("platform", mercato_platform::MIGRATIONS).await?;
+    n += db.migrate("customers", mercato_customers::MIGRATIONS).await?;
+    n += db.migrate("catalog", mercato_catalog::MIGRATIONS).await?;
+    n += db.migrate("inventory", mercato_inventory::MIGRATIONS).await?;
+    n += db.migrate("cart", mercato_cart::MIGRATIONS).await?;
+    n += db.migrate("orders", mercato_orders::MIGRATIONS).await?;
+    n += db.migrate("payments", mercato_payments::MIGRATIONS).await?;
+    Ok(n)
+}
+
+fn id_of(event: &Event, field: &str) -> Option<Id> {
+    match &event.payload[field] {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.as_i64().map(Id),
+        _ => None,
+    }
+}
+
+impl Shop {
+    pub async fn build(config: Config) -> anyhow::Result<Shop> {
+        let db = open_db(&config)?;
+        if config.database.migrate_on_start {
+            migrate(&db).await?;
+        }
+        let ids = IdGen::lease(&db).await?;
+        let bus = EventBus::new();
+        let currency = config.currency();
+        let cache_ttl = Duration::from_secs(config.cache.l1_ttl_secs);
+        let catalog =
+            CatalogService::new(db.clone(), ids.clone(), bus.clone(), currency, config.cache.l1_max_entries, cache_ttl);
+        let inventory = InventoryService::new(db.clone(), ids.clone(), bus.clone());
+        let customers = CustomersService::new(db.clone(), ids.clone(), bus.clone(), config.auth.clone());
+        let cart = CartService::new(
+            db.clone(),
+            ids.clone(),
+            bus.clone(),
+            catalog.clone(),
+            inventory.clone(),
+            config.shop.clone(),
+        );
+        let secret = match config.payments.webhook_secret.expose() {
+            "" => {
+                setting_get_or_init(&db, "payments.test.webhook_secret", || {
+                    format!("whsec_{}", mercato_platform::random_token())
+                })
+                .await?
+            }
+            s => s.to_string(),
+        };
+        let provider = TestProvider::new(
+            db.clone(),
+            secret.into_bytes(),
+            config.payments.async_settle_ms,
+            config.payments.webhook_tolerance_secs,
+        );
+        let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider.clone()));
+        let orders = OrdersService::new(
+            db.clone(),
+            ids.clone(),
+            bus.clone(),
+            cart.clone(),
+            inventory.clone(),
+            payments.clone(),
+            config.orders.clone(),
+            currency,
+        );
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            catalog,
+            inventory,
+            customers,
+            cart,
+            orders,
+            payments,
+            metrics: mercato_platform::telemetry::metrics_handle(),
+            draining: Arc::new(AtomicBool::new(false)),
+        };
+        let shop = Shop { state, bus, provider };
+        shop.subscribe();
+        Ok(shop)
+    }
+
+    /// Cross-domain reactions. Each handler is idempotent (it acts through a
+    /// conditional state change), so at-least-once delivery is safe.
+    fn subscribe(&self) {
+        let s = &self.state;
+        let inventory = s.inventory.clone();
+        self.bus.subscribe("inventory.on-order", &["order.paid", "order.cancelled"], move |e| {
+            let inventory = inventory.clone();
+            async move {
+                let Some(order) = id_of(&e, "order_id") else { return Ok(()) };
+                match (e.kind.as_str(), e.payload["from"].as_str()) {
+                    ("order.paid", _) => inventory.commit(order).await.map(drop),
+                    ("order.cancelled", Some("paid")) => inventory.restock(order).await.map(drop),
+                    _ => inventory.release(order).await.map(drop),
+                }
+            }
+        });
+        let cart = s.cart.clone();
+        self.bus.subscribe("cart.on-order-placed", &["order.placed"], move |e| {
+            let cart = cart.clone();
+            async move {
+                match (id_of(&e, "cart_id"), id_of(&e, "order_id")) {
+                    (Some(c), Some(o)) => cart.mark_converted(c, o).await,
+                    _ => Ok(()),
+                }
+            }
+        });
+        let orders = s.orders.clone();
+        self.bus.subscribe("orders.on-payment", &["payment.succeeded"], move |e| {
+            let orders = orders.clone();
+            async move {
+                match id_of(&e, "order_id") {
+                    Some(o) => orders.on_payment_succeeded(o).await,
+                    None => Ok(()),
+                }
+            }
+        });
+        let catalog = s.catalog.clone();
+        self.bus.subscribe("catalog.cache", &["product.", "variant.", "category."], move |e| {
+            let catalog = catalog.clone();
+            async move {
+                if e.kind.starts_with("category.") {
+                    catalog.invalidate_categories();
+                } else if let Ok(id) = e.aggregate_id.parse() {
+                    catalog.invalidate(id);
+                }
+                Ok(())
+            }
+        });
+        let inventory = s.inventory.clone();
+        self.bus.subscribe("inventory.cache", &["stock.changed"], move |e| {
+            let inventory = inventory.clone();
+            async move {
+                let skus: Vec<String> = e.payload["skus"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                inventory.invalidate(&skus);
+                Ok(())
+            }
+        });
+    }
+
+    /// Starts the outbox relay, the order sweeper, the test provider's webhook
+    /// sender and session clean-up.
+    pub fn spawn_workers(&self) {
+        spawn_relay(self.state.db.clone(), self.bus.clone());
+        self.provider.spawn_webhook_sender();
+        let orders = self.state.orders.clone();
+        let customers = self.state.customers.clone();
+        let interval = Duration::from_millis(self.state.config.orders.sweep_interval_ms.max(50));
+        tokio::spawn(async move {
+            let mut ticks: u64 = 0;
+            loop {
+                tokio::time::sleep(interval).await;
+                if let Err(e) = orders.sweep().await {
+                    tracing::warn!(error = %e, "order sweep failed");
+                }
+                ticks += 1;
+                if ticks.is_multiple_of(3600) {
+                    let _ = customers.purge_sessions().await;
+                }
+            }
+        });
+    }
+}
+
+/// `mercato serve`: everything a shop needs, in one process.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let shop = Shop::build(config.clone()).await?;
+    let admin_password = shop
+        .state
+        .customers
+        .ensure_admin(&config.admin.email, Some(config.admin.password.expose()).filter(|p| !p.is_empty()))
+        .await?;
+    let password_file = config.data_dir.join("admin-password.txt");
+    let admin_line = match (&admin_password, config.admin.password.is_empty()) {
+        (Some(p), true) => {
+            let _ = std::fs::write(&password_file, format!("{}\n{p}\n", config.admin.email));
+            restrict(&password_file);
+            format!("{} / {p}  (generated on first run; also in {})", config.admin.email, password_file.display())
+        }
+        (_, false) => format!("{} / (the password in MERCATO_ADMIN_PASSWORD)", config.admin.email),
+        (None, true) => format!("{} / (generated on first run; see {})", config.admin.email, password_file.display()),
+    };
+    if config.seed.products > 0 && shop.state.catalog.product_count().await? == 0 {
+        crate::seed::run(&shop.state, config.seed.products as u64, config.seed.stock_per_variant, false).await?;
+    }
+
+    let listener =
+        tokio::net::TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let webhook_url = match config.payments.webhook_url.as_str() {
+        "" => format!("http://{addr}/api/v1/payments/webhooks/test"),
+        url => url.to_string(),
+    };
+    shop.provider.set_webhook_url(webhook_url);
+    shop.spawn_workers();
+
+    let draining = shop.state.draining.clone();
+    let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let app = mercato_http::app(shop.state.clone());
+    println!("Mercato is running at http://{addr}");
+    println!("  API docs:  http://{addr}/docs");
+    println!("  Admin:     {admin_line}");
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested: draining in-flight requests");
+            draining.store(true, Ordering::Relaxed);
+        },
+    );
+    // In-flight requests get `grace` to finish once the signal arrives.
+    let server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        r = server => r??,
+        _ = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!("shutdown grace period elapsed; exiting with requests still in flight");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict(_: &std::path::Path) {}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
