@@ -15,6 +15,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// The request body is larger than the configured limit.
     PayloadTooLarge,
+    /// The endpoint exists but not with this HTTP method.
+    MethodNotAllowed,
     /// The thing asked for does not exist, or the caller may not know it exists.
     NotFound,
     /// No or invalid credentials.
@@ -58,6 +60,7 @@ impl ErrorCode {
             ErrorCode::MalformedBody => "malformed-body",
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
             ErrorCode::PayloadTooLarge => "payload-too-large",
+            ErrorCode::MethodNotAllowed => "method-not-allowed",
             ErrorCode::NotFound => "not-found",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TokenExpired => "token-expired",

@@ -17,6 +17,7 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         C::MalformedBody => (StatusCode::BAD_REQUEST, "Malformed request body"),
         C::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported media type"),
         C::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large"),
+        C::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
         C::NotFound => (StatusCode::NOT_FOUND, "Not found"),
         C::Unauthorized => (StatusCode::UNAUTHORIZED, "Unauthorized"),
         C::TokenExpired => (StatusCode::UNAUTHORIZED, "Token expired"),

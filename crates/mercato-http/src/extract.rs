@@ -26,13 +26,18 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     }
 }
 
+/// Not JSON at all is a 400; JSON of the wrong shape (a missing field, a
+/// string where a number belongs) is a 422 like any other invalid value.
 fn json_rejection(r: JsonRejection) -> Error {
-    match r.status() {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+    match r {
+        JsonRejection::MissingJsonContentType(_) => {
             Error::new(ErrorCode::UnsupportedMediaType, "expected a JSON body with Content-Type: application/json")
         }
-        StatusCode::PAYLOAD_TOO_LARGE => Error::new(ErrorCode::PayloadTooLarge, "request body is too large"),
-        _ => Error::new(ErrorCode::MalformedBody, r.body_text()),
+        JsonRejection::JsonDataError(e) => Error::validation(e.body_text()),
+        r if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Error::new(ErrorCode::PayloadTooLarge, "request body is too large")
+        }
+        r => Error::new(ErrorCode::MalformedBody, r.body_text()),
     }
 }
 

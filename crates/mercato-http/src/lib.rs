@@ -7,13 +7,14 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod routes;
 pub mod state;
 
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -89,7 +90,9 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.config.http.body_limit_bytes;
     let doc_json = serde_json::to_vec(&doc).unwrap_or_default();
     let request_id = HeaderName::from_static("x-request-id");
-    api.route("/healthz", get(routes::ops::healthz))
+    // route_layer: runs after routing, so the layer sees the matched route.
+    api.route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
+        .route("/healthz", get(routes::ops::healthz))
         .route("/readyz", get(routes::ops::readyz))
         .route("/metrics", get(routes::ops::metrics))
         .route(
@@ -102,9 +105,7 @@ pub fn app(state: AppState) -> Router {
         .merge(Scalar::with_url("/docs", doc))
         .fallback(|| async { ApiError(Error::not_found("no such endpoint")) })
         .method_not_allowed_fallback(|| async {
-            let mut r = ApiError(Error::validation("method not allowed for this endpoint")).into_response();
-            *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
-            r
+            ApiError(Error::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method"))
         })
         .with_state(state)
         .layer(

@@ -14,10 +14,11 @@ mod service;
 pub use model::{Address, Order, OrderItem, OrderStatus};
 pub use service::{AdminFilter, OrdersService, PaymentResult, Placed};
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "orders, items, history, checkout claims",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "orders, items, history, checkout claims",
+        sql: r#"
         CREATE TABLE orders (
             id INTEGER PRIMARY KEY,
             customer_id INTEGER NOT NULL,
@@ -75,4 +76,10 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
         );
         CREATE INDEX checkouts_stale ON checkouts (state, lease_until);
     "#,
-}];
+    },
+    mercato_platform::Migration {
+        version: 2,
+        name: "payment lease on orders",
+        sql: "ALTER TABLE orders ADD COLUMN payment_lock_until INTEGER",
+    },
+];

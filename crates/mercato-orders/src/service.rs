@@ -10,10 +10,6 @@ use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
 use std::sync::Arc;
 
-/// How long a checkout may hold its idempotency key before another request
-/// with the same key may take over (it must exceed the request timeout).
-const CHECKOUT_LEASE_MS: i64 = 60_000;
-
 #[derive(Clone)]
 pub struct OrdersService {
     inner: Arc<Inner>,
@@ -137,23 +133,36 @@ fn history(
 
 /// Moves `order` by `action` if its status still allows it, recording history
 /// and the event in the same transaction. Returns (from, to).
+///
+/// `required_from` narrows the legal starting states (a customer may cancel
+/// only an unpaid order, though an admin may also cancel a paid one). While a
+/// payment holds the order's lease, nothing but the payment itself may move it.
 fn transition(
     tx: &mut dyn Tx,
     history_id: Id,
     order: Id,
     action: Action,
+    required_from: Option<OrderStatus>,
     actor: &str,
     note: Option<&str>,
 ) -> Result<(OrderStatus, OrderStatus), Error> {
-    let from = tx
-        .query_opt("SELECT status FROM orders WHERE id = $1", params![order])?
-        .ok_or_else(|| Error::not_found("order not found"))?
-        .text(0)?;
-    let from = OrderStatus::parse(&from)?;
+    let row = tx
+        .query_opt("SELECT status, payment_lock_until FROM orders WHERE id = $1", params![order])?
+        .ok_or_else(|| Error::not_found("order not found"))?;
+    let from = OrderStatus::parse(row.str(0)?)?;
+    if required_from.is_some_and(|r| r != from) {
+        return Err(Error::illegal_transition(from.as_str(), action.verb()));
+    }
     let to = next(from, action)?;
+    let now = now_ms();
+    let locked = row.opt_int(1)?.is_some_and(|until| until > now);
+    if locked && action != Action::Pay {
+        return Err(Error::illegal_transition(from.as_str(), action.verb())
+            .with_details(serde_json::json!({ "reason": "a payment for this order is in progress" })));
+    }
     let moved = tx.execute(
-        "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4",
-        params![to.as_str(), now_ms(), order, from.as_str()],
+        "UPDATE orders SET status = $1, updated_at = $2, payment_lock_until = NULL WHERE id = $3 AND status = $4",
+        params![to.as_str(), now, order, from.as_str()],
     )?;
     if moved == 0 {
         return Err(Error::new(ErrorCode::Transient, "order changed concurrently"));
@@ -244,6 +253,7 @@ impl OrdersService {
 
     async fn claim(&self, customer: Id, key: &str, fingerprint: &str, fresh_id: Id) -> Result<Claim, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
+        let lease = self.inner.cfg.checkout_lease_ms as i64;
         self.inner
             .db
             .write(move |tx| {
@@ -251,7 +261,7 @@ impl OrdersService {
                 let inserted = tx.execute(
                     "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
                      VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-                    params![customer, &k, &f, fresh_id, now + CHECKOUT_LEASE_MS, now],
+                    params![customer, &k, &f, fresh_id, now + lease, now],
                 )?;
                 if inserted == 1 {
                     return Ok(Claim::New(fresh_id));
@@ -275,7 +285,7 @@ impl OrdersService {
                         // A crashed attempt (stale lease) or one the sweeper gave up on.
                         tx.execute(
                             "UPDATE checkouts SET state = 'pending', lease_until = $1 WHERE customer_id = $2 AND idempotency_key = $3",
-                            params![now + CHECKOUT_LEASE_MS, customer, &k],
+                            params![now + lease, customer, &k],
                         )?;
                         Ok(Claim::Resume(order_id))
                     }
@@ -484,12 +494,17 @@ impl OrdersService {
         &self,
         id: Id,
         action: Action,
+        required_from: Option<OrderStatus>,
         actor: &str,
         note: Option<String>,
     ) -> Result<(OrderStatus, OrderStatus), Error> {
         let hid = self.inner.ids.next();
         let actor = actor.to_string();
-        let r = self.inner.db.write(move |tx| transition(tx, hid, id, action, &actor, note.as_deref())).await?;
+        let r = self
+            .inner
+            .db
+            .write(move |tx| transition(tx, hid, id, action, required_from, &actor, note.as_deref()))
+            .await?;
         self.inner.bus.wake();
         Ok(r)
     }
@@ -500,12 +515,14 @@ impl OrdersService {
         if order.status != OrderStatus::PendingPayment {
             return Err(Error::illegal_transition(order.status.as_str(), "cancel"));
         }
-        self.move_order(id, Action::Cancel, "customer", None).await?;
+        self.move_order(id, Action::Cancel, Some(OrderStatus::PendingPayment), "customer", None).await?;
         self.inner.inventory.release(id).await?;
         self.get(id).await
     }
 
-    /// Pays `customer`'s order with a test card.
+    /// Pays `customer`'s order with a test card. The order is leased for the
+    /// duration of the charge, so a cancel or the expiry sweeper cannot slip in
+    /// between "the order is unpaid" and "the card was charged".
     pub async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
         let order = self.get_for(customer, id).await?;
         if order.status != OrderStatus::PendingPayment {
@@ -516,11 +533,54 @@ impl OrdersService {
             return Err(Error::illegal_transition("cancelled", "pay")
                 .with_details(serde_json::json!({ "reason": "payment window closed" })));
         }
-        match self.inner.payments.pay(id, order.total, card_number).await? {
+        let lease = self.inner.cfg.checkout_lease_ms as i64;
+        let locked = self
+            .inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                Ok(tx.execute(
+                    "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment'                      AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
+                    params![now + lease, id, now],
+                )?)
+            })
+            .await?;
+        if locked == 0 {
+            let current = self.get(id).await?;
+            return Err(match current.status {
+                OrderStatus::PendingPayment => {
+                    Error::conflict("a payment for this order is already in progress").with_retry_after(2)
+                }
+                other => Error::illegal_transition(other.as_str(), "pay"),
+            });
+        }
+        let outcome = self.inner.payments.pay(id, order.total, card_number).await;
+        if !matches!(outcome, Ok(PayOutcome::Processing(_))) {
+            // Succeeded: the Pay transition clears the lease itself. Declined or
+            // failed: the customer may try again (or cancel) right away.
+            let _ = self
+                .inner
+                .db
+                .write(move |tx| {
+                    Ok(tx.execute(
+                        "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
+                        params![id],
+                    )?)
+                })
+                .await;
+        }
+        match outcome? {
             PayOutcome::Succeeded(payment) => {
                 self.on_payment_succeeded(id).await?;
-                Ok(PaymentResult::Paid(payment, Box::new(self.get(id).await?)))
+                let order = self.get(id).await?;
+                if order.status == OrderStatus::Cancelled {
+                    return Err(Error::illegal_transition("cancelled", "pay").with_details(
+                        serde_json::json!({ "reason": "the order was cancelled; the payment was refunded" }),
+                    ));
+                }
+                Ok(PaymentResult::Paid(payment, Box::new(order)))
             }
+            // The lease stays until the webhook settles it or it runs out.
             PayOutcome::Processing(payment) => Ok(PaymentResult::Processing(payment)),
         }
     }
@@ -533,7 +593,7 @@ impl OrdersService {
         let outcome = self
             .inner
             .db
-            .write(move |tx| match transition(tx, hid, id, Action::Pay, "payment", None) {
+            .write(move |tx| match transition(tx, hid, id, Action::Pay, None, "payment", None) {
                 Ok(_) => Ok(Some(true)),
                 Err(e) if e.code == ErrorCode::IllegalTransition => {
                     // Already paid (a duplicate report): nothing to do. Cancelled: refund.
@@ -550,7 +610,9 @@ impl OrdersService {
             }
             Some(false) => {
                 tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
-                self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
+                let refund =
+                    self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
+                self.add_refunded(id, refund.amount.amount).await?;
             }
             None => {}
         }
@@ -558,7 +620,7 @@ impl OrdersService {
     }
 
     async fn expire(&self, id: Id) -> Result<bool, Error> {
-        match self.move_order(id, Action::Expire, "system", Some("payment window closed".into())).await {
+        match self.move_order(id, Action::Expire, None, "system", Some("payment window closed".into())).await {
             Ok(_) => {
                 self.inner.inventory.release(id).await?;
                 Ok(true)
@@ -569,19 +631,19 @@ impl OrdersService {
     }
 
     pub async fn fulfil(&self, id: Id) -> Result<Order, Error> {
-        self.move_order(id, Action::Fulfil, "admin", None).await?;
+        self.move_order(id, Action::Fulfil, None, "admin", None).await?;
         self.get(id).await
     }
 
     pub async fn complete(&self, id: Id) -> Result<Order, Error> {
-        self.move_order(id, Action::Complete, "admin", None).await?;
+        self.move_order(id, Action::Complete, None, "admin", None).await?;
         self.get(id).await
     }
 
     /// Admin cancel: an unpaid order releases its stock; a paid one is refunded
     /// in full and its units go back on the shelf.
     pub async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error> {
-        let (from, _) = self.move_order(id, Action::Cancel, "admin", reason.clone()).await?;
+        let (from, _) = self.move_order(id, Action::Cancel, None, "admin", reason.clone()).await?;
         if from == OrderStatus::Paid {
             let order = self.get(id).await?;
             let remaining = order.total.amount - order.refunded.amount;
@@ -633,7 +695,7 @@ impl OrdersService {
                     &serde_json::json!({ "order_id": id, "amount": amount, "full": full }),
                 )?;
                 if full && status != OrderStatus::Cancelled {
-                    transition(tx, hid, id, Action::Refund { full: true }, "admin", None)?;
+                    transition(tx, hid, id, Action::Refund { full: true }, None, "admin", None)?;
                 }
                 Ok(())
             })
@@ -672,7 +734,7 @@ impl OrdersService {
             .read(move |tx| {
                 tx.query(
                     "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 200",
-                    params![now - CHECKOUT_LEASE_MS],
+                    params![now],
                 )?
                 .iter()
                 .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
@@ -686,7 +748,7 @@ impl OrdersService {
                 .write(move |tx| {
                     Ok(tx.execute(
                         "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending' AND lease_until < $4",
-                        params![customer, &key, order_id, now_ms() - CHECKOUT_LEASE_MS],
+                        params![customer, &key, order_id, now_ms()],
                     )?)
                 })
                 .await?;

@@ -233,11 +233,15 @@ pub struct OrdersConfig {
     pub payment_timeout_secs: u64,
     /// How often the expiry sweeper looks for overdue orders.
     pub sweep_interval_ms: u64,
+    /// How long a checkout holds its Idempotency-Key. A checkout still unfinished
+    /// after this is presumed crashed: a retry takes it over, and the sweeper
+    /// releases its stock. Must exceed `http.request_timeout_ms`.
+    pub checkout_lease_ms: u64,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
-        OrdersConfig { payment_timeout_secs: 900, sweep_interval_ms: 1000 }
+        OrdersConfig { payment_timeout_secs: 900, sweep_interval_ms: 1000, checkout_lease_ms: 60_000 }
     }
 }
 
@@ -314,6 +318,12 @@ impl Config {
         }
         if self.shop.max_line_quantity < 1 {
             return Err("shop.max_line_quantity: must be at least 1".into());
+        }
+        if self.orders.checkout_lease_ms <= self.http.request_timeout_ms {
+            return Err(
+                "orders.checkout_lease_ms: must exceed http.request_timeout_ms, or a slow checkout could be taken over"
+                    .into(),
+            );
         }
         if self.orders.payment_timeout_secs == 0 {
             return Err("orders.payment_timeout_secs: must be positive".into());

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod db;
 pub mod events;
+pub mod idempotency;
 pub mod ids;
 pub mod ratelimit;
 pub mod secret;
@@ -20,10 +21,11 @@ pub fn now_ms() -> i64 {
 }
 
 /// Migrations of the tables the platform itself owns, in every database.
-pub static MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "outbox, inbox, id leases, settings",
-    sql: r#"
+pub static MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "outbox, inbox, id leases, settings",
+        sql: r#"
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             aggregate TEXT NOT NULL,
@@ -50,7 +52,27 @@ pub static MIGRATIONS: &[Migration] = &[Migration {
             value TEXT NOT NULL
         );
     "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "idempotency keys",
+        sql: r#"
+        CREATE TABLE idempotency_keys (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            state TEXT NOT NULL,
+            status INTEGER,
+            headers TEXT,
+            body BLOB,
+            lease_until INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
+    "#,
+    },
+];
 
 /// Reads a setting shared by every instance (generated secrets live here so a
 /// second instance sees the same values as the first).

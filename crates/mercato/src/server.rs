@@ -195,6 +195,7 @@ impl Shop {
         self.provider.spawn_webhook_sender();
         let orders = self.state.orders.clone();
         let customers = self.state.customers.clone();
+        let db = self.state.db.clone();
         let interval = Duration::from_millis(self.state.config.orders.sweep_interval_ms.max(50));
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
@@ -206,6 +207,7 @@ impl Shop {
                 ticks += 1;
                 if ticks.is_multiple_of(3600) {
                     let _ = customers.purge_sessions().await;
+                    let _ = mercato_platform::idempotency::purge(&db).await;
                 }
             }
         });

@@ -47,8 +47,8 @@ async fn place_order(
     // The fingerprint is over the canonical JSON (sorted keys), so key order
     // and whitespace do not make the "same" request look different.
     let fingerprint = mercato_platform::sha256_hex(raw.to_string().as_bytes());
-    let req: PlaceOrderRequest = serde_json::from_value(raw)
-        .map_err(|e| Error::new(ErrorCode::MalformedBody, format!("invalid order request: {e}")))?;
+    let req: PlaceOrderRequest =
+        serde_json::from_value(raw).map_err(|e| Error::validation(format!("invalid order request: {e}")))?;
     let a = req.shipping_address;
     let address = Address {
         name: a.name,
@@ -200,7 +200,10 @@ async fn admin_cancel(
     let req: CancelRequest = if body.is_empty() {
         CancelRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| Error::new(ErrorCode::MalformedBody, e.to_string()))?
+        serde_json::from_slice(&body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => Error::validation(e.to_string()),
+            _ => Error::new(ErrorCode::MalformedBody, e.to_string()),
+        })?
     };
     Ok(order(s.orders.cancel_by_admin(path_id(&id)?, req.reason).await?))
 }
