@@ -9,10 +9,11 @@ mod service;
 pub use pricing::{PricedLine, Totals};
 pub use service::{CartOwner, CartService, PricedCart};
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "carts and lines",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "carts and lines",
+        sql: r#"
         CREATE TABLE carts (
             id INTEGER PRIMARY KEY,
             token_hash TEXT UNIQUE,
@@ -32,4 +33,10 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
             PRIMARY KEY (cart_id, sku)
         );
     "#,
-}];
+    },
+    mercato_platform::Migration {
+        version: 2,
+        name: "coupon on carts",
+        sql: "ALTER TABLE carts ADD COLUMN coupon_code TEXT",
+    },
+];

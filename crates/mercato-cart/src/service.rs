@@ -6,6 +6,7 @@ use mercato_platform::config::{ShippingMethod, ShopConfig};
 use mercato_platform::events::{EventBus, emit};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
+use mercato_promotions::{Applied, EligibleLine, PromotionsService};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -26,6 +27,12 @@ pub struct PricedCart {
     pub shipping_method: String,
     /// SKUs in the cart that can no longer be bought (unpublished, removed).
     pub unavailable: Vec<String>,
+    /// Each discount that applies, and why.
+    pub discounts: Vec<Applied>,
+    pub coupon: Option<String>,
+    /// Why the cart's coupon does not apply (any more).
+    #[serde(skip)]
+    pub coupon_problem: Option<Error>,
 }
 
 #[derive(Clone)]
@@ -39,6 +46,7 @@ struct Inner {
     bus: EventBus,
     catalog: CatalogService,
     inventory: InventoryService,
+    promotions: PromotionsService,
     shop: ShopConfig,
     currency: Currency,
 }
@@ -68,10 +76,11 @@ impl CartService {
         bus: EventBus,
         catalog: CatalogService,
         inventory: InventoryService,
+        promotions: PromotionsService,
         shop: ShopConfig,
     ) -> Self {
         let currency = shop.currency.parse().unwrap_or(Currency::USD);
-        CartService { inner: Arc::new(Inner { db, ids, bus, catalog, inventory, shop, currency }) }
+        CartService { inner: Arc::new(Inner { db, ids, bus, catalog, inventory, promotions, shop, currency }) }
     }
 
     pub fn shipping_methods(&self) -> &[ShippingMethod] {
@@ -287,6 +296,9 @@ impl CartService {
             currency: self.inner.currency,
             shipping_method: method.code.clone(),
             unavailable: vec![],
+            discounts: vec![],
+            coupon: None,
+            coupon_problem: None,
         })
     }
 
@@ -294,16 +306,18 @@ impl CartService {
         TaxRule { rate_bp: self.inner.shop.tax_rate_bp, includes_shipping: self.inner.shop.tax_includes_shipping }
     }
 
-    /// Prices cart `cart` from current catalog prices.
+    /// Prices cart `cart` from current catalog prices and current promotions.
     pub async fn priced(&self, cart: Id) -> Result<PricedCart, Error> {
-        let (method, lines) = self
+        let (method, customer, coupon, lines) = self
             .inner
             .db
             .read(move |tx| {
-                let method = tx
-                    .query_opt("SELECT shipping_method FROM carts WHERE id = $1", params![cart])?
-                    .ok_or_else(|| Error::not_found("no cart"))?
-                    .text(0)?;
+                let row = tx
+                    .query_opt(
+                        "SELECT shipping_method, customer_id, coupon_code FROM carts WHERE id = $1",
+                        params![cart],
+                    )?
+                    .ok_or_else(|| Error::not_found("no cart"))?;
                 let lines = tx
                     .query(
                         "SELECT sku, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
@@ -312,36 +326,90 @@ impl CartService {
                     .iter()
                     .map(|r| Ok((r.text(0)?, r.int(1)?)))
                     .collect::<Result<Vec<_>, Error>>()?;
-                Ok((method, lines))
+                Ok((row.text(0)?, row.opt_int(1)?.map(Id), row.opt_text(2)?, lines))
             })
             .await?;
         let info = self.inner.catalog.skus(lines.iter().map(|(s, _)| s.clone()).collect()).await?;
         let mut items = Vec::with_capacity(lines.len());
+        let mut eligible = Vec::with_capacity(lines.len());
         let mut unavailable = Vec::new();
         for (sku, quantity) in lines {
             match info.get(&sku) {
-                Some(i) if i.status == ProductStatus::Published => items.push(PricedLine {
-                    line_total: line_total(i.price, quantity)?,
-                    sku,
-                    product_id: i.product_id,
-                    name: i.product_name.clone(),
-                    options: i.options.clone(),
-                    quantity,
-                    unit_price: i.price,
-                }),
+                Some(i) if i.status == ProductStatus::Published => {
+                    let line_total = line_total(i.price, quantity)?;
+                    eligible.push(EligibleLine {
+                        sku: sku.clone(),
+                        categories: self.inner.catalog.ancestors(i.category_id).await?,
+                        line_total: line_total.amount,
+                    });
+                    items.push(PricedLine {
+                        line_total,
+                        sku,
+                        product_id: i.product_id,
+                        name: i.product_name.clone(),
+                        options: i.options.clone(),
+                        quantity,
+                        unit_price: i.price,
+                    })
+                }
                 _ => unavailable.push(sku),
             }
         }
+        let quote = if items.is_empty() {
+            Default::default()
+        } else {
+            self.inner.promotions.quote(coupon.as_deref(), &eligible, customer).await?
+        };
+        let discount: i64 = quote.applied.iter().map(|a| a.amount).sum();
         let shipping = self.shipping_method(&method);
-        let totals = totals(self.inner.currency, &items, Money::zero(self.inner.currency), shipping, &self.tax_rule())?;
+        let currency = self.inner.currency;
+        let totals = totals(currency, &items, Money::new(discount, currency), shipping, &self.tax_rule())?;
         Ok(PricedCart {
             id: Some(cart),
             items,
             totals,
-            currency: self.inner.currency,
+            currency,
             shipping_method: shipping.code.clone(),
             unavailable,
+            discounts: quote.applied,
+            coupon,
+            coupon_problem: quote.coupon_rejection,
         })
+    }
+
+    /// Applies a coupon code to the cart, if it applies to the cart now.
+    pub async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
+        let code = mercato_promotions::normalize_code(code).map_err(|_| {
+            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not exist"))
+                .with_details(serde_json::json!({ "coupon": code, "reason": "not_found" }))
+        })?;
+        let cart = self.existing(owner).await.map_err(|_| {
+            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not apply to an empty cart"))
+                .with_details(serde_json::json!({ "coupon": code, "reason": "not_applicable" }))
+        })?;
+        self.write_coupon(cart, Some(code)).await?;
+        let priced = self.priced(cart).await?;
+        if let Some(problem) = priced.coupon_problem {
+            self.write_coupon(cart, None).await?;
+            return Err(problem);
+        }
+        Ok(priced)
+    }
+
+    pub async fn remove_coupon(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
+        let cart = self.existing(owner).await?;
+        self.write_coupon(cart, None).await?;
+        self.priced(cart).await
+    }
+
+    async fn write_coupon(&self, cart: Id, code: Option<String>) -> Result<(), Error> {
+        self.inner
+            .db
+            .write(move |tx| {
+                Ok(tx.execute("UPDATE carts SET coupon_code = $1 WHERE id = $2", params![code.as_deref(), cart])?)
+            })
+            .await
+            .map(drop)
     }
 
     /// Moves a guest cart's lines into the customer's cart (quantities add up,

@@ -78,6 +78,7 @@ pub struct ProductSummary {
 pub struct SkuInfo {
     pub sku: String,
     pub product_id: Id,
+    pub category_id: Id,
     pub product_name: String,
     pub status: ProductStatus,
     pub options: BTreeMap<String, String>,

@@ -171,6 +171,21 @@ impl CatalogService {
         Ok(out)
     }
 
+    /// The category and its ancestors, leaf first.
+    pub async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
+        let cats = self.categories().await?;
+        let mut out = Vec::new();
+        let mut current = Some(id);
+        while let Some(c) = current {
+            if out.contains(&c) || out.len() > 32 {
+                break; // a cycle would be a bug; never loop forever on it
+            }
+            out.push(c);
+            current = cats.iter().find(|x| x.id == c).and_then(|x| x.parent_id);
+        }
+        Ok(out)
+    }
+
     pub async fn create_category(
         &self,
         name: &str,
@@ -486,7 +501,7 @@ impl CatalogService {
             .read(move |tx| {
                 let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
                 let sql = format!(
-                    "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status \
+                    "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status, p.category_id \
                      FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku IN ({})",
                     ph.join(", ")
                 );
@@ -499,6 +514,7 @@ impl CatalogService {
                         SkuInfo {
                             sku: v.sku,
                             product_id: r.id(5)?,
+                            category_id: r.id(8)?,
                             product_name: r.text(6)?,
                             status: ProductStatus::parse(r.str(7)?)?,
                             options: v.options,

@@ -42,6 +42,15 @@ pub enum ErrorCode {
     RateLimited,
     /// The cart has nothing to check out.
     EmptyCart,
+    /// A coupon does not exist, is outside its window, used up, or does not
+    /// apply to the cart; `details.reason` says which.
+    CouponInvalid,
+    /// A flash sale has sold out.
+    SoldOut,
+    /// A flash sale has not started yet.
+    NotStarted,
+    /// A per-customer purchase limit was reached.
+    LimitReached,
     /// A webhook's signature or timestamp is invalid.
     InvalidSignature,
     /// A dependency (the database, a provider) is unavailable; retry later.
@@ -73,6 +82,10 @@ impl ErrorCode {
             ErrorCode::PaymentDeclined => "payment-declined",
             ErrorCode::RateLimited => "rate-limited",
             ErrorCode::EmptyCart => "empty-cart",
+            ErrorCode::CouponInvalid => "coupon-invalid",
+            ErrorCode::SoldOut => "sold-out",
+            ErrorCode::NotStarted => "not-started",
+            ErrorCode::LimitReached => "limit-reached",
             ErrorCode::InvalidSignature => "invalid-signature",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Transient => "transient",

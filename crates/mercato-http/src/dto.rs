@@ -328,12 +328,54 @@ pub struct ShippingMethodDto {
     pub free_over: Option<MoneyDto>,
 }
 
+/// A discount that applies, and why.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct DiscountDto {
+    #[schema(value_type = String)]
+    pub promotion_id: Id,
+    /// The coupon code; absent for automatic promotions.
+    pub code: Option<String>,
+    pub description: String,
+    pub amount: MoneyDto,
+}
+
+impl DiscountDto {
+    pub fn from_applied(a: mercato_promotions::Applied, currency: mercato_core::Currency) -> Self {
+        DiscountDto {
+            promotion_id: a.promotion_id,
+            code: a.code,
+            description: a.description,
+            amount: Money::new(a.amount, currency).into(),
+        }
+    }
+}
+
+/// Why the cart's coupon does not apply.
+#[derive(Serialize, ToSchema)]
+pub struct CouponProblemDto {
+    pub code: String,
+    /// `expired`, `not_started`, `usage_limit_reached`, `customer_limit_reached`,
+    /// `below_minimum_subtotal`, `not_applicable`, `inactive` or `not_found`.
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CouponRequest {
+    pub code: String,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct CartDto {
     #[schema(value_type = Option<String>)]
     pub id: Option<Id>,
     pub items: Vec<LineDto>,
     pub totals: TotalsDto,
+    /// Each discount in `totals.discount`, and why it applies.
+    pub discounts: Vec<DiscountDto>,
+    pub coupon: Option<String>,
+    pub coupon_problem: Option<CouponProblemDto>,
     pub shipping_method: String,
     pub shipping_methods: Vec<ShippingMethodDto>,
     /// SKUs still in the cart that can no longer be bought.
@@ -384,6 +426,7 @@ pub struct OrderDto {
     pub items: Vec<LineDto>,
     pub subtotal: MoneyDto,
     pub discount: MoneyDto,
+    pub discounts: Vec<DiscountDto>,
     pub shipping: MoneyDto,
     pub tax: MoneyDto,
     pub total: MoneyDto,
@@ -420,6 +463,7 @@ impl From<mercato_orders::Order> for OrderDto {
                 .collect(),
             subtotal: o.subtotal.into(),
             discount: o.discount.into(),
+            discounts: o.discounts.into_iter().map(|a| DiscountDto::from_applied(a, o.currency)).collect(),
             shipping: o.shipping.into(),
             tax: o.tax.into(),
             total: o.total.into(),

@@ -69,6 +69,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::inventory::router())
         .merge(routes::cart::router())
         .merge(routes::orders::router())
+        .merge(routes::promotions::router())
 }
 
 #[derive(Clone)]

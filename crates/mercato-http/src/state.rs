@@ -10,6 +10,7 @@ use mercato_orders::OrdersService;
 use mercato_payments::PaymentsService;
 use mercato_platform::Db;
 use mercato_platform::config::Config;
+use mercato_promotions::PromotionsService;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -24,6 +25,7 @@ pub struct AppState {
     pub cart: CartService,
     pub orders: OrdersService,
     pub payments: PaymentsService,
+    pub promotions: PromotionsService,
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
     /// sending new requests while in-flight ones finish.

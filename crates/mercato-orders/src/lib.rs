@@ -82,4 +82,9 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         name: "payment lease on orders",
         sql: "ALTER TABLE orders ADD COLUMN payment_lock_until INTEGER",
     },
+    mercato_platform::Migration {
+        version: 3,
+        name: "discount lines on orders",
+        sql: "ALTER TABLE orders ADD COLUMN discounts TEXT",
+    },
 ];

@@ -174,6 +174,9 @@ pub struct Order {
     pub items: Vec<OrderItem>,
     pub subtotal: Money,
     pub discount: Money,
+    /// Each promotion that made up `discount`, as applied at checkout.
+    #[serde(default)]
+    pub discounts: Vec<mercato_promotions::Applied>,
     pub shipping: Money,
     pub tax: Money,
     pub total: Money,

@@ -8,6 +8,7 @@ use mercato_platform::db::Param;
 use mercato_platform::events::{EventBus, emit};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
+use mercato_promotions::PromotionsService;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     cart: CartService,
     inventory: InventoryService,
     payments: PaymentsService,
+    promotions: PromotionsService,
     cfg: OrdersConfig,
     currency: Currency,
 }
@@ -52,7 +54,7 @@ enum Claim {
 }
 
 const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
-     shipping_address, shipping_method, payment_due_at, created_at, updated_at";
+     shipping_address, shipping_method, payment_due_at, created_at, updated_at, discounts";
 
 fn load_order(tx: &mut dyn Tx, id: Id) -> Result<Option<Order>, Error> {
     let Some(r) = tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), params![id])? else {
@@ -106,6 +108,7 @@ fn load_order(tx: &mut dyn Tx, id: Id) -> Result<Option<Order>, Error> {
         tax: m(&r, 7)?,
         total: m(&r, 8)?,
         refunded: m(&r, 9)?,
+        discounts: r.opt_text(15)?.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
         shipping_address: serde_json::from_str(r.str(10)?).map_err(|e| Error::internal(e.to_string()))?,
         shipping_method: r.text(11)?,
         payment_due_at: r.opt_int(12)?,
@@ -188,10 +191,11 @@ impl OrdersService {
         cart: CartService,
         inventory: InventoryService,
         payments: PaymentsService,
+        promotions: PromotionsService,
         cfg: OrdersConfig,
         currency: Currency,
     ) -> Self {
-        OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, cfg, currency }) }
+        OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, promotions, cfg, currency }) }
     }
 
     /// Turns the customer's cart into an order, at most once per key.
@@ -219,6 +223,7 @@ impl OrdersService {
             Claim::Resume(old) => {
                 // An earlier attempt crashed after reserving: give that stock
                 // back (the cart may have changed since) and start over.
+                self.inner.promotions.release(old).await?;
                 self.inner.inventory.release(old).await?;
                 let (k, new) = (key.clone(), self.inner.ids.next());
                 let moved = self
@@ -330,8 +335,17 @@ impl OrdersService {
         let Some(cart_id) = cart.id.filter(|_| !cart.items.is_empty()) else {
             return Err(Error::new(ErrorCode::EmptyCart, "the cart is empty"));
         };
+        // A coupon that stopped applying since it was added is an error, not a
+        // silent price change: the customer confirms the new total first.
+        if let Some(problem) = cart.coupon_problem.clone() {
+            return Err(problem);
+        }
         let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
         self.inner.inventory.reserve(order_id, &lines).await?;
+        if let Err(e) = self.inner.promotions.redeem(order_id, customer, &cart.discounts).await {
+            self.inner.inventory.release(order_id).await?;
+            return Err(e);
+        }
 
         let now = now_ms();
         let order = Order {
@@ -354,6 +368,7 @@ impl OrdersService {
                 .collect(),
             subtotal: cart.totals.subtotal,
             discount: cart.totals.discount,
+            discounts: cart.discounts.clone(),
             shipping: cart.totals.shipping,
             tax: cart.totals.tax,
             total: cart.totals.total,
@@ -386,14 +401,15 @@ impl OrdersService {
                     return Err(Error::conflict("this checkout was abandoned; retry the request"));
                 }
                 let address = serde_json::to_string(&o.shipping_address).map_err(|e| Error::internal(e.to_string()))?;
+                let discounts = serde_json::to_string(&o.discounts).map_err(|e| Error::internal(e.to_string()))?;
                 tx.execute(
                     &format!(
-                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, $15)"
+                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, $15, $16)"
                     ),
                     params![
                         o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
                         o.shipping.amount, o.tax.amount, o.total.amount, &address, &o.shipping_method, o.payment_due_at,
-                        o.created_at, cart_id, &k
+                        o.created_at, &discounts, cart_id, &k
                     ],
                 )?;
                 for (i, item) in o.items.iter().enumerate() {
@@ -416,6 +432,7 @@ impl OrdersService {
             })
             .await;
         if let Err(e) = written {
+            self.inner.promotions.release(order_id).await?;
             self.inner.inventory.release(order_id).await?;
             return Err(e);
         }
@@ -516,7 +533,7 @@ impl OrdersService {
             return Err(Error::illegal_transition(order.status.as_str(), "cancel"));
         }
         self.move_order(id, Action::Cancel, Some(OrderStatus::PendingPayment), "customer", None).await?;
-        self.inner.inventory.release(id).await?;
+        self.release_holds(id).await?;
         self.get(id).await
     }
 
@@ -622,12 +639,19 @@ impl OrdersService {
     async fn expire(&self, id: Id) -> Result<bool, Error> {
         match self.move_order(id, Action::Expire, None, "system", Some("payment window closed".into())).await {
             Ok(_) => {
-                self.inner.inventory.release(id).await?;
+                self.release_holds(id).await?;
                 Ok(true)
             }
             Err(e) if e.code == ErrorCode::IllegalTransition => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// What an unpaid order held comes back: its stock and its coupon uses.
+    /// (The `order.cancelled` subscriber does the same, for crash safety.)
+    async fn release_holds(&self, id: Id) -> Result<(), Error> {
+        self.inner.inventory.release(id).await?;
+        self.inner.promotions.release(id).await
     }
 
     pub async fn fulfil(&self, id: Id) -> Result<Order, Error> {
@@ -653,7 +677,7 @@ impl OrdersService {
             }
             self.inner.inventory.restock(id).await?;
         } else {
-            self.inner.inventory.release(id).await?;
+            self.release_holds(id).await?;
         }
         self.get(id).await
     }
@@ -753,6 +777,7 @@ impl OrdersService {
                 })
                 .await?;
             if abandoned == 1 {
+                self.inner.promotions.release(order_id).await?;
                 self.inner.inventory.release(order_id).await?;
                 n += 1;
             }

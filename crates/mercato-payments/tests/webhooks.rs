@@ -47,11 +47,7 @@ async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhoo
     // The attempt id is what the provider reports back; read it like the provider would.
     let attempt = {
         let dir_db = Db::open_sqlite(&dir.path().join("t.db"), "r", DbOptions::default()).unwrap();
-        dir_db
-            .read(|tx| Ok(tx.query_one("SELECT attempt_id FROM payment_intents", &[])?.int(0)?))
-            .await
-            .unwrap()
-            .to_string()
+        dir_db.read(|tx| tx.query_one("SELECT attempt_id FROM payment_intents", &[])?.int(0)).await.unwrap().to_string()
     };
     let now = now_ms() / 1000;
 

@@ -13,6 +13,7 @@ use mercato_platform::db::DbOptions;
 use mercato_platform::events::{Event, EventBus, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, setting_get_or_init};
+use mercato_promotions::PromotionsService;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
     n += db.migrate("cart", mercato_cart::MIGRATIONS).await?;
     n += db.migrate("orders", mercato_orders::MIGRATIONS).await?;
     n += db.migrate("payments", mercato_payments::MIGRATIONS).await?;
+    n += db.migrate("promotions", mercato_promotions::MIGRATIONS).await?;
     Ok(n)
 }
 
@@ -75,12 +77,14 @@ impl Shop {
             CatalogService::new(db.clone(), ids.clone(), bus.clone(), currency, config.cache.l1_max_entries, cache_ttl);
         let inventory = InventoryService::new(db.clone(), ids.clone(), bus.clone());
         let customers = CustomersService::new(db.clone(), ids.clone(), bus.clone(), config.auth.clone());
+        let promotions = PromotionsService::new(db.clone(), ids.clone(), bus.clone(), currency);
         let cart = CartService::new(
             db.clone(),
             ids.clone(),
             bus.clone(),
             catalog.clone(),
             inventory.clone(),
+            promotions.clone(),
             config.shop.clone(),
         );
         let secret = match config.payments.webhook_secret.expose() {
@@ -106,6 +110,7 @@ impl Shop {
             cart.clone(),
             inventory.clone(),
             payments.clone(),
+            promotions.clone(),
             config.orders.clone(),
             currency,
         );
@@ -118,6 +123,7 @@ impl Shop {
             cart,
             orders,
             payments,
+            promotions,
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
         };
@@ -139,6 +145,17 @@ impl Shop {
                     ("order.paid", _) => inventory.commit(order).await.map(drop),
                     ("order.cancelled", Some("paid")) => inventory.restock(order).await.map(drop),
                     _ => inventory.release(order).await.map(drop),
+                }
+            }
+        });
+        let promotions = s.promotions.clone();
+        self.bus.subscribe("promotions.on-order-cancelled", &["order.cancelled"], move |e| {
+            let promotions = promotions.clone();
+            async move {
+                // Uses come back only for orders cancelled before payment.
+                match (id_of(&e, "order_id"), e.payload["from"].as_str()) {
+                    (Some(order), Some("pending_payment")) => promotions.release(order).await,
+                    _ => Ok(()),
                 }
             }
         });

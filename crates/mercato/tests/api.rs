@@ -623,6 +623,81 @@ async fn detail_reflects_category_and_stock_changes_immediately() {
 }
 
 #[tokio::test]
+async fn category_filter_includes_nested_subcategories_and_cursors_are_stable() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let root = srv.create_category(&admin, &unique_str("Root"), None).await;
+    let root_id = id_of(&root["id"]);
+    let child = srv.create_category(&admin, &unique_str("Child"), Some(&root_id)).await;
+    let grandchild = srv.create_category(&admin, &unique_str("Grandchild"), Some(&id_of(&child["id"]))).await;
+    let tree = srv.get("/categories", None).await;
+    let node = items(&tree.body).iter().find(|c| c["id"] == root["id"]).cloned().expect("root in tree");
+    assert_eq!(node["children"][0]["id"], child["id"], "{node}");
+    assert_eq!(node["children"][0]["children"][0]["id"], grandchild["id"], "grandchild in tree: {node}");
+
+    let deep = srv
+        .create_product(&admin, &id_of(&grandchild["id"]), "QA Deep", &[(&unique_str("DP").to_uppercase(), 100, 1)])
+        .await;
+    let listed = srv.collect_all(&format!("/products?category={root_id}"), None).await;
+    assert!(listed.iter().any(|p| p["id"] == deep["id"]), "category filter misses grand-children: {listed:?}");
+    let by_slug = srv.collect_all(&format!("/products?category={}", root["slug"].as_str().unwrap()), None).await;
+    assert!(by_slug.iter().any(|p| p["id"] == deep["id"]));
+
+    // cursor pagination (newest first) does not repeat or skip when newer products arrive
+    let cat_id = id_of(&srv.create_category(&admin, &unique_str("Paged"), None).await["id"]);
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let p = srv
+            .create_product(
+                &admin,
+                &cat_id,
+                &format!("QA Paged {i}"),
+                &[(&unique_str("PG").to_uppercase(), 100 + i, 1)],
+            )
+            .await;
+        created.push(id_of(&p["id"]));
+    }
+    let page1 = srv.get(&format!("/products?category={cat_id}&sort=newest&limit=2"), None).await;
+    assert_eq!(page1.status, 200, "{}", page1.text);
+    let cursor = page1.body["next_cursor"].as_str().expect("next_cursor").to_string();
+    for i in 5..7 {
+        srv.create_product(
+            &admin,
+            &cat_id,
+            &format!("QA Paged {i}"),
+            &[(&unique_str("PG").to_uppercase(), 100 + i, 1)],
+        )
+        .await;
+    }
+    let page2 =
+        srv.get(&format!("/products?category={cat_id}&sort=newest&limit=2&cursor={}", urlencode(&cursor)), None).await;
+    assert_eq!(page2.status, 200, "{}", page2.text);
+    let got: Vec<String> = items(&page1.body).iter().chain(items(&page2.body)).map(|p| id_of(&p["id"])).collect();
+    let want: Vec<String> = created.iter().rev().take(4).cloned().collect();
+    assert_eq!(got, want, "pages 1+2 of newest-first, with newer products added in between");
+}
+
+#[tokio::test]
+async fn orders_keep_their_prices_when_the_catalog_changes() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let sku = srv.quick_sku(&admin, 1200, 10).await;
+    let alice = srv.new_customer().await;
+    let order = srv.order_one(&alice, &sku, 2).await;
+    let id = id_of(&order["id"]);
+    assert_eq!(amount(&order["total"]), 2400 + 499);
+    srv.patch(&format!("/admin/variants/{sku}"), Some(&admin), json!({"price": {"amount": 9900, "currency": "USD"}}))
+        .await
+        .expect(200);
+    let o = srv.get(&format!("/orders/{id}"), Some(&alice)).await.body;
+    assert_eq!(amount(&o["total"]), 2899, "an existing order was repriced: {o}");
+    assert_eq!(amount(&o["subtotal"]), 2400);
+    let r = srv.pay(&alice, &id, CARD_OK).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(amount(&r.body["amount"]), 2899, "payment charged the new price");
+}
+
+#[tokio::test]
 async fn admin_product_creation_rules() {
     let srv = TestServer::start(0);
     let admin = srv.admin_token().await;
@@ -1470,6 +1545,10 @@ async fn admin_order_lifecycle_and_refunds() {
     assert_eq!(o["status"], json!("completed"));
     let r = srv.post(&format!("/admin/orders/{o1}/refunds"), Some(&admin), json!({"amount": 1000})).await;
     assert_problem(&r, 422, "validation");
+    for bad in [0, -5] {
+        let r = srv.post(&format!("/admin/orders/{o1}/refunds"), Some(&admin), json!({"amount": bad})).await;
+        assert_problem(&r, 422, "validation");
+    }
     let o = srv.get(&format!("/orders/{o1}"), Some(&alice)).await.body;
     assert_eq!(amount(&o["refunded"]), 500, "an over-refund changed the refunded amount");
     let r =

@@ -346,3 +346,41 @@ async fn payment_racing_expiry_is_consistent() {
         poll_until(std::time::Duration::from_secs(3), || async { srv.stock(&admin, &sku).await == want }).await;
     assert!(settled, "stock {:?} != {want:?} with {paid} paid orders", srv.stock(&admin, &sku).await);
 }
+
+/// Multi-line orders racing for a scarce SKU: a refused order reserves nothing
+/// of its other (plentiful) line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refused_multi_line_orders_reserve_nothing() {
+    let srv = Arc::new(TestServer::start(0));
+    let admin = srv.admin_token().await;
+    let plenty = srv.quick_sku(&admin, 500, 1000).await;
+    let scarce = srv.quick_sku(&admin, 900, 20).await;
+    let customers = make_customers(&srv, 60, 8, "multiline").await;
+    for (_, token, _) in &customers {
+        srv.add_to_cart(token, &plenty, 2).await.expect(200);
+        srv.add_to_cart(token, &scarce, 1).await.expect(200);
+    }
+    let barrier = Arc::new(Barrier::new(customers.len()));
+    let mut set = JoinSet::new();
+    for (i, (_, token, _)) in customers.iter().enumerate() {
+        let (srv, token, barrier) = (srv.clone(), token.clone(), barrier.clone());
+        set.spawn(async move {
+            barrier.wait().await;
+            srv.place_order(&token, &format!("multi-{i}")).await
+        });
+    }
+    let mut ok = 0i64;
+    let mut others = Vec::new();
+    while let Some(res) = set.join_next().await {
+        let r = res.expect("task panicked");
+        match r.status {
+            201 => ok += 1,
+            409 if r.body["code"] == json!("out-of-stock") => {}
+            _ => others.push(format!("{} {}", r.status, r.text)),
+        }
+    }
+    assert!(others.is_empty(), "{} unexpected answers, e.g. {:#?}", others.len(), &others[..others.len().min(3)]);
+    assert_eq!(ok, 20, "orders that got the 20 scarce units");
+    assert_eq!(srv.stock(&admin, &scarce).await, (0, 20, 0));
+    assert_eq!(srv.stock(&admin, &plenty).await, (1000 - 2 * ok, 2 * ok, 0), "refused orders left reservations behind");
+}

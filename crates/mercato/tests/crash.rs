@@ -224,6 +224,37 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
     let admin = srv.admin_token().await;
     let tokens = relogin_customers(&srv, &emails, 8).await;
 
+    let mut violations: Vec<String> = Vec::new();
+    // 0. right after the restart, a key whose answer was lost in the crash can be retried: it answers
+    // 201 (the order, committed or not), and is not stuck "in progress"
+    let deadline = std::time::Instant::now() + Duration::from_secs(LOST_KEY_SETTLE_SECS);
+    let started = std::time::Instant::now();
+    for a in attempts.iter().filter(|a| matches!(a.order, Outcome::Lost(_))) {
+        let mut r = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
+        while r.status == 409
+            && r.body["code"] == json!("idempotency-key-in-progress")
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            r = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
+        }
+        eprintln!("lost key {} answered {} after {:?}", a.key, r.status, started.elapsed());
+        if r.status != 201 {
+            violations.push(format!(
+                "retry of key {} (answer lost in the crash) {:?} after the restart: expected 201, got {} {}",
+                a.key,
+                started.elapsed(),
+                r.status,
+                r.text
+            ));
+            continue;
+        }
+        let again = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
+        if again.status != 201 || again.body["id"] != r.body["id"] {
+            violations.push(format!("retried key {} answered {} then {} {}", a.key, r.text, again.status, again.text));
+        }
+    }
+
     // 1. every acknowledged order exists, for its owner, in the acknowledged state
     for a in &created {
         let Outcome::Answer(_, body) = &a.order else { unreachable!() };
@@ -298,7 +329,6 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
     }
 
     // 4. stock accounting converges and matches the orders
-    let mut violations: Vec<String> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
     loop {
         let (ok, report) = stock_report(&srv, &admin, &tokens, &lists_before, &skus, &initial).await;
@@ -313,35 +343,6 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // 5. a key whose answer was lost in the crash can be retried: it answers
-    // 201 (the order, committed or not), and is not stuck "in progress"
-    let deadline = std::time::Instant::now() + Duration::from_secs(LOST_KEY_SETTLE_SECS);
-    let started = std::time::Instant::now();
-    for a in attempts.iter().filter(|a| matches!(a.order, Outcome::Lost(_))) {
-        let mut r = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
-        while r.status == 409
-            && r.body["code"] == json!("idempotency-key-in-progress")
-            && std::time::Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            r = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
-        }
-        eprintln!("lost key {} answered {} after {:?}", a.key, r.status, started.elapsed());
-        if r.status != 201 {
-            violations.push(format!(
-                "retry of key {} (answer lost in the crash) {:?} after the restart: expected 201, got {} {}",
-                a.key,
-                started.elapsed(),
-                r.status,
-                r.text
-            ));
-            continue;
-        }
-        let again = srv.place_order_with(&tokens[a.customer], &a.key, a.body.clone()).await;
-        if again.status != 201 || again.body["id"] != r.body["id"] {
-            violations.push(format!("retried key {} answered {} then {} {}", a.key, r.text, again.status, again.text));
-        }
-    }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
 

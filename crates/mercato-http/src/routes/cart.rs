@@ -16,6 +16,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(add_item))
         .routes(routes!(set_quantity, remove_item))
         .routes(routes!(set_shipping))
+        .routes(routes!(set_coupon, remove_coupon))
 }
 
 fn render(s: &AppState, cart: PricedCart, new_token: Option<String>) -> Response {
@@ -36,6 +37,13 @@ fn render(s: &AppState, cart: PricedCart, new_token: Option<String>) -> Response
             })
             .collect(),
         totals: cart.totals.into(),
+        discounts: cart.discounts.into_iter().map(|a| DiscountDto::from_applied(a, currency)).collect(),
+        coupon: cart.coupon,
+        coupon_problem: cart.coupon_problem.map(|e| CouponProblemDto {
+            code: e.details.as_ref().and_then(|d| d["coupon"].as_str()).unwrap_or_default().to_string(),
+            reason: e.details.as_ref().and_then(|d| d["reason"].as_str()).unwrap_or("not_applicable").to_string(),
+            detail: e.message,
+        }),
         shipping_method: cart.shipping_method,
         shipping_methods: s
             .cart
@@ -112,4 +120,24 @@ async fn set_shipping(
 ) -> ApiResult<Response> {
     let (cart, token) = s.cart.set_shipping_method(&owner, &req.code).await?;
     Ok(render(&s, cart, token))
+}
+
+/// Apply a coupon code. It must apply to the cart now; the cart then shows the
+/// discount line. Re-checked at checkout.
+#[utoipa::path(post, path = "/api/v1/cart/coupon", tag = "cart", request_body = CouponRequest,
+    responses((status = 200, body = CartDto), (status = 422, body = Problem, description = "coupon-invalid: details.reason says why")))]
+async fn set_coupon(
+    State(s): State<AppState>,
+    Owner(owner): Owner,
+    Json(req): Json<CouponRequest>,
+) -> ApiResult<Response> {
+    let cart = s.cart.set_coupon(&owner, &req.code).await?;
+    Ok(render(&s, cart, None))
+}
+
+/// Remove the coupon from the cart.
+#[utoipa::path(delete, path = "/api/v1/cart/coupon", tag = "cart", responses((status = 200, body = CartDto), (status = 404, body = Problem)))]
+async fn remove_coupon(State(s): State<AppState>, Owner(owner): Owner) -> ApiResult<Response> {
+    let cart = s.cart.remove_coupon(&owner).await?;
+    Ok(render(&s, cart, None))
 }

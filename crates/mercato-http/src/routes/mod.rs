@@ -4,3 +4,4 @@ pub mod catalog;
 pub mod inventory;
 pub mod ops;
 pub mod orders;
+pub mod promotions;

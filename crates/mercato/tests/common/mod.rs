@@ -569,6 +569,11 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let err = self.stderr();
+            let tail: String = err.chars().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+            eprintln!("--- mercato stderr (tail) ---\n{tail}\n--- end of mercato stderr ---");
+        }
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -1,0 +1,407 @@
+use crate::model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope, apply};
+use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
+
+use mercato_platform::events::{EventBus, emit};
+use mercato_platform::ids::IdGen;
+use mercato_platform::{Db, Row, Tx, now_ms, params};
+use moka::sync::Cache;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct NewPromotion {
+    pub code: Option<String>,
+    pub name: String,
+    pub kind: Kind,
+    pub min_subtotal: i64,
+    pub scope: Scope,
+    pub starts_at: Option<Millis>,
+    pub ends_at: Option<Millis>,
+    pub usage_limit: Option<i64>,
+    pub per_customer_limit: Option<i64>,
+    pub active: bool,
+}
+
+/// The discounts a cart gets now, and why its coupon (if any) does not apply.
+#[derive(Debug, Clone, Default)]
+pub struct Quote {
+    pub applied: Vec<Applied>,
+    pub coupon_rejection: Option<Error>,
+}
+
+#[derive(Clone)]
+pub struct PromotionsService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    currency: Currency,
+    /// Automatic promotions, re-read at most every couple of seconds: they
+    /// change rarely and are needed on every cart view. Redemption re-checks
+    /// limits against the database, so staleness here never over-grants.
+    automatic: Cache<(), Arc<Vec<Promotion>>>,
+}
+
+const COLUMNS: &str = "id, code, name, kind, value, min_subtotal, scope, scope_values, starts_at, ends_at, usage_limit, \
+     per_customer_limit, used, active, created_at";
+
+fn from_row(r: &Row) -> Result<Promotion, Error> {
+    let value = r.int(4)?;
+    let kind = match r.str(3)? {
+        "percentage" => Kind::Percentage(value),
+        _ => Kind::Fixed(value),
+    };
+    let values: serde_json::Value = serde_json::from_str(r.str(7)?).unwrap_or_default();
+    let scope = match r.str(6)? {
+        "categories" => Scope::Categories(
+            values.as_array().map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect()).unwrap_or_default(),
+        ),
+        "skus" => Scope::Skus(
+            values
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                .unwrap_or_default(),
+        ),
+        _ => Scope::All,
+    };
+    Ok(Promotion {
+        id: r.id(0)?,
+        code: r.opt_text(1)?,
+        name: r.text(2)?,
+        kind,
+        min_subtotal: r.int(5)?,
+        scope,
+        starts_at: r.opt_int(8)?,
+        ends_at: r.opt_int(9)?,
+        usage_limit: r.opt_int(10)?,
+        per_customer_limit: r.opt_int(11)?,
+        used: r.int(12)?,
+        active: r.bool(13)?,
+        created_at: r.int(14)?,
+    })
+}
+
+/// Codes are case-insensitive for customers; stored uppercase.
+pub fn normalize_code(code: &str) -> Result<String, Error> {
+    let c = code.trim().to_ascii_uppercase();
+    if c.len() < 3 || c.len() > 32 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(Error::field("code", "must be 3-32 letters, digits, '-' or '_'"));
+    }
+    Ok(c)
+}
+
+fn customer_uses(tx: &mut dyn Tx, ids: &[Id], customer: Option<Id>) -> Result<HashMap<Id, i64>, Error> {
+    let mut out = HashMap::new();
+    let Some(customer) = customer else { return Ok(out) };
+    for id in ids {
+        let n = tx
+            .query_one(
+                "SELECT COUNT(*) FROM redemptions WHERE promotion_id = $1 AND customer_id = $2",
+                params![*id, customer],
+            )?
+            .int(0)?;
+        out.insert(*id, n);
+    }
+    Ok(out)
+}
+
+impl PromotionsService {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, currency: Currency) -> Self {
+        PromotionsService {
+            inner: Arc::new(Inner {
+                db,
+                ids,
+                bus,
+                currency,
+                automatic: Cache::builder().max_capacity(1).time_to_live(Duration::from_secs(2)).build(),
+            }),
+        }
+    }
+
+    pub async fn create(&self, p: NewPromotion) -> Result<Promotion, Error> {
+        let code = p.code.as_deref().map(normalize_code).transpose()?;
+        let name = p.name.trim().to_string();
+        if name.is_empty() || name.len() > 200 {
+            return Err(Error::field("name", "must be 1 to 200 characters"));
+        }
+        match p.kind {
+            Kind::Percentage(bp) if !(1..=10_000).contains(&bp) => {
+                return Err(Error::field("value", "a percentage is 1 to 10000 basis points"));
+            }
+            Kind::Fixed(v) if v <= 0 => return Err(Error::field("value", "a fixed amount must be positive")),
+            _ => {}
+        }
+        if p.min_subtotal < 0 {
+            return Err(Error::field("min_subtotal", "must not be negative"));
+        }
+        if let (Some(s), Some(e)) = (p.starts_at, p.ends_at)
+            && e <= s
+        {
+            return Err(Error::field("ends_at", "must be after starts_at"));
+        }
+        if p.usage_limit.is_some_and(|l| l < 1) || p.per_customer_limit.is_some_and(|l| l < 1) {
+            return Err(Error::field("usage_limit", "limits must be at least 1"));
+        }
+        let (kind, value) = match p.kind {
+            Kind::Percentage(v) => ("percentage", v),
+            Kind::Fixed(v) => ("fixed", v),
+        };
+        let (scope, values) = match &p.scope {
+            Scope::All => ("all", serde_json::json!([])),
+            Scope::Categories(ids) if !ids.is_empty() => ("categories", serde_json::json!(ids)),
+            Scope::Skus(skus) if !skus.is_empty() => ("skus", serde_json::json!(skus)),
+            _ => return Err(Error::field("scope", "a category or SKU scope needs at least one value")),
+        };
+        let values = values.to_string();
+        let id = self.inner.ids.next();
+        let promotion = self
+            .inner
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    &format!("INSERT INTO promotions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)"),
+                    params![
+                        id, code.as_deref(), &name, kind, value, p.min_subtotal, scope, &values, p.starts_at, p.ends_at,
+                        p.usage_limit, p.per_customer_limit, p.active, now_ms()
+                    ],
+                )
+                .map_err(|e| match Error::from(e) {
+                    e if e.code == ErrorCode::Conflict => Error::conflict("a promotion with this code exists"),
+                    e => e,
+                })?;
+                emit(tx, "promotion", &id.to_string(), "promotion.created", &serde_json::json!({ "id": id }))?;
+                let row = tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?;
+                from_row(&row)
+            })
+            .await?;
+        self.inner.automatic.invalidate_all();
+        self.inner.bus.wake();
+        Ok(promotion)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Promotion>, Error> {
+        self.inner
+            .db
+            .read(|tx| {
+                tx.query(&format!("SELECT {COLUMNS} FROM promotions ORDER BY id DESC LIMIT 500"), params![])?
+                    .iter()
+                    .map(from_row)
+                    .collect()
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: Id) -> Result<Promotion, Error> {
+        self.inner
+            .db
+            .read(move |tx| {
+                let row = tx
+                    .query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?
+                    .ok_or_else(|| Error::not_found("promotion not found"))?;
+                from_row(&row)
+            })
+            .await
+    }
+
+    pub async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
+        let n = self
+            .inner
+            .db
+            .write(move |tx| Ok(tx.execute("UPDATE promotions SET active = $1 WHERE id = $2", params![active, id])?))
+            .await?;
+        if n == 0 {
+            return Err(Error::not_found("promotion not found"));
+        }
+        self.inner.automatic.invalidate_all();
+        self.get(id).await
+    }
+
+    async fn automatic(&self) -> Result<Arc<Vec<Promotion>>, Error> {
+        if let Some(list) = self.inner.automatic.get(&()) {
+            return Ok(list);
+        }
+        let list = self
+            .inner
+            .db
+            .read(|tx| {
+                tx.query(&format!("SELECT {COLUMNS} FROM promotions WHERE code IS NULL AND active = 1"), params![])?
+                    .iter()
+                    .map(from_row)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        let list = Arc::new(list);
+        self.inner.automatic.insert((), list.clone());
+        Ok(list)
+    }
+
+    async fn by_code(&self, code: &str) -> Result<Option<Promotion>, Error> {
+        let code = code.trim().to_ascii_uppercase();
+        self.inner
+            .db
+            .read(move |tx| {
+                tx.query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE code = $1"), params![&code])?
+                    .map(|r| from_row(&r))
+                    .transpose()
+            })
+            .await
+    }
+
+    /// The discounts for a cart: every automatic promotion that applies, and
+    /// the coupon if it does (otherwise the reason it does not).
+    pub async fn quote(
+        &self,
+        coupon: Option<&str>,
+        lines: &[EligibleLine],
+        customer: Option<Id>,
+    ) -> Result<Quote, Error> {
+        let automatic = self.automatic().await?;
+        let coupon_promo = match coupon {
+            Some(c) => match self.by_code(c).await? {
+                Some(p) => Some(p),
+                None => {
+                    let quote = self.quote_with(None, &automatic, lines, customer).await?;
+                    return Ok(Quote {
+                        coupon_rejection: Some(
+                            Error::new(ErrorCode::CouponInvalid, format!("coupon {c} does not exist"))
+                                .with_details(serde_json::json!({ "coupon": c, "reason": "not_found" })),
+                        ),
+                        ..quote
+                    });
+                }
+            },
+            None => None,
+        };
+        self.quote_with(coupon_promo, &automatic, lines, customer).await
+    }
+
+    async fn quote_with(
+        &self,
+        coupon: Option<Promotion>,
+        automatic: &[Promotion],
+        lines: &[EligibleLine],
+        customer: Option<Id>,
+    ) -> Result<Quote, Error> {
+        let mut ids: Vec<Id> = automatic.iter().filter(|p| p.per_customer_limit.is_some()).map(|p| p.id).collect();
+        if let Some(c) = coupon.as_ref().filter(|c| c.per_customer_limit.is_some()) {
+            ids.push(c.id);
+        }
+        let uses = if ids.is_empty() || customer.is_none() {
+            HashMap::new()
+        } else {
+            self.inner.db.read(move |tx| customer_uses(tx, &ids, customer)).await?
+        };
+        let used = |p: &Promotion| uses.get(&p.id).copied().unwrap_or(0);
+        let auto: Vec<(&Promotion, i64)> = automatic.iter().map(|p| (p, used(p))).collect();
+        let (applied, rejection) =
+            apply(coupon.as_ref().map(|c| (c, used(c))), &auto, lines, now_ms(), self.inner.currency);
+        let coupon_rejection = match (rejection, &coupon) {
+            (Some(r), Some(c)) => Some(r.into_error(c.code.as_deref().unwrap_or(""), self.inner.currency)),
+            _ => None,
+        };
+        Ok(Quote { applied, coupon_rejection })
+    }
+
+    /// Counts the uses of `applied` against `order`, in one transaction: every
+    /// promotion is redeemed or none is. Repeating it for the same order
+    /// changes nothing.
+    pub async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
+        if applied.is_empty() {
+            return Ok(());
+        }
+        let applied = applied.to_vec();
+        let currency = self.inner.currency;
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                for a in &applied {
+                    if tx
+                        .query_opt("SELECT 1 FROM redemptions WHERE promotion_id = $1 AND order_id = $2", params![a.promotion_id, order])?
+                        .is_some()
+                    {
+                        continue;
+                    }
+                    // The conditional increment takes the promotion's row lock, so
+                    // concurrent redeemers of one promotion queue here.
+                    let counted = tx.execute(
+                        "UPDATE promotions SET used = used + 1 WHERE id = $1 AND active = 1 \
+                         AND (usage_limit IS NULL OR used < usage_limit) \
+                         AND (starts_at IS NULL OR starts_at <= $2) AND (ends_at IS NULL OR ends_at > $2)",
+                        params![a.promotion_id, now],
+                    )?;
+                    let p = from_row(&tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![a.promotion_id])?)?;
+                    let code = p.code.clone().unwrap_or_else(|| p.name.clone());
+                    if counted == 0 {
+                        let reason = if !p.active {
+                            Rejection::Inactive
+                        } else if p.ends_at.is_some_and(|e| now >= e) {
+                            Rejection::Expired
+                        } else if p.starts_at.is_some_and(|s| now < s) {
+                            Rejection::NotStarted
+                        } else {
+                            Rejection::UsageLimitReached
+                        };
+                        return Err(reason.into_error(&code, currency));
+                    }
+                    if let Some(limit) = p.per_customer_limit {
+                        let uses = customer_uses(tx, &[p.id], Some(customer))?.get(&p.id).copied().unwrap_or(0);
+                        if uses >= limit {
+                            return Err(Rejection::CustomerLimitReached.into_error(&code, currency));
+                        }
+                    }
+                    tx.execute(
+                        "INSERT INTO redemptions (promotion_id, order_id, customer_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
+                        params![a.promotion_id, order, customer, a.amount, now],
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+        self.inner.automatic.invalidate_all();
+        Ok(())
+    }
+
+    /// Gives back the uses an order counted (it was cancelled unpaid, or its
+    /// checkout failed). Idempotent.
+    pub async fn release(&self, order: Id) -> Result<(), Error> {
+        self.inner
+            .db
+            .write(move |tx| {
+                let ids: Vec<Id> = tx
+                    .query("SELECT promotion_id FROM redemptions WHERE order_id = $1", params![order])?
+                    .iter()
+                    .map(|r| r.id(0))
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    if tx.execute(
+                        "DELETE FROM redemptions WHERE promotion_id = $1 AND order_id = $2",
+                        params![id, order],
+                    )? == 1
+                    {
+                        tx.execute("UPDATE promotions SET used = used - 1 WHERE id = $1 AND used > 0", params![id])?;
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Redemption counts per promotion id, for reporting.
+    pub async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
+        self.inner
+            .db
+            .read(move |tx| {
+                tx.query_one("SELECT COUNT(*) FROM redemptions WHERE promotion_id = $1", params![promotion])?.int(0)
+            })
+            .await
+    }
+
+    pub fn currency(&self) -> Currency {
+        self.inner.currency
+    }
+}
