@@ -528,6 +528,31 @@ impl CatalogService {
             .await
     }
 
+    /// Published products in id order after `after`, fully loaded: for
+    /// rebuilding derived views (the search index) in pages.
+    pub async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
+        self.inner
+            .db
+            .read(move |tx| {
+                let rows = tx.query(
+                    &format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE status = 'published' AND id > $1 ORDER BY id LIMIT $2"),
+                    params![after.map(|a| a.0).unwrap_or(0), limit],
+                )?;
+                let (Some(first), Some(last)) = (rows.first(), rows.last()) else { return Ok(vec![]) };
+                let (lo, hi) = (first.int(0)?, last.int(0)?);
+                let mut variants: HashMap<i64, Vec<Variant>> = HashMap::new();
+                for r in tx.query(
+                    "SELECT product_id, sku, options, price, currency, weight_grams FROM variants \
+                     WHERE product_id >= $1 AND product_id <= $2 ORDER BY product_id, position",
+                    params![lo, hi],
+                )? {
+                    variants.entry(r.int(0)?).or_default().push(variant_from(&r, 1)?);
+                }
+                rows.iter().map(|r| product_from(r, variants.remove(&r.int(0)?).unwrap_or_default())).collect()
+            })
+            .await
+    }
+
     pub async fn product_count(&self) -> Result<i64, Error> {
         self.inner.db.read(|tx| tx.query_one("SELECT COUNT(*) FROM products", params![])?.int(0)).await
     }

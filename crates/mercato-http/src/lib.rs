@@ -70,6 +70,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::cart::router())
         .merge(routes::orders::router())
         .merge(routes::promotions::router())
+        .merge(routes::search::router())
 }
 
 #[derive(Clone)]

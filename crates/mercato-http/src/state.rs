@@ -11,6 +11,7 @@ use mercato_payments::PaymentsService;
 use mercato_platform::Db;
 use mercato_platform::config::Config;
 use mercato_promotions::PromotionsService;
+use mercato_search::SearchEngine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -26,6 +27,8 @@ pub struct AppState {
     pub orders: OrdersService,
     pub payments: PaymentsService,
     pub promotions: PromotionsService,
+    /// The search port: the embedded Tantivy index, or an external engine.
+    pub search: Arc<dyn SearchEngine>,
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
     /// sending new requests while in-flight ones finish.

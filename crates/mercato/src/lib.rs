@@ -4,5 +4,6 @@
 //!
 //! Architecture invariant: no business rule lives here. Only wiring.
 
+pub mod indexer;
 pub mod seed;
 pub mod server;

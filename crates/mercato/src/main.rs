@@ -34,6 +34,17 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Search index maintenance.
+    Search {
+        #[command(subcommand)]
+        command: SearchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SearchCommand {
+    /// Rebuild the search index from the catalog (with a progress bar).
+    Reindex,
 }
 
 fn load(cli: &Cli) -> anyhow::Result<Config> {
@@ -67,6 +78,12 @@ fn main() -> anyhow::Result<()> {
                 let n =
                     mercato::seed::run(&shop.state, products, shop.state.config.seed.stock_per_variant, true).await?;
                 println!("added {n} products");
+                Ok(())
+            }
+            Command::Search { command: SearchCommand::Reindex } => {
+                let shop = mercato::server::Shop::build(config).await?;
+                let n = mercato::indexer::reindex(&shop.state, true).await?;
+                println!("indexed {n} products");
                 Ok(())
             }
             Command::Config => {

@@ -14,6 +14,7 @@ use mercato_platform::events::{Event, EventBus, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, setting_get_or_init};
 use mercato_promotions::PromotionsService;
+use mercato_search::TantivyEngine;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +115,8 @@ impl Shop {
             config.orders.clone(),
             currency,
         );
+        let search_dir = config.data_dir.join("search-index");
+        let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir)).await??;
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -124,6 +127,7 @@ impl Shop {
             orders,
             payments,
             promotions,
+            search: Arc::new(search),
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
         };
@@ -145,6 +149,16 @@ impl Shop {
                     ("order.paid", _) => inventory.commit(order).await.map(drop),
                     ("order.cancelled", Some("paid")) => inventory.restock(order).await.map(drop),
                     _ => inventory.release(order).await.map(drop),
+                }
+            }
+        });
+        let state = s.clone();
+        self.bus.subscribe("search.indexer", &["product.", "variant."], move |e| {
+            let state = state.clone();
+            async move {
+                match e.aggregate_id.parse() {
+                    Ok(id) => crate::indexer::refresh(&state, id).await,
+                    Err(_) => Ok(()),
                 }
             }
         });
@@ -251,6 +265,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     if config.seed.products > 0 && shop.state.catalog.product_count().await? == 0 {
         crate::seed::run(&shop.state, config.seed.products as u64, config.seed.stock_per_variant, false).await?;
+    }
+    if shop.state.search.count().await? == 0 && shop.state.catalog.product_count().await? > 0 {
+        // A first run or a deleted index: rebuild it behind the already-serving shop.
+        let state = shop.state.clone();
+        tokio::spawn(async move {
+            match crate::indexer::reindex(&state, false).await {
+                Ok(n) => tracing::info!(products = n, "search index rebuilt"),
+                Err(e) => tracing::error!(error = %e, "search index rebuild failed"),
+            }
+        });
     }
 
     let listener =

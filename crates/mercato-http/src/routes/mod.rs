@@ -5,3 +5,4 @@ pub mod inventory;
 pub mod ops;
 pub mod orders;
 pub mod promotions;
+pub mod search;

@@ -1,0 +1,78 @@
+//! Keeps the search index in step with the catalog: a subscriber turns product
+//! events into index writes, and `reindex` rebuilds it from the tables.
+
+use mercato_catalog::{Product, ProductStatus};
+use mercato_core::{Error, Id};
+use mercato_http::AppState;
+use mercato_search::SearchDoc;
+
+/// The search document for a product, with its category path and names.
+pub async fn doc_for(state: &AppState, p: &Product) -> Result<SearchDoc, Error> {
+    let mut path = state.catalog.ancestors(p.category_id).await?;
+    path.reverse();
+    let cats = state.catalog.categories().await?;
+    let names = path.iter().filter_map(|id| cats.iter().find(|c| c.id == *id).map(|c| c.name.clone())).collect();
+    let mut option_values: Vec<String> = p.variants.iter().flat_map(|v| v.options.values().cloned()).collect();
+    option_values.sort();
+    option_values.dedup();
+    Ok(SearchDoc {
+        id: p.id.0,
+        slug: p.slug.clone(),
+        name: p.name.clone(),
+        description: p.description.clone(),
+        category_id: p.category_id.0,
+        category_path: path.iter().map(|c| c.0).collect(),
+        category_names: names,
+        option_values,
+        price: p.price.amount,
+        currency: p.price.currency.to_string(),
+        created_at: p.created_at,
+    })
+}
+
+/// Brings one product's index entry up to date (published: indexed; otherwise
+/// removed). Idempotent, so at-least-once event delivery is harmless.
+pub async fn refresh(state: &AppState, id: Id) -> Result<(), Error> {
+    state.catalog.invalidate(id);
+    match state.catalog.get_by_id(id).await {
+        Ok(p) if p.status == ProductStatus::Published => state.search.upsert(vec![doc_for(state, &p).await?]).await,
+        Ok(_) => state.search.delete(vec![id.0]).await,
+        Err(e) if e.code == mercato_core::ErrorCode::NotFound => state.search.delete(vec![id.0]).await,
+        Err(e) => Err(e),
+    }
+}
+
+/// Rebuilds the whole index from the catalog, in pages.
+pub async fn reindex(state: &AppState, progress: bool) -> Result<u64, Error> {
+    let total = state.catalog.product_count().await? as u64;
+    let bar = if progress {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} indexing [{bar:40}] {pos}/{len} products ({per_sec}, eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    state.search.clear().await?;
+    let mut after = None;
+    let mut done = 0u64;
+    loop {
+        let page = state.catalog.published_after(after, 5_000).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        let mut docs = Vec::with_capacity(page.len());
+        for p in &page {
+            docs.push(doc_for(state, p).await?);
+        }
+        done += docs.len() as u64;
+        state.search.upsert(docs).await?;
+        bar.set_position(done);
+    }
+    bar.finish_and_clear();
+    Ok(done)
+}
