@@ -377,6 +377,13 @@ impl CartService {
         })
     }
 
+    /// Totals for lines priced outside a cart (a flash-sale purchase): default
+    /// shipping, configured tax, no promotions.
+    pub fn totals_for(&self, lines: &[PricedLine]) -> Result<Totals, Error> {
+        let currency = self.inner.currency;
+        totals(currency, lines, Money::zero(currency), &self.inner.shop.shipping_methods[0], &self.tax_rule())
+    }
+
     /// Applies a coupon code to the cart, if it applies to the cart now.
     pub async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
         let code = mercato_promotions::normalize_code(code).map_err(|_| {

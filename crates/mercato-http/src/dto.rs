@@ -431,7 +431,10 @@ pub struct OrderDto {
     pub tax: MoneyDto,
     pub total: MoneyDto,
     pub refunded: MoneyDto,
-    pub shipping_address: AddressDto,
+    pub shipping_address: Option<AddressDto>,
+    /// Set for orders bought in a flash sale.
+    #[schema(value_type = Option<String>)]
+    pub flash_sale_id: Option<Id>,
     pub shipping_method: String,
     /// When the order is cancelled if still unpaid.
     pub payment_due_at: Option<String>,
@@ -442,7 +445,6 @@ pub struct OrderDto {
 
 impl From<mercato_orders::Order> for OrderDto {
     fn from(o: mercato_orders::Order) -> Self {
-        let a = o.shipping_address;
         OrderDto {
             id: o.id,
             customer_id: o.customer_id,
@@ -468,7 +470,7 @@ impl From<mercato_orders::Order> for OrderDto {
             tax: o.tax.into(),
             total: o.total.into(),
             refunded: o.refunded.into(),
-            shipping_address: AddressDto {
+            shipping_address: o.shipping_address.map(|a| AddressDto {
                 name: a.name,
                 line1: a.line1,
                 line2: a.line2,
@@ -477,7 +479,8 @@ impl From<mercato_orders::Order> for OrderDto {
                 postal_code: a.postal_code,
                 country: a.country,
                 phone: a.phone,
-            },
+            }),
+            flash_sale_id: o.flash_sale_id,
             shipping_method: o.shipping_method,
             payment_due_at: if o.status == mercato_orders::OrderStatus::PendingPayment {
                 o.payment_due_at.map(ts)

@@ -71,6 +71,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::orders::router())
         .merge(routes::promotions::router())
         .merge(routes::search::router())
+        .merge(routes::webhooks::router())
 }
 
 #[derive(Clone)]

@@ -29,6 +29,8 @@ pub struct AppState {
     pub promotions: PromotionsService,
     /// The search port: the embedded Tantivy index, or an external engine.
     pub search: Arc<dyn SearchEngine>,
+    /// Outgoing webhooks to admin-registered endpoints.
+    pub webhooks: mercato_webhooks::WebhooksService,
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
     /// sending new requests while in-flight ones finish.

@@ -363,6 +363,99 @@ impl InventoryService {
         }
     }
 
+    /// Moves `quantity` units of `sku` from held reservation `from` (a flash
+    /// sale's allocation) into a new held reservation `to` (one order). The
+    /// units stay reserved throughout. Idempotent on `to`.
+    pub async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
+        let sku = sku.to_string();
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let created = tx.execute(
+                    "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
+                    params![to, now],
+                )?;
+                if created == 0 {
+                    return Ok(());
+                }
+                let held = tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![from])?.map(|r| r.text(0)).transpose()?;
+                if held.as_deref() != Some("held") {
+                    return Err(Error::new(ErrorCode::OutOfStock, "the allocation is closed"));
+                }
+                let taken = tx.execute(
+                    "UPDATE reservation_lines SET quantity = quantity - $1 WHERE reservation_id = $2 AND sku = $3 AND quantity > $1",
+                    params![quantity, from, &sku],
+                )? + tx.execute(
+                    "DELETE FROM reservation_lines WHERE reservation_id = $1 AND sku = $2 AND quantity = $3",
+                    params![from, &sku, quantity],
+                )?;
+                if taken == 0 {
+                    return Err(Error::new(ErrorCode::OutOfStock, format!("the allocation has no {quantity} of {sku} left")));
+                }
+                tx.execute(
+                    "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
+                    params![to, &sku, quantity],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Gives held reservation `from` back to allocation `into` (an unpaid flash
+    /// order returns its unit to the sale). If the allocation has closed, the
+    /// units go back to available instead. Idempotent: `from` changes state once.
+    pub async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
+        let moved = self
+            .inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let returned = tx.execute(
+                    "UPDATE reservations SET state = 'returned', updated_at = $1 WHERE id = $2 AND state = 'held'",
+                    params![now, from],
+                )?;
+                if returned == 0 {
+                    return Ok(None);
+                }
+                let open = tx
+                    .query_opt("SELECT state FROM reservations WHERE id = $1", params![into])?
+                    .map(|r| r.text(0))
+                    .transpose()?
+                    .is_some_and(|s| s == "held");
+                let lines = tx.query("SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1", params![from])?;
+                let mut skus = Vec::new();
+                for r in &lines {
+                    let (sku, qty) = (r.text(0)?, r.int(1)?);
+                    if open {
+                        tx.execute(
+                            "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3) \
+                             ON CONFLICT (reservation_id, sku) DO UPDATE SET quantity = reservation_lines.quantity + excluded.quantity",
+                            params![into, &sku, qty],
+                        )?;
+                    } else {
+                        tx.execute(
+                            "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1",
+                            params![qty, now, &sku],
+                        )?;
+                    }
+                    skus.push(sku);
+                }
+                let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+                stock_changed(tx, &refs, if open { "returned-to-allocation" } else { "released" }, &from.to_string())?;
+                Ok(Some(skus))
+            })
+            .await?;
+        match moved {
+            Some(skus) => {
+                self.invalidate(&skus);
+                self.inner.bus.wake();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
     /// The state of a reservation, if it exists.
     pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
         self.inner

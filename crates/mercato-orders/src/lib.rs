@@ -87,4 +87,9 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         name: "discount lines on orders",
         sql: "ALTER TABLE orders ADD COLUMN discounts TEXT",
     },
+    mercato_platform::Migration {
+        version: 4,
+        name: "flash sale orders",
+        sql: "ALTER TABLE orders ADD COLUMN flash_sale_id INTEGER",
+    },
 ];

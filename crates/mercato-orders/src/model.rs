@@ -181,7 +181,12 @@ pub struct Order {
     pub tax: Money,
     pub total: Money,
     pub refunded: Money,
-    pub shipping_address: Address,
+    /// None for a flash-sale purchase made without one (given before shipping).
+    pub shipping_address: Option<Address>,
+    /// Set when the order was bought in a flash sale: its unit belongs to the
+    /// sale's allocation and returns there if the order is not paid.
+    #[serde(default)]
+    pub flash_sale_id: Option<Id>,
     pub shipping_method: String,
     /// When an unpaid order will be cancelled and its stock released.
     pub payment_due_at: Option<Millis>,

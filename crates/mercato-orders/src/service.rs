@@ -54,7 +54,7 @@ enum Claim {
 }
 
 const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
-     shipping_address, shipping_method, payment_due_at, created_at, updated_at, discounts";
+     shipping_address, shipping_method, payment_due_at, created_at, updated_at, discounts, flash_sale_id";
 
 fn load_order(tx: &mut dyn Tx, id: Id) -> Result<Option<Order>, Error> {
     let Some(r) = tx.query_opt(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"), params![id])? else {
@@ -110,6 +110,7 @@ fn load_order(tx: &mut dyn Tx, id: Id) -> Result<Option<Order>, Error> {
         refunded: m(&r, 9)?,
         discounts: r.opt_text(15)?.and_then(|d| serde_json::from_str(&d).ok()).unwrap_or_default(),
         shipping_address: serde_json::from_str(r.str(10)?).map_err(|e| Error::internal(e.to_string()))?,
+        flash_sale_id: r.opt_int(16)?.map(Id),
         shipping_method: r.text(11)?,
         payment_due_at: r.opt_int(12)?,
         created_at: r.int(13)?,
@@ -150,7 +151,7 @@ fn transition(
     note: Option<&str>,
 ) -> Result<(OrderStatus, OrderStatus), Error> {
     let row = tx
-        .query_opt("SELECT status, payment_lock_until FROM orders WHERE id = $1", params![order])?
+        .query_opt("SELECT status, payment_lock_until, flash_sale_id FROM orders WHERE id = $1", params![order])?
         .ok_or_else(|| Error::not_found("order not found"))?;
     let from = OrderStatus::parse(row.str(0)?)?;
     if required_from.is_some_and(|r| r != from) {
@@ -177,7 +178,10 @@ fn transition(
             "order",
             &order.to_string(),
             &format!("order.{}", to.as_str()),
-            &serde_json::json!({ "order_id": order, "from": from, "to": to, "action": action.verb() }),
+            &serde_json::json!({
+                "order_id": order, "from": from, "to": to, "action": action.verb(),
+                "flash_sale_id": row.opt_int(2)?.map(Id),
+            }),
         )?;
     }
     Ok((from, to))
@@ -373,7 +377,8 @@ impl OrdersService {
             tax: cart.totals.tax,
             total: cart.totals.total,
             refunded: Money::zero(self.inner.currency),
-            shipping_address: address,
+            shipping_address: Some(address),
+            flash_sale_id: None,
             shipping_method: cart.shipping_method.clone(),
             payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
             created_at: now,
@@ -404,7 +409,7 @@ impl OrdersService {
                 let discounts = serde_json::to_string(&o.discounts).map_err(|e| Error::internal(e.to_string()))?;
                 tx.execute(
                     &format!(
-                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, $15, $16)"
+                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, NULL, $15, $16)"
                     ),
                     params![
                         o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
@@ -650,8 +655,105 @@ impl OrdersService {
     /// What an unpaid order held comes back: its stock and its coupon uses.
     /// (The `order.cancelled` subscriber does the same, for crash safety.)
     async fn release_holds(&self, id: Id) -> Result<(), Error> {
+        if self.get(id).await?.flash_sale_id.is_some() {
+            // The unit goes back to its sale: the flash-sale domain does that
+            // when it hears `order.cancelled`.
+            return Ok(());
+        }
         self.inner.inventory.release(id).await?;
         self.inner.promotions.release(id).await
+    }
+
+    /// Creates the order for a flash-sale purchase: one unit at the sale price.
+    /// The caller has already moved the unit into a reservation keyed by
+    /// `order_id`. Idempotent on `order_id`.
+    pub async fn place_flash(
+        &self,
+        order_id: Id,
+        customer: Id,
+        sale_id: Id,
+        item: OrderItem,
+        address: Option<Address>,
+    ) -> Result<Order, Error> {
+        let address = address.map(Address::validate).transpose()?;
+        let now = now_ms();
+        let lines = [mercato_cart::PricedLine {
+            sku: item.sku.clone(),
+            product_id: item.product_id,
+            name: item.name.clone(),
+            options: item.options.clone(),
+            quantity: item.quantity,
+            unit_price: item.unit_price,
+            line_total: item.line_total,
+        }];
+        let totals = self.inner.cart.totals_for(&lines)?;
+        let order = Order {
+            id: order_id,
+            customer_id: customer,
+            status: OrderStatus::PendingPayment,
+            currency: self.inner.currency,
+            items: vec![item],
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            discounts: vec![],
+            shipping: totals.shipping,
+            tax: totals.tax,
+            total: totals.total,
+            refunded: Money::zero(self.inner.currency),
+            shipping_address: address,
+            flash_sale_id: Some(sale_id),
+            shipping_method: self.inner.cart.shipping_methods()[0].code.clone(),
+            payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
+            created_at: now,
+            updated_at: now,
+            history: vec![HistoryEntry {
+                from: None,
+                to: OrderStatus::PendingPayment,
+                actor: "customer".into(),
+                note: Some("flash sale".into()),
+                at: now,
+            }],
+        };
+        let history_id = self.inner.ids.next();
+        let o = order.clone();
+        let created = self
+            .inner
+            .db
+            .write(move |tx| {
+                if tx.query_opt("SELECT 1 FROM orders WHERE id = $1", params![o.id])?.is_some() {
+                    return Ok(false);
+                }
+                let address = serde_json::to_string(&o.shipping_address).map_err(|e| Error::internal(e.to_string()))?;
+                tx.execute(
+                    &format!(
+                        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, '[]', $14)"
+                    ),
+                    params![
+                        o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
+                        o.shipping.amount, o.tax.amount, o.total.amount, &address, &o.shipping_method, o.payment_due_at,
+                        o.created_at, sale_id
+                    ],
+                )?;
+                let item = &o.items[0];
+                let options = serde_json::to_string(&item.options).unwrap_or_else(|_| "{}".into());
+                tx.execute(
+                    "INSERT INTO order_items (order_id, line, sku, product_id, name, options, quantity, unit_price, line_total) \
+                     VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8)",
+                    params![o.id, &item.sku, item.product_id, &item.name, &options, item.quantity, item.unit_price.amount, item.line_total.amount],
+                )?;
+                history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", Some("flash sale"))?;
+                emit(
+                    tx,
+                    "order",
+                    &o.id.to_string(),
+                    "order.placed",
+                    &serde_json::json!({ "order_id": o.id, "customer_id": o.customer_id, "flash_sale_id": sale_id, "total": o.total }),
+                )?;
+                Ok(true)
+            })
+            .await?;
+        self.inner.bus.wake();
+        if created { Ok(order) } else { self.get(order_id).await }
     }
 
     pub async fn fulfil(&self, id: Id) -> Result<Order, Error> {

@@ -53,6 +53,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
     n += db.migrate("orders", mercato_orders::MIGRATIONS).await?;
     n += db.migrate("payments", mercato_payments::MIGRATIONS).await?;
     n += db.migrate("promotions", mercato_promotions::MIGRATIONS).await?;
+    n += db.migrate("webhooks", mercato_webhooks::MIGRATIONS).await?;
     Ok(n)
 }
 
@@ -117,6 +118,7 @@ impl Shop {
         );
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir)).await??;
+        let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone());
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -128,6 +130,7 @@ impl Shop {
             payments,
             promotions,
             search: Arc::new(search),
+            webhooks,
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
         };
@@ -140,14 +143,18 @@ impl Shop {
     /// conditional state change), so at-least-once delivery is safe.
     fn subscribe(&self) {
         let s = &self.state;
+        s.webhooks.subscribe();
         let inventory = s.inventory.clone();
         self.bus.subscribe("inventory.on-order", &["order.paid", "order.cancelled"], move |e| {
             let inventory = inventory.clone();
             async move {
                 let Some(order) = id_of(&e, "order_id") else { return Ok(()) };
+                let flash = !e.payload["flash_sale_id"].is_null();
                 match (e.kind.as_str(), e.payload["from"].as_str()) {
                     ("order.paid", _) => inventory.commit(order).await.map(drop),
                     ("order.cancelled", Some("paid")) => inventory.restock(order).await.map(drop),
+                    // An unpaid flash order's unit returns to its sale (flash-sale subscriber).
+                    _ if flash => Ok(()),
                     _ => inventory.release(order).await.map(drop),
                 }
             }
@@ -223,6 +230,7 @@ impl Shop {
     /// sender and session clean-up.
     pub fn spawn_workers(&self) {
         spawn_relay(self.state.db.clone(), self.bus.clone());
+        self.state.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
         let orders = self.state.orders.clone();
         let customers = self.state.customers.clone();

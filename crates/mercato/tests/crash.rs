@@ -16,6 +16,8 @@ use tokio::task::JoinSet;
 const TASKS: usize = 40;
 /// How long a retried key whose answer was lost in the crash may stay "in progress".
 const LOST_KEY_SETTLE_SECS: u64 = 10;
+/// How long an asynchronous payment accepted before the crash may take to settle after it.
+const ASYNC_SETTLE_SECS: u64 = 15;
 
 /// What one HTTP call answered: a status and body, or nothing (server gone).
 #[derive(Debug, Clone)]
@@ -39,7 +41,7 @@ struct Attempt {
     key: String,
     body: Value,
     order: Outcome,
-    /// "pay" or "cancel", and its outcome.
+    /// "pay", "pay_async" or "cancel", and its outcome.
     follow_up: Option<(&'static str, Outcome)>,
 }
 
@@ -129,6 +131,13 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
                     if iter.is_multiple_of(7) {
                         let r = call(srv.rb(Method::POST, &format!("/orders/{id}/cancel"), Some(&token))).await;
                         attempt.follow_up = Some(("cancel", r));
+                    } else if iter.is_multiple_of(11) {
+                        let r = call(
+                            srv.rb(Method::POST, &format!("/orders/{id}/payments"), Some(&token))
+                                .json(&json!({"method": "test_card", "card_number": CARD_ASYNC})),
+                        )
+                        .await;
+                        attempt.follow_up = Some(("pay_async", r));
                     } else if !iter.is_multiple_of(5) {
                         let r = call(
                             srv.rb(Method::POST, &format!("/orders/{id}/payments"), Some(&token))
@@ -175,6 +184,9 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
         .filter_map(|a| match &a.follow_up {
             Some(("pay", Outcome::Answer(s, b))) if *s != 201 => Some(format!("pay after {}: {s} {b}", a.key)),
             Some(("cancel", Outcome::Answer(s, b))) if *s != 200 => Some(format!("cancel after {}: {s} {b}", a.key)),
+            Some(("pay_async", Outcome::Answer(s, b))) if *s != 202 => {
+                Some(format!("async pay after {}: {s} {b}", a.key))
+            }
             _ => None,
         })
         .collect();
@@ -270,6 +282,9 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
             Some(("cancel", Outcome::Answer(200, _))) => {
                 assert_eq!(status, "cancelled", "order {id} was cancelled before the crash, now {status}");
             }
+            Some(("pay_async", Outcome::Answer(202, _))) => {
+                assert!(["pending_payment", "paid"].contains(&status), "order {id} with an async payment: {status}");
+            }
             Some((_, Outcome::Lost(_))) => {
                 assert!(["pending_payment", "paid", "cancelled"].contains(&status), "order {id}: {status}");
             }
@@ -326,6 +341,27 @@ async fn sigkill_during_checkout_storm_loses_nothing() {
         let r = srv.pay(&tokens[c], &id, CARD_OK).await;
         assert_eq!(r.status, 201, "payment after restart: {}", r.text);
         assert!(srv.wait_order_status(&tokens[c], &id, "paid", Duration::from_secs(3)).await);
+    }
+
+    // 3b. asynchronous payments accepted (202) before the crash still settle
+    let async_paid: Vec<(usize, String)> = attempts
+        .iter()
+        .filter(|a| matches!(a.follow_up, Some(("pay_async", Outcome::Answer(202, _)))))
+        .map(|a| match &a.order {
+            Outcome::Answer(_, b) => (a.customer, id_of(&b["id"])),
+            Outcome::Lost(_) => unreachable!(),
+        })
+        .collect();
+    eprintln!("{} asynchronous payments were accepted before the crash", async_paid.len());
+    let started = std::time::Instant::now();
+    for (c, id) in &async_paid {
+        let left = Duration::from_secs(ASYNC_SETTLE_SECS).saturating_sub(started.elapsed());
+        if !srv.wait_order_status(&tokens[*c], id, "paid", left).await {
+            violations.push(format!(
+                "order {id}: async payment accepted (202) before the crash, still {} {ASYNC_SETTLE_SECS} s after the restart",
+                srv.order_status(&tokens[*c], id).await
+            ));
+        }
     }
 
     // 4. stock accounting converges and matches the orders

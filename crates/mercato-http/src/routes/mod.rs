@@ -6,3 +6,4 @@ pub mod ops;
 pub mod orders;
 pub mod promotions;
 pub mod search;
+pub mod webhooks;
