@@ -18,7 +18,8 @@ const KEPT_HEADERS: &[&str] = &["content-type", "x-cart-token", "location"];
 
 /// Routes that guarantee idempotency in their domain (checkout, webhooks).
 fn handled_elsewhere(method: &Method, route: &str) -> bool {
-    (method == Method::POST && route == "/api/v1/orders") || route.starts_with("/api/v1/payments/webhooks")
+    (method == Method::POST && (route == "/api/v1/orders" || route == "/api/v1/flash-sales/{id}/purchase"))
+        || route.starts_with("/api/v1/payments/webhooks")
 }
 
 pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Response {

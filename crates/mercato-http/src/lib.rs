@@ -72,6 +72,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::promotions::router())
         .merge(routes::search::router())
         .merge(routes::webhooks::router())
+        .merge(routes::flash::router())
 }
 
 #[derive(Clone)]

@@ -31,6 +31,7 @@ pub struct AppState {
     pub search: Arc<dyn SearchEngine>,
     /// Outgoing webhooks to admin-registered endpoints.
     pub webhooks: mercato_webhooks::WebhooksService,
+    pub flash: mercato_flashsale::FlashSalesService,
     pub metrics: PrometheusHandle,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
     /// sending new requests while in-flight ones finish.

@@ -383,13 +383,17 @@ impl InventoryService {
                 if held.as_deref() != Some("held") {
                     return Err(Error::new(ErrorCode::OutOfStock, "the allocation is closed"));
                 }
-                let taken = tx.execute(
+                // Take from the line; the last units remove it (quantity stays positive).
+                let mut taken = tx.execute(
                     "UPDATE reservation_lines SET quantity = quantity - $1 WHERE reservation_id = $2 AND sku = $3 AND quantity > $1",
                     params![quantity, from, &sku],
-                )? + tx.execute(
-                    "DELETE FROM reservation_lines WHERE reservation_id = $1 AND sku = $2 AND quantity = $3",
-                    params![from, &sku, quantity],
                 )?;
+                if taken == 0 {
+                    taken = tx.execute(
+                        "DELETE FROM reservation_lines WHERE reservation_id = $1 AND sku = $2 AND quantity = $3",
+                        params![from, &sku, quantity],
+                    )?;
+                }
                 if taken == 0 {
                     return Err(Error::new(ErrorCode::OutOfStock, format!("the allocation has no {quantity} of {sku} left")));
                 }

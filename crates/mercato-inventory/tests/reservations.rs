@@ -98,3 +98,32 @@ async fn concurrent_reservations_never_oversell_and_conserve_stock() {
     assert_eq!((s.available, s.reserved, s.sold), (25, 0, 25));
     assert_eq!(s.available + s.reserved + s.sold, 50, "stock is conserved");
 }
+
+#[tokio::test]
+async fn an_allocation_splits_unit_by_unit_and_takes_units_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = service(&dir).await;
+    inv.set_available("F", 5, "receive", "test").await.unwrap();
+    let sale = Id(100);
+    inv.reserve(sale, &[line("F", 3)]).await.unwrap();
+    for order in 1..=3 {
+        inv.split(sale, Id(order), "F", 1).await.unwrap();
+        // Splitting again for the same order takes nothing more.
+        inv.split(sale, Id(order), "F", 1).await.unwrap();
+    }
+    assert_eq!(inv.split(sale, Id(4), "F", 1).await.unwrap_err().code, ErrorCode::OutOfStock);
+    let f = inv.stock("F").await.unwrap();
+    assert_eq!((f.available, f.reserved, f.sold), (2, 3, 0));
+    // An unpaid order's unit goes back to the open allocation, once.
+    assert!(inv.merge_back(Id(2), sale).await.unwrap());
+    assert!(!inv.merge_back(Id(2), sale).await.unwrap());
+    inv.split(sale, Id(5), "F", 1).await.unwrap();
+    // Paid orders sell; closing the allocation frees what it still holds.
+    assert!(inv.commit(Id(1)).await.unwrap());
+    assert!(inv.release(sale).await.unwrap());
+    // A unit returned after the allocation closed goes back to general stock.
+    assert!(inv.merge_back(Id(3), sale).await.unwrap());
+    let f = inv.stock("F").await.unwrap();
+    assert_eq!((f.available, f.reserved, f.sold), (3, 1, 1), "order 5 still holds one unit");
+    assert_eq!(f.available + f.reserved + f.sold, 5);
+}

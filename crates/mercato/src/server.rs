@@ -54,6 +54,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
     n += db.migrate("payments", mercato_payments::MIGRATIONS).await?;
     n += db.migrate("promotions", mercato_promotions::MIGRATIONS).await?;
     n += db.migrate("webhooks", mercato_webhooks::MIGRATIONS).await?;
+    n += db.migrate("flashsale", mercato_flashsale::MIGRATIONS).await?;
     Ok(n)
 }
 
@@ -119,6 +120,17 @@ impl Shop {
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir)).await??;
         let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone());
+        let flash = mercato_flashsale::FlashSalesService::new(
+            db.clone(),
+            ids.clone(),
+            bus.clone(),
+            catalog.clone(),
+            inventory.clone(),
+            orders.clone(),
+            Arc::new(mercato_flashsale::LocalStock::new()),
+            currency,
+        );
+        flash.load_open().await?;
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -131,6 +143,7 @@ impl Shop {
             promotions,
             search: Arc::new(search),
             webhooks,
+            flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
         };
@@ -166,6 +179,16 @@ impl Shop {
                 match e.aggregate_id.parse() {
                     Ok(id) => crate::indexer::refresh(&state, id).await,
                     Err(_) => Ok(()),
+                }
+            }
+        });
+        let flash = s.flash.clone();
+        self.bus.subscribe("flashsale.on-order-cancelled", &["order.cancelled"], move |e| {
+            let flash = flash.clone();
+            async move {
+                match (id_of(&e, "order_id"), e.payload["flash_sale_id"].is_null(), e.payload["from"].as_str()) {
+                    (Some(order), false, Some("pending_payment")) => flash.on_order_cancelled(order).await,
+                    _ => Ok(()),
                 }
             }
         });
@@ -233,6 +256,7 @@ impl Shop {
         self.state.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
         let orders = self.state.orders.clone();
+        let flash = self.state.flash.clone();
         let customers = self.state.customers.clone();
         let db = self.state.db.clone();
         let interval = Duration::from_millis(self.state.config.orders.sweep_interval_ms.max(50));
@@ -242,6 +266,9 @@ impl Shop {
                 tokio::time::sleep(interval).await;
                 if let Err(e) = orders.sweep().await {
                     tracing::warn!(error = %e, "order sweep failed");
+                }
+                if let Err(e) = flash.sweep().await {
+                    tracing::warn!(error = %e, "flash sale sweep failed");
                 }
                 ticks += 1;
                 if ticks.is_multiple_of(3600) {

@@ -243,6 +243,55 @@ async fn login_me_logout_and_bad_tokens() {
     assert_eq!(me.body["role"], json!("admin"), "{}", me.text);
 }
 
+/// Median wall time of a request, in microseconds.
+fn median(mut v: Vec<u128>) -> u128 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+#[tokio::test]
+async fn response_times_do_not_reveal_which_emails_exist() {
+    let srv = TestServer::start(0);
+    let n = 7;
+    let mut existing = Vec::new();
+    for _ in 0..n {
+        let email = format!("{}@example.com", unique_str("timing"));
+        srv.register(&email).await.expect(201);
+        existing.push(email);
+    }
+    // interleaved, one failure per account so the rate limiter stays out of it
+    let (mut wrong_pw, mut unknown, mut dup_reg, mut new_reg) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for email in &existing {
+        let t = std::time::Instant::now();
+        assert_problem(&srv.login(email, "wrong-password-9").await, 401, "unauthorized");
+        wrong_pw.push(t.elapsed().as_micros());
+        let t = std::time::Instant::now();
+        assert_problem(
+            &srv.login(&format!("{}@example.com", unique_str("ghost")), "wrong-password-9").await,
+            401,
+            "unauthorized",
+        );
+        unknown.push(t.elapsed().as_micros());
+        let t = std::time::Instant::now();
+        srv.register(email).await.expect(201);
+        dup_reg.push(t.elapsed().as_micros());
+        let t = std::time::Instant::now();
+        srv.register(&format!("{}@example.com", unique_str("fresh"))).await.expect(201);
+        new_reg.push(t.elapsed().as_micros());
+    }
+    let (w, u, d, f) = (median(wrong_pw), median(unknown), median(dup_reg), median(new_reg));
+    eprintln!("median µs: login wrong password {w}, login unknown email {u}, duplicate register {d}, new register {f}");
+    // a password hash costs tens of milliseconds; skipping it is visible from far away
+    assert!(
+        u * 4 >= w && w * 4 >= u,
+        "login time reveals whether the email exists: wrong password {w} µs, unknown email {u} µs"
+    );
+    assert!(
+        d * 4 >= f && f * 4 >= d,
+        "registration time reveals whether the email exists: existing {d} µs, new {f} µs"
+    );
+}
+
 #[tokio::test]
 async fn expired_token_is_rejected_with_token_expired() {
     let srv = TestServer::start_with(0, &[("MERCATO_AUTH_TOKEN_TTL_SECS", "1")]);

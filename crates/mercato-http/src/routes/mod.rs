@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod flash;
 pub mod inventory;
 pub mod ops;
 pub mod orders;
