@@ -155,6 +155,8 @@ async fn register_validation_and_no_email_enumeration() {
 
 #[tokio::test]
 async fn json_body_without_json_content_type_is_unsupported_media_type() {
+    // Contract: a body that is not declared as JSON is 415 unsupported-media-type;
+    // invalid JSON is 400 malformed-body; JSON of the wrong shape is 422 validation.
     let srv = TestServer::start(0);
     let admin = srv.admin_token().await;
     let sku = srv.quick_sku(&admin, 1000, 10).await;
