@@ -3,13 +3,11 @@
 
 use mercato_core::{ErrorCode, Id};
 use mercato_inventory::{InventoryService, Line};
-use mercato_platform::Db;
-use mercato_platform::db::DbOptions;
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
 
 async fn service(dir: &tempfile::TempDir) -> InventoryService {
-    let db = Db::open_sqlite(&dir.path().join("t.db"), "t", DbOptions::default()).unwrap();
+    let db = mercato_platform::db::testing::fresh(dir.path());
     db.migrate("platform", mercato_platform::MIGRATIONS).await.unwrap();
     db.migrate("inventory", mercato_inventory::MIGRATIONS).await.unwrap();
     InventoryService::new(db, IdGen::with_node(1), EventBus::new())

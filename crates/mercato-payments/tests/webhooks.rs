@@ -5,7 +5,6 @@
 use mercato_core::{Currency, ErrorCode, Id, Money};
 use mercato_payments::test_provider::{ASYNC, TestProvider};
 use mercato_payments::{PayOutcome, PaymentStatus, PaymentsService, signature};
-use mercato_platform::db::DbOptions;
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, now_ms};
@@ -13,12 +12,12 @@ use std::sync::Arc;
 
 const SECRET: &[u8] = b"whsec_test_secret";
 
-async fn service(dir: &tempfile::TempDir) -> PaymentsService {
-    let db = Db::open_sqlite(&dir.path().join("t.db"), "t", DbOptions::default()).unwrap();
+async fn service(dir: &tempfile::TempDir) -> (PaymentsService, Db) {
+    let db = mercato_platform::db::testing::fresh(dir.path());
     db.migrate("platform", mercato_platform::MIGRATIONS).await.unwrap();
     db.migrate("payments", mercato_payments::MIGRATIONS).await.unwrap();
     let provider = TestProvider::new(db.clone(), SECRET.to_vec(), 60_000, 300);
-    PaymentsService::new(db, IdGen::with_node(1), EventBus::new(), Arc::new(provider))
+    (PaymentsService::new(db.clone(), IdGen::with_node(1), EventBus::new(), Arc::new(provider)), db)
 }
 
 fn webhook(kind: &str, attempt: &str, event: &str, signed_at: i64) -> (String, Vec<u8>) {
@@ -34,7 +33,7 @@ fn usd(a: i64) -> Money {
 #[tokio::test]
 async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhooks() {
     let dir = tempfile::tempdir().unwrap();
-    let payments = service(&dir).await;
+    let (payments, db) = service(&dir).await;
     let order = Id(42);
     let PayOutcome::Processing(p) = payments.pay(order, usd(1500), ASYNC).await.unwrap() else {
         panic!("the async card must answer processing");
@@ -45,10 +44,8 @@ async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhoo
     assert_eq!(again.code, ErrorCode::Conflict);
 
     // The attempt id is what the provider reports back; read it like the provider would.
-    let attempt = {
-        let dir_db = Db::open_sqlite(&dir.path().join("t.db"), "r", DbOptions::default()).unwrap();
-        dir_db.read(|tx| tx.query_one("SELECT attempt_id FROM payment_intents", &[])?.int(0)).await.unwrap().to_string()
-    };
+    let attempt =
+        db.read(|tx| tx.query_one("SELECT attempt_id FROM payment_intents", &[])?.int(0)).await.unwrap().to_string();
     let now = now_ms() / 1000;
 
     // Forged: wrong secret.
@@ -81,7 +78,7 @@ async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhoo
 #[tokio::test]
 async fn declines_allow_retry_and_refunds_never_exceed_the_payment() {
     let dir = tempfile::tempdir().unwrap();
-    let payments = service(&dir).await;
+    let (payments, _db) = service(&dir).await;
     let order = Id(7);
     let declined = payments.pay(order, usd(2000), "4000000000000002").await.err().unwrap();
     assert_eq!(declined.code, ErrorCode::PaymentDeclined);

@@ -86,6 +86,8 @@ pub struct DatabaseConfig {
     pub max_batch: usize,
     /// Apply pending migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// PostgreSQL: statements (and lock waits) running longer are cancelled.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -96,6 +98,7 @@ impl Default for DatabaseConfig {
             pool_size: 4,
             max_batch: 64,
             migrate_on_start: true,
+            statement_timeout_ms: 5_000,
         }
     }
 }
@@ -329,9 +332,9 @@ impl Config {
             return Err("orders.payment_timeout_secs: must be positive".into());
         }
         let url = self.database.url.expose();
-        if !url.is_empty() && !url.starts_with("sqlite:") {
+        if !url.is_empty() && !["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)) {
             return Err(format!(
-                "database.url: only the embedded database is available in this build (got scheme '{}')",
+                "database.url: use postgres://... for PostgreSQL, or leave it empty for the embedded database (got scheme '{}')",
                 url.split(':').next().unwrap_or("")
             ));
         }

@@ -44,8 +44,11 @@ pub(super) fn apply(
     migrations: &[Migration],
 ) -> Result<usize, Error> {
     tx.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, \
-         name TEXT NOT NULL, applied_at INTEGER NOT NULL, PRIMARY KEY (component, version))",
+        &for_dialect(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (component TEXT NOT NULL, version INTEGER NOT NULL, \
+             name TEXT NOT NULL, applied_at INTEGER NOT NULL, PRIMARY KEY (component, version))",
+            dialect,
+        ),
         &[],
     )?;
     let current = tx

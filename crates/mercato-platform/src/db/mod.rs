@@ -12,7 +12,10 @@
 //! (group commit), each in its own savepoint.
 
 mod migrate;
+mod pg;
 mod sqlite;
+#[doc(hidden)]
+pub mod testing;
 
 pub use migrate::Migration;
 
@@ -217,10 +220,15 @@ impl Default for DbOptions {
     }
 }
 
+enum Backend {
+    Sqlite(sqlite::Sqlite),
+    Postgres(pg::Pg),
+}
+
 /// A handle to one database. Cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    backend: Arc<sqlite::Sqlite>,
+    backend: Arc<Backend>,
     name: Arc<str>,
 }
 
@@ -228,7 +236,15 @@ impl Db {
     /// Opens (creating if needed) an embedded database file.
     pub fn open_sqlite(path: &std::path::Path, name: &str, opts: DbOptions) -> Result<Db, Error> {
         let backend = sqlite::Sqlite::open(path, name, opts).map_err(Error::from)?;
-        Ok(Db { backend: Arc::new(backend), name: name.into() })
+        Ok(Db { backend: Arc::new(Backend::Sqlite(backend)), name: name.into() })
+    }
+
+    /// Connects a pool to a PostgreSQL server (`postgres://user@host/db`). Does
+    /// not fail when the server is down: connections are made on demand, and
+    /// `ping` (readiness) tells.
+    pub fn open_postgres(url: &str, name: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Db, Error> {
+        let backend = pg::Pg::open(url, pool_size, statement_timeout_ms).map_err(Error::from)?;
+        Ok(Db { backend: Arc::new(Backend::Postgres(backend)), name: name.into() })
     }
 
     pub fn name(&self) -> &str {
@@ -236,7 +252,10 @@ impl Db {
     }
 
     pub fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
+        match *self.backend {
+            Backend::Sqlite(_) => Dialect::Sqlite,
+            Backend::Postgres(_) => Dialect::Postgres,
+        }
     }
 
     /// Runs `body` inside a write transaction and returns once it is committed.
@@ -249,7 +268,10 @@ impl Db {
         T: Send + 'static,
         F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
     {
-        self.backend.write(body).await
+        match &*self.backend {
+            Backend::Sqlite(b) => b.write(body).await,
+            Backend::Postgres(b) => b.write(body).await,
+        }
     }
 
     /// Runs `body` on a read connection. Sees every write whose `write` call
@@ -259,7 +281,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
     {
-        self.backend.read(body).await
+        match &*self.backend {
+            Backend::Sqlite(b) => b.read(body).await,
+            Backend::Postgres(b) => b.read(body).await,
+        }
     }
 
     /// Applies `migrations` of `component` not yet applied, in order.
@@ -274,7 +299,10 @@ impl Db {
     }
 
     pub fn stats(&self) -> PoolStats {
-        self.backend.stats()
+        match &*self.backend {
+            Backend::Sqlite(b) => b.stats(),
+            Backend::Postgres(b) => b.stats(),
+        }
     }
 }
 

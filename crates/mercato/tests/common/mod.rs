@@ -192,6 +192,9 @@ impl TestServer {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
+        if let Some(url) = postgres_database() {
+            env.push(("MERCATO_DATABASE_URL".into(), url));
+        }
         Self::spawn(dir, env)
     }
 
@@ -578,7 +581,43 @@ impl Drop for TestServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A restart hands the env (and so the database) to the next server.
+        if let Some((_, url)) = self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL") {
+            drop_postgres_database(url);
+        }
     }
+}
+
+/// With `MERCATO_TEST_POSTGRES_URL` set (e.g. postgres://postgres@127.0.0.1/postgres),
+/// every test server gets a fresh PostgreSQL database on that server instead of
+/// embedded SQLite: the same suite, run against the other storage backend.
+fn postgres_database() -> Option<String> {
+    let base = std::env::var("MERCATO_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let name = format!("mercato_t_{}_{}", std::process::id(), unique());
+    let (b, n) = (base.clone(), name.clone());
+    // The blocking client runs its own runtime: keep it off the test's.
+    std::thread::spawn(move || {
+        let mut client =
+            postgres::Client::connect(&b, postgres::NoTls).expect("connecting to MERCATO_TEST_POSTGRES_URL");
+        client.batch_execute(&format!("CREATE DATABASE {n}")).expect("creating a test database");
+    })
+    .join()
+    .expect("creating a test database");
+    let (prefix, _) = base.rsplit_once('/').expect("a database url with a path");
+    Some(format!("{prefix}/{name}"))
+}
+
+fn drop_postgres_database(url: &str) {
+    let (Ok(base), Some((_, name))) = (std::env::var("MERCATO_TEST_POSTGRES_URL"), url.rsplit_once('/')) else {
+        return;
+    };
+    let name = name.to_string();
+    let _ = std::thread::spawn(move || {
+        if let Ok(mut client) = postgres::Client::connect(&base, postgres::NoTls) {
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    })
+    .join();
 }
 
 /// Percent-encodes everything but unreserved characters.

@@ -1,0 +1,219 @@
+//! The PostgreSQL backend: a pool of blocking connections driven from tokio's
+//! blocking pool. Transactions run at READ COMMITTED with the same conditional
+//! updates as on SQLite; a serialization failure or deadlock reruns the body
+//! (bodies only touch the database, so rerunning is safe), and every statement
+//! runs under a statement timeout.
+
+use super::{Cell, DbError, Dialect, Param, PoolStats, Row, Tx};
+use mercato_core::{Error, ErrorCode};
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+use std::time::Duration;
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+
+pub struct Pg {
+    /// Always Some until drop.
+    pool: Option<Pool>,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        // Closing a blocking client runs a small runtime of its own, which
+        // panics on a thread that is already driving tokio: close off-thread.
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool));
+        }
+    }
+}
+
+fn conn(pool: &Pool) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
+    pool.get().map_err(|e| Error::unavailable(format!("database unavailable: {e}")))
+}
+
+const MAX_ATTEMPTS: u32 = 6;
+
+#[derive(Debug)]
+struct StatementTimeout(u64);
+
+impl r2d2::CustomizeConnection<Client, postgres::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+        conn.batch_execute(&format!("SET statement_timeout = {}; SET lock_timeout = {}", self.0, self.0))
+    }
+}
+
+impl Pg {
+    pub fn open(url: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Pg, DbError> {
+        let config: postgres::Config =
+            url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .connection_customizer(Box::new(StatementTimeout(statement_timeout_ms)))
+            // Pool creation must not fail while the server is down: readiness
+            // reports it, and connections are made as soon as it is back.
+            .build_unchecked(manager);
+        Ok(Pg { pool: Some(pool) })
+    }
+
+    fn pool(&self) -> Pool {
+        self.pool.clone().expect("pool is present until drop")
+    }
+
+    pub async fn write<T, F>(&self, mut body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        let pool = self.pool();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn(&pool)?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let mut t = conn.transaction().map_err(|e| Error::from(map_err(e)))?;
+                let outcome = body(&mut PgTx { conn: &mut t });
+                let result = match outcome {
+                    Ok(v) => t.commit().map(|_| v).map_err(|e| Error::from(map_err(e))),
+                    Err(e) => {
+                        let _ = t.rollback();
+                        Err(e)
+                    }
+                };
+                match result {
+                    Err(e) if e.code == ErrorCode::Transient && attempt < MAX_ATTEMPTS => {
+                        metrics::counter!("db_transaction_retries_total").increment(1);
+                        std::thread::sleep(Duration::from_millis(2u64 << attempt));
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+    }
+
+    pub async fn read<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        let pool = self.pool();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn(&pool)?;
+            body(&mut PgTx { conn: &mut *conn })
+        })
+        .await
+        .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let state = self.pool().state();
+        PoolStats {
+            readers_total: state.connections as usize,
+            readers_idle: state.idle_connections as usize,
+            write_queue: 0,
+        }
+    }
+}
+
+/// A NULL that binds to a parameter of any type (PostgreSQL types every
+/// parameter, and `Option<i64>` would refuse a text column).
+#[derive(Debug)]
+struct AnyNull;
+
+impl ToSql for AnyNull {
+    fn to_sql(&self, _: &Type, _: &mut bytes::BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(IsNull::Yes)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+struct PgTx<'a, C: postgres::GenericClient> {
+    conn: &'a mut C,
+}
+
+fn bind<'p>(params: &'p [Param<'p>]) -> Vec<Box<dyn ToSql + Sync + 'p>> {
+    params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + Sync + 'p> {
+            match p {
+                Param::Null => Box::new(AnyNull),
+                Param::Int(v) => Box::new(*v),
+                Param::Text(v) => Box::new(*v),
+                Param::Blob(v) => Box::new(*v),
+            }
+        })
+        .collect()
+}
+
+fn cells(row: &postgres::Row) -> Result<Row, DbError> {
+    let mut out = Vec::with_capacity(row.len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let bad = |e: postgres::Error| DbError::Other(format!("column {}: {e}", col.name()));
+        let cell = match *col.type_() {
+            Type::INT8 => row.try_get::<_, Option<i64>>(i).map_err(bad)?.map(Cell::Int),
+            Type::INT4 => row.try_get::<_, Option<i32>>(i).map_err(bad)?.map(|v| Cell::Int(v as i64)),
+            Type::INT2 => row.try_get::<_, Option<i16>>(i).map_err(bad)?.map(|v| Cell::Int(v as i64)),
+            Type::BOOL => row.try_get::<_, Option<bool>>(i).map_err(bad)?.map(|v| Cell::Int(v as i64)),
+            Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i).map_err(bad)?.map(Cell::Blob),
+            Type::TEXT | Type::VARCHAR | Type::NAME | Type::BPCHAR => {
+                row.try_get::<_, Option<String>>(i).map_err(bad)?.map(Cell::Text)
+            }
+            ref other => return Err(DbError::Other(format!("column {}: unsupported type {other}", col.name()))),
+        };
+        out.push(cell.unwrap_or(Cell::Null));
+    }
+    Ok(Row(out))
+}
+
+impl<C: postgres::GenericClient> Tx for PgTx<'_, C> {
+    fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
+        let boxed = bind(params);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        self.conn.execute(sql, &refs).map_err(map_err)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
+        let boxed = bind(params);
+        let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
+        self.conn.query(sql, &refs).map_err(map_err)?.iter().map(cells).collect()
+    }
+
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+}
+
+fn map_err(e: postgres::Error) -> DbError {
+    use postgres::error::SqlState;
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let msg = db.message().to_string();
+        return if *code == SqlState::UNIQUE_VIOLATION {
+            DbError::Unique(db.constraint().unwrap_or(&msg).to_string())
+        } else if *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+        {
+            DbError::Transient(msg)
+        } else if *code == SqlState::QUERY_CANCELED {
+            DbError::Unavailable(format!("statement timed out: {msg}"))
+        } else if code.code().starts_with("08") || code.code().starts_with("57") {
+            DbError::Unavailable(msg)
+        } else {
+            DbError::Other(format!("{msg} ({})", code.code()))
+        };
+    }
+    if e.is_closed() {
+        DbError::Unavailable(e.to_string())
+    } else {
+        DbError::Unavailable(format!("database connection failed: {e}"))
+    }
+}
