@@ -7,8 +7,10 @@
 //! delivery loses nothing. Subscribers make themselves idempotent with
 //! [`first_time`] (an inbox keyed by consumer and event id).
 //!
-//! The bus here is in-process. A broker adapter (NATS JetStream) publishes the
-//! same events across instances; subscribers do not change.
+//! The relay publishes through the [`EventSink`] port. The in-process
+//! [`EventBus`] is one implementation; a broker adapter (NATS JetStream)
+//! publishes to the broker instead, and a consumer on each instance feeds that
+//! instance's bus, so subscribers do not change.
 
 use crate::{Db, Tx, now_ms, params};
 use mercato_core::Error;
@@ -64,6 +66,22 @@ struct Subscriber {
     handler: Handler,
 }
 
+/// Where the relay hands committed events, in id order. `publish` returns
+/// only once the event is safely handed on (delivered to every local
+/// subscriber, or acknowledged by the broker); the relay marks it delivered
+/// then, and retries it otherwise.
+#[async_trait::async_trait]
+pub trait EventSink: Send + Sync {
+    async fn publish(&self, event: &Event) -> Result<(), Error>;
+}
+
+#[async_trait::async_trait]
+impl EventSink for EventBus {
+    async fn publish(&self, event: &Event) -> Result<(), Error> {
+        self.deliver(event).await
+    }
+}
+
 /// In-process publish/subscribe keyed by event-kind prefixes (`"order."`).
 #[derive(Clone, Default)]
 pub struct EventBus {
@@ -115,13 +133,14 @@ impl EventBus {
     }
 }
 
-/// Delivers the outbox of `db` to `bus` until the process ends.
-pub fn spawn_relay(db: Db, bus: EventBus) -> tokio::task::JoinHandle<()> {
+/// Publishes the outbox of `db` to `sink` until the process ends; `bus.wake()`
+/// (called after commits that emitted events) cuts the polling delay.
+pub fn spawn_relay(db: Db, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = 0i64;
         loop {
-            match relay_once(&db, &bus).await {
+            match relay_once(&db, sink.as_ref()).await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue; // more may be waiting
@@ -153,7 +172,7 @@ pub fn spawn_relay(db: Db, bus: EventBus) -> tokio::task::JoinHandle<()> {
 
 /// One pass: delivers up to a batch in id order, stopping at the first event a
 /// subscriber refuses (so per-aggregate order holds), and marks what went out.
-pub async fn relay_once(db: &Db, bus: &EventBus) -> Result<usize, Error> {
+pub async fn relay_once(db: &Db, sink: &dyn EventSink) -> Result<usize, Error> {
     let events = db
         .read(|tx| {
             let rows = tx.query(
@@ -179,7 +198,7 @@ pub async fn relay_once(db: &Db, bus: &EventBus) -> Result<usize, Error> {
     let mut delivered = Vec::with_capacity(events.len());
     let mut failure = None;
     for event in &events {
-        match bus.deliver(event).await {
+        match sink.publish(event).await {
             Ok(()) => delivered.push(event.id),
             Err(e) => {
                 failure = Some(e);

@@ -252,7 +252,8 @@ impl Shop {
     /// Starts the outbox relay, the order sweeper, the test provider's webhook
     /// sender and session clean-up.
     pub fn spawn_workers(&self) {
-        spawn_relay(self.state.db.clone(), self.bus.clone());
+        // In process: the relay publishes straight to this instance's bus.
+        spawn_relay(self.state.db.clone(), self.bus.clone(), Arc::new(self.bus.clone()));
         self.state.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
         let orders = self.state.orders.clone();
