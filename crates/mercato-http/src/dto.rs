@@ -8,10 +8,7 @@ use utoipa::ToSchema;
 
 /// RFC 3339 UTC timestamp from epoch milliseconds.
 pub fn ts(ms: Millis) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
+    mercato_platform::rfc3339(ms)
 }
 
 /// An amount in minor units (cents) and an ISO 4217 currency.
@@ -397,6 +394,36 @@ pub struct AddressDto {
     pub phone: Option<String>,
 }
 
+impl From<AddressDto> for mercato_orders::Address {
+    fn from(a: AddressDto) -> Self {
+        mercato_orders::Address {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+            phone: a.phone,
+        }
+    }
+}
+
+impl From<mercato_orders::Address> for AddressDto {
+    fn from(a: mercato_orders::Address) -> Self {
+        AddressDto {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            region: a.region,
+            postal_code: a.postal_code,
+            country: a.country,
+            phone: a.phone,
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderRequest {
@@ -470,16 +497,7 @@ impl From<mercato_orders::Order> for OrderDto {
             tax: o.tax.into(),
             total: o.total.into(),
             refunded: o.refunded.into(),
-            shipping_address: o.shipping_address.map(|a| AddressDto {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                region: a.region,
-                postal_code: a.postal_code,
-                country: a.country,
-                phone: a.phone,
-            }),
+            shipping_address: o.shipping_address.map(Into::into),
             flash_sale_id: o.flash_sale_id,
             shipping_method: o.shipping_method,
             payment_due_at: if o.status == mercato_orders::OrderStatus::PendingPayment {

@@ -11,9 +11,18 @@ pub mod idempotency;
 pub mod ids;
 pub mod ratelimit;
 pub mod secret;
+pub mod signature;
 pub mod telemetry;
 
 pub use db::{Db, DbError, Migration, Row, Tx};
+
+/// RFC 3339 UTC timestamp (millisecond precision) from epoch milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
 
 /// Milliseconds since the Unix epoch, from the system clock.
 pub fn now_ms() -> i64 {

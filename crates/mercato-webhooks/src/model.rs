@@ -1,9 +1,8 @@
 //! Plain rules, without I/O: endpoint validation, event-pattern matching, the
 //! retry schedule, the payload timestamp format and the signature.
 
-use hmac::{Hmac, Mac};
-use mercato_core::{Error, ErrorCode};
-use sha2::Sha256;
+use mercato_core::Error;
+
 use std::time::Duration;
 
 pub const MAX_URL_LEN: usize = 2048;
@@ -136,67 +135,8 @@ impl RetryPolicy {
     }
 }
 
-/// RFC 3339 UTC timestamp with milliseconds from epoch milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let in_day = ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
-    let (h, min, s, milli) = (in_day / 3_600_000, in_day / 60_000 % 60, in_day / 1000 % 60, in_day % 1000);
-    format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// `t=<timestamp>,v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body).finalize().into_bytes()))
-}
-
-fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    mac
-}
-
-/// What a receiver does with a delivery: checks `header` against `body` with
-/// the endpoint's secret; `now` and `tolerance` are in seconds. Constant-time.
-pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance: i64) -> Result<(), Error> {
-    let invalid = |m: &str| Error::new(ErrorCode::InvalidSignature, m.to_string());
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for part in header.split(',') {
-        match part.trim().split_once('=') {
-            Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
-            Some(("v1", v)) => signatures.push(v),
-            _ => {}
-        }
-    }
-    let timestamp = timestamp.ok_or_else(|| invalid("signature header has no timestamp"))?;
-    if (now - timestamp).abs() > tolerance {
-        return Err(invalid("signature timestamp is outside the tolerance window"));
-    }
-    for sig in signatures {
-        let Ok(bytes) = hex::decode(sig) else { continue };
-        if mac(secret, timestamp, body).verify_slice(&bytes).is_ok() {
-            return Ok(());
-        }
-    }
-    Err(invalid("no valid signature"))
-}
+pub use mercato_platform::rfc3339;
+pub use mercato_platform::signature::{sign, verify};
 
 #[cfg(test)]
 mod tests {

@@ -124,16 +124,7 @@ async fn purchase(
             _ => Error::new(ErrorCode::MalformedBody, e.to_string()),
         })?
     };
-    let address = req.shipping_address.map(|a| Address {
-        name: a.name,
-        line1: a.line1,
-        line2: a.line2,
-        city: a.city,
-        region: a.region,
-        postal_code: a.postal_code,
-        country: a.country,
-        phone: a.phone,
-    });
+    let address: Option<Address> = req.shipping_address.map(Into::into);
     let (order, replayed) = s.flash.purchase(id, p.customer_id, &key, address).await?;
     let mut resp = json_response(StatusCode::CREATED, &OrderDto::from(order));
     if replayed {

@@ -49,17 +49,7 @@ async fn place_order(
     let fingerprint = mercato_platform::sha256_hex(raw.to_string().as_bytes());
     let req: PlaceOrderRequest =
         serde_json::from_value(raw).map_err(|e| Error::validation(format!("invalid order request: {e}")))?;
-    let a = req.shipping_address;
-    let address = Address {
-        name: a.name,
-        line1: a.line1,
-        line2: a.line2,
-        city: a.city,
-        region: a.region,
-        postal_code: a.postal_code,
-        country: a.country,
-        phone: a.phone,
-    };
+    let address: Address = req.shipping_address.into();
     let placed = s.orders.place(p.customer_id, address, req.shipping_method, key, fingerprint).await?;
     let order: Order = serde_json::from_str(&placed.body)
         .map_err(|e| Error::internal(format!("stored checkout response unreadable: {e}")))?;
