@@ -553,6 +553,13 @@ impl CatalogService {
             .await
     }
 
+    pub async fn published_count(&self) -> Result<i64, Error> {
+        self.inner
+            .db
+            .read(|tx| tx.query_one("SELECT COUNT(*) FROM products WHERE status = 'published'", params![])?.int(0))
+            .await
+    }
+
     pub async fn product_count(&self) -> Result<i64, Error> {
         self.inner.db.read(|tx| tx.query_one("SELECT COUNT(*) FROM products", params![])?.int(0)).await
     }

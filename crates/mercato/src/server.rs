@@ -118,7 +118,10 @@ impl Shop {
             currency,
         );
         let search_dir = config.data_dir.join("search-index");
-        let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir)).await??;
+        let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the search index (is another mercato process using this data dir?)")?;
         let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone());
         let flash = mercato_flashsale::FlashSalesService::new(
             db.clone(),
@@ -302,8 +305,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if config.seed.products > 0 && shop.state.catalog.product_count().await? == 0 {
         crate::seed::run(&shop.state, config.seed.products as u64, config.seed.stock_per_variant, false).await?;
     }
-    if shop.state.search.count().await? == 0 && shop.state.catalog.product_count().await? > 0 {
-        // A first run or a deleted index: rebuild it behind the already-serving shop.
+    if shop.state.search.count().await? != shop.state.catalog.published_count().await? as u64 {
+        // A first run, a deleted index, or products added by `mercato seed`:
+        // rebuild it behind the already-serving shop.
         let state = shop.state.clone();
         tokio::spawn(async move {
             match crate::indexer::reindex(&state, false).await {
