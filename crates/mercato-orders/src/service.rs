@@ -187,6 +187,68 @@ fn transition(
     Ok((from, to))
 }
 
+/// Writes a new order: its row, items, first history entry and the
+/// `order.placed` event, in the caller's transaction.
+fn insert_order(
+    tx: &mut dyn Tx,
+    o: &Order,
+    history_id: Id,
+    cart_id: Option<Id>,
+    key: Option<&str>,
+) -> Result<(), Error> {
+    let (address, discounts) = (to_json(&o.shipping_address)?, to_json(&o.discounts)?);
+    tx.execute(
+        &format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, $15, $16, $17)"
+        ),
+        params![
+            o.id,
+            o.customer_id,
+            o.status.as_str(),
+            o.currency.as_str(),
+            o.subtotal.amount,
+            o.discount.amount,
+            o.shipping.amount,
+            o.tax.amount,
+            o.total.amount,
+            &address,
+            &o.shipping_method,
+            o.payment_due_at,
+            o.created_at,
+            &discounts,
+            o.flash_sale_id,
+            cart_id,
+            key
+        ],
+    )?;
+    for (i, item) in o.items.iter().enumerate() {
+        let options = serde_json::to_string(&item.options).unwrap_or_else(|_| "{}".into());
+        tx.execute(
+            "INSERT INTO order_items (order_id, line, sku, product_id, name, options, quantity, unit_price, line_total) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            params![o.id, i as i64, &item.sku, item.product_id, &item.name, &options, item.quantity, item.unit_price.amount, item.line_total.amount],
+        )?;
+    }
+    let note = o.flash_sale_id.map(|_| "flash sale");
+    history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", note)?;
+    emit(
+        tx,
+        "order",
+        &o.id.to_string(),
+        "order.placed",
+        &serde_json::json!({
+            "order_id": o.id, "customer_id": o.customer_id, "cart_id": cart_id,
+            "flash_sale_id": o.flash_sale_id, "total": o.total,
+        }),
+    )
+}
+
+/// A value as JSON text, for a TEXT column.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
+}
+
 impl OrdersService {
     pub fn new(
         db: Db,
@@ -405,34 +467,7 @@ impl OrdersService {
                 if done == 0 {
                     return Err(Error::conflict("this checkout was abandoned; retry the request"));
                 }
-                let address = serde_json::to_string(&o.shipping_address).map_err(|e| Error::internal(e.to_string()))?;
-                let discounts = serde_json::to_string(&o.discounts).map_err(|e| Error::internal(e.to_string()))?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO orders ({ORDER_COLUMNS}, cart_id, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, $14, NULL, $15, $16)"
-                    ),
-                    params![
-                        o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
-                        o.shipping.amount, o.tax.amount, o.total.amount, &address, &o.shipping_method, o.payment_due_at,
-                        o.created_at, &discounts, cart_id, &k
-                    ],
-                )?;
-                for (i, item) in o.items.iter().enumerate() {
-                    let options = serde_json::to_string(&item.options).unwrap_or_else(|_| "{}".into());
-                    tx.execute(
-                        "INSERT INTO order_items (order_id, line, sku, product_id, name, options, quantity, unit_price, line_total) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                        params![o.id, i as i64, &item.sku, item.product_id, &item.name, &options, item.quantity, item.unit_price.amount, item.line_total.amount],
-                    )?;
-                }
-                history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", None)?;
-                emit(
-                    tx,
-                    "order",
-                    &o.id.to_string(),
-                    "order.placed",
-                    &serde_json::json!({ "order_id": o.id, "customer_id": o.customer_id, "cart_id": cart_id, "total": o.total }),
-                )?;
+                insert_order(tx, &o, history_id, Some(cart_id), Some(&k))?;
                 Ok(())
             })
             .await;
@@ -723,32 +758,7 @@ impl OrdersService {
                 if tx.query_opt("SELECT 1 FROM orders WHERE id = $1", params![o.id])?.is_some() {
                     return Ok(false);
                 }
-                let address = serde_json::to_string(&o.shipping_address).map_err(|e| Error::internal(e.to_string()))?;
-                tx.execute(
-                    &format!(
-                        "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $10, $11, $12, $13, $13, '[]', $14)"
-                    ),
-                    params![
-                        o.id, o.customer_id, o.status.as_str(), o.currency.as_str(), o.subtotal.amount, o.discount.amount,
-                        o.shipping.amount, o.tax.amount, o.total.amount, &address, &o.shipping_method, o.payment_due_at,
-                        o.created_at, sale_id
-                    ],
-                )?;
-                let item = &o.items[0];
-                let options = serde_json::to_string(&item.options).unwrap_or_else(|_| "{}".into());
-                tx.execute(
-                    "INSERT INTO order_items (order_id, line, sku, product_id, name, options, quantity, unit_price, line_total) \
-                     VALUES ($1, 0, $2, $3, $4, $5, $6, $7, $8)",
-                    params![o.id, &item.sku, item.product_id, &item.name, &options, item.quantity, item.unit_price.amount, item.line_total.amount],
-                )?;
-                history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", Some("flash sale"))?;
-                emit(
-                    tx,
-                    "order",
-                    &o.id.to_string(),
-                    "order.placed",
-                    &serde_json::json!({ "order_id": o.id, "customer_id": o.customer_id, "flash_sale_id": sale_id, "total": o.total }),
-                )?;
+                insert_order(tx, &o, history_id, None, None)?;
                 Ok(true)
             })
             .await?;
