@@ -299,6 +299,24 @@ impl TestServer {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Sends SIGTERM (graceful shutdown) and waits up to `timeout` for the
+    /// process to exit; returns its exit status, or None if it did not exit.
+    pub fn sigterm_and_wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let child = self.child.as_mut()?;
+        let _ = kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGKILLs the server (no graceful shutdown) and waits for it to die.
     pub fn sigkill(&mut self) {
         if let Some(mut child) = self.child.take() {
