@@ -16,11 +16,14 @@ pub mod telemetry;
 
 pub use db::{Db, DbError, Migration, Row, Tx};
 
-/// RFC 3339 UTC timestamp (millisecond precision) from epoch milliseconds.
+/// RFC 3339 UTC timestamp from epoch milliseconds, always with three
+/// fractional digits so every timestamp in the API has the same shape.
 pub fn rfc3339(ms: i64) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| t.format(FORMAT).ok())
         .unwrap_or_default()
 }
 
