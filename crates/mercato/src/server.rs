@@ -134,7 +134,7 @@ impl Shop {
             currency,
         );
         flash.load_open().await?;
-        let state = AppState {
+        let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
             catalog,
@@ -149,7 +149,7 @@ impl Shop {
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
-        };
+        });
         let shop = Shop { state, bus, provider };
         shop.subscribe();
         Ok(shop)
