@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: no business rule lives here. Only wiring.
 
+pub mod bench;
 pub mod indexer;
 pub mod seed;
 pub mod server;

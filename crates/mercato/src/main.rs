@@ -34,6 +34,15 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Measure the storage ceiling: the checkout's transaction as plain SQL in
+    /// a tight loop (SQLite in the data dir, or the configured PostgreSQL).
+    BenchStorage {
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// PostgreSQL connections (SQLite always uses its one writer).
+        #[arg(long, default_value_t = 16)]
+        clients: usize,
+    },
     /// Search index maintenance.
     Search {
         #[command(subcommand)]
@@ -84,6 +93,24 @@ fn main() -> anyhow::Result<()> {
                 let shop = mercato::server::Shop::build(config).await?;
                 let n = mercato::indexer::reindex(&shop.state, true).await?;
                 println!("indexed {n} products");
+                Ok(())
+            }
+            Command::BenchStorage { seconds, clients } => {
+                let url = config.database.url.expose().to_string();
+                let result = tokio::task::spawn_blocking(move || {
+                    if url.starts_with("postgres") {
+                        mercato::bench::postgres(&url, seconds, clients)
+                    } else {
+                        std::fs::create_dir_all(&config.data_dir)?;
+                        mercato::bench::sqlite(
+                            &config.data_dir.join("ceiling.db"),
+                            seconds,
+                            config.database.synchronous,
+                        )
+                    }
+                })
+                .await??;
+                println!("{}", serde_json::to_string(&result)?);
                 Ok(())
             }
             Command::Config => {

@@ -1,0 +1,148 @@
+//! The storage ceiling for `bench/run`: the same "place order" transaction the
+//! checkout performs (two conditional stock decrements, an order row, two item
+//! rows, an outbox row), as plain SQL in a tight loop, without HTTP, without
+//! Mercato's layers, on the same engine and durability settings. Checkout
+//! throughput is reported as a ratio to this.
+
+use anyhow::Context;
+use mercato_platform::db::Synchronous;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Serialize)]
+pub struct StorageCeiling {
+    pub engine: &'static str,
+    pub durability: String,
+    pub clients: usize,
+    pub seconds: f64,
+    pub orders: u64,
+    pub orders_per_s: f64,
+}
+
+const SKUS: u64 = 1_000;
+const PAYLOAD: &str = r#"{"order_id":"0","customer_id":"0","cart_id":"0","total":{"amount":4998,"currency":"USD"}}"#;
+
+/// One writer, one order per commit: SQLite has a single writer, so more
+/// clients would only queue on its lock.
+pub fn sqlite(path: &std::path::Path, seconds: f64, synchronous: Synchronous) -> anyhow::Result<StorageCeiling> {
+    let _ = std::fs::remove_file(path);
+    let conn = rusqlite::Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let sync = match synchronous {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", sync)?;
+    conn.execute_batch(
+        "CREATE TABLE stock (sku TEXT PRIMARY KEY, available INTEGER NOT NULL, reserved INTEGER NOT NULL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL, created_at INTEGER NOT NULL);
+         CREATE TABLE order_items (order_id INTEGER NOT NULL, line INTEGER NOT NULL, sku TEXT NOT NULL, quantity INTEGER NOT NULL, unit_price INTEGER NOT NULL, PRIMARY KEY (order_id, line));
+         CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL, created_at INTEGER NOT NULL);",
+    )?;
+    {
+        let tx = conn.unchecked_transaction()?;
+        for i in 0..SKUS {
+            tx.execute("INSERT INTO stock VALUES (?1, 1000000000, 0)", rusqlite::params![format!("SKU-{i}")])?;
+        }
+        tx.commit()?;
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut orders = 0u64;
+    while Instant::now() < deadline {
+        let (a, b) = (format!("SKU-{}", orders % SKUS), format!("SKU-{}", (orders * 7 + 1) % SKUS));
+        let tx = conn.unchecked_transaction()?;
+        for sku in [&a, &b] {
+            let n = tx
+                .prepare_cached("UPDATE stock SET available = available - 1, reserved = reserved + 1 WHERE sku = ?1 AND available >= 1")?
+                .execute([sku])?;
+            anyhow::ensure!(n == 1, "stock ran out");
+        }
+        let id = orders as i64 + 1;
+        tx.prepare_cached("INSERT INTO orders VALUES (?1, ?2, 'pending_payment', 4998, ?3)")?
+            .execute(rusqlite::params![id, id % 977, id])?;
+        for (line, sku) in [(0, &a), (1, &b)] {
+            tx.prepare_cached("INSERT INTO order_items VALUES (?1, ?2, ?3, 1, 2499)")?
+                .execute(rusqlite::params![id, line, sku])?;
+        }
+        tx.prepare_cached("INSERT INTO outbox (kind, payload, created_at) VALUES ('order.placed', ?1, ?2)")?
+            .execute(rusqlite::params![PAYLOAD, id])?;
+        tx.commit()?;
+        orders += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    drop(conn);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    Ok(StorageCeiling {
+        engine: "sqlite",
+        durability: format!("WAL, synchronous={sync}"),
+        clients: 1,
+        seconds,
+        orders,
+        orders_per_s: orders as f64 / seconds,
+    })
+}
+
+/// `clients` connections, one order per transaction each (synchronous_commit
+/// as the server is configured), on tables of their own in the given database.
+pub fn postgres(url: &str, seconds: f64, clients: usize) -> anyhow::Result<StorageCeiling> {
+    let mut admin = postgres::Client::connect(url, postgres::NoTls).context("connecting to PostgreSQL")?;
+    admin.batch_execute(
+        "DROP TABLE IF EXISTS ceiling_stock, ceiling_orders, ceiling_order_items, ceiling_outbox;
+         CREATE TABLE ceiling_stock (sku TEXT PRIMARY KEY, available BIGINT NOT NULL, reserved BIGINT NOT NULL);
+         CREATE TABLE ceiling_orders (id BIGINT PRIMARY KEY, customer_id BIGINT NOT NULL, status TEXT NOT NULL, total BIGINT NOT NULL, created_at BIGINT NOT NULL);
+         CREATE TABLE ceiling_order_items (order_id BIGINT NOT NULL, line BIGINT NOT NULL, sku TEXT NOT NULL, quantity BIGINT NOT NULL, unit_price BIGINT NOT NULL, PRIMARY KEY (order_id, line));
+         CREATE TABLE ceiling_outbox (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, kind TEXT NOT NULL, payload TEXT NOT NULL, created_at BIGINT NOT NULL);
+         INSERT INTO ceiling_stock SELECT 'SKU-' || g, 1000000000, 0 FROM generate_series(0, 999) g;",
+    )?;
+    let durability = admin.query_one("SHOW synchronous_commit", &[])?.get::<_, String>(0);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let workers: Vec<_> = (0..clients.max(1) as u64)
+        .map(|w| {
+            let url = url.to_string();
+            std::thread::spawn(move || -> anyhow::Result<u64> {
+                let mut c = postgres::Client::connect(&url, postgres::NoTls)?;
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let i = w * 1_000_000_000 + n;
+                    let (a, b) = (format!("SKU-{}", i % SKUS), format!("SKU-{}", (i * 7 + 1) % SKUS));
+                    // Fixed lock order, as the inventory service does.
+                    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+                    let mut tx = c.transaction()?;
+                    for sku in [&a, &b] {
+                        tx.execute(
+                            "UPDATE ceiling_stock SET available = available - 1, reserved = reserved + 1 WHERE sku = $1 AND available >= 1",
+                            &[sku],
+                        )?;
+                    }
+                    let id = i as i64 + 1;
+                    tx.execute("INSERT INTO ceiling_orders VALUES ($1, $2, 'pending_payment', 4998, $1)", &[&id, &(id % 977)])?;
+                    for (line, sku) in [(0i64, &a), (1, &b)] {
+                        tx.execute("INSERT INTO ceiling_order_items VALUES ($1, $2, $3, 1, 2499)", &[&id, &line, sku])?;
+                    }
+                    tx.execute("INSERT INTO ceiling_outbox (kind, payload, created_at) VALUES ('order.placed', $1, $2)", &[&PAYLOAD, &id])?;
+                    tx.commit()?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+        .collect();
+    let mut orders = 0;
+    for w in workers {
+        orders += w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    admin.batch_execute("DROP TABLE IF EXISTS ceiling_stock, ceiling_orders, ceiling_order_items, ceiling_outbox")?;
+    Ok(StorageCeiling {
+        engine: "postgres",
+        durability: format!("synchronous_commit={durability}"),
+        clients: clients.max(1),
+        seconds,
+        orders,
+        orders_per_s: orders as f64 / seconds,
+    })
+}
