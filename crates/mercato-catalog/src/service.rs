@@ -24,6 +24,9 @@ struct Inner {
     products: Cache<i64, Arc<Product>>,
     slugs: Cache<String, i64>,
     tree: parking_lot::RwLock<Option<Arc<Vec<Category>>>>,
+    /// Bumped on every invalidation; see `Generation`.
+    product_gen: mercato_platform::Generation,
+    tree_gen: mercato_platform::Generation,
 }
 
 const PRODUCT_COLUMNS: &str =
@@ -103,6 +106,8 @@ impl CatalogService {
                 products: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
                 slugs: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
                 tree: parking_lot::RwLock::new(None),
+                product_gen: Default::default(),
+                tree_gen: Default::default(),
             }),
         }
     }
@@ -114,10 +119,12 @@ impl CatalogService {
     /// Drops cached copies of a product (called on local writes, and by the
     /// event subscriber for writes made by other instances).
     pub fn invalidate(&self, id: Id) {
+        self.inner.product_gen.bump();
         self.inner.products.invalidate(&id.0);
     }
 
     pub fn invalidate_categories(&self) {
+        self.inner.tree_gen.bump();
         *self.inner.tree.write() = None;
     }
 
@@ -125,6 +132,7 @@ impl CatalogService {
         if let Some(tree) = self.inner.tree.read().clone() {
             return Ok(tree);
         }
+        let seen = self.inner.tree_gen.current();
         let cats = self
             .inner
             .db
@@ -144,18 +152,23 @@ impl CatalogService {
             })
             .await?;
         let cats = Arc::new(cats);
-        *self.inner.tree.write() = Some(cats.clone());
+        let mut tree = self.inner.tree.write();
+        if self.inner.tree_gen.unchanged(seen) {
+            *tree = Some(cats.clone());
+        }
         Ok(cats)
     }
 
     /// A category by id or slug.
     pub async fn category(&self, reference: &str) -> Result<Category, Error> {
-        let cats = self.categories().await?;
         let by_id = reference.parse::<i64>().ok();
-        cats.iter()
-            .find(|c| Some(c.id.0) == by_id || c.slug == reference)
-            .cloned()
-            .ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
+        let find = |cats: &[Category]| cats.iter().find(|c| Some(c.id.0) == by_id || c.slug == reference).cloned();
+        if let Some(c) = find(&self.categories().await?) {
+            return Ok(c);
+        }
+        // Created on another instance since we cached the tree: look again once.
+        self.invalidate_categories();
+        find(&self.categories().await?).ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
     }
 
     /// The category and all its descendants.
@@ -330,6 +343,7 @@ impl CatalogService {
         if let Some(p) = self.inner.products.get(&id.0) {
             return Ok(p);
         }
+        let seen = self.inner.product_gen.current();
         let product = self
             .inner
             .db
@@ -337,7 +351,9 @@ impl CatalogService {
             .await?
             .ok_or_else(|| Error::not_found("product not found"))?;
         let product = Arc::new(product);
-        self.inner.products.insert(id.0, product.clone());
+        if self.inner.product_gen.unchanged(seen) {
+            self.inner.products.insert(id.0, product.clone());
+        }
         Ok(product)
     }
 

@@ -45,6 +45,7 @@ struct Inner {
     /// Displayed availability. Local writes invalidate it at once; the short
     /// TTL bounds staleness from other instances. Decisions (reserve) never read it.
     shown: Cache<String, i64>,
+    shown_gen: mercato_platform::Generation,
 }
 
 fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
@@ -71,11 +72,13 @@ impl InventoryService {
                 ids,
                 bus,
                 shown: Cache::builder().max_capacity(200_000).time_to_live(Duration::from_secs(2)).build(),
+                shown_gen: Default::default(),
             }),
         }
     }
 
     pub fn invalidate(&self, skus: &[String]) {
+        self.inner.shown_gen.bump();
         for s in skus {
             self.inner.shown.invalidate(s);
         }
@@ -95,6 +98,7 @@ impl InventoryService {
             }
         }
         if !missing.is_empty() {
+            let seen = self.inner.shown_gen.current();
             let found = self
                 .inner
                 .db
@@ -110,8 +114,11 @@ impl InventoryService {
                     Ok(found)
                 })
                 .await?;
+            let fresh = self.inner.shown_gen.unchanged(seen);
             for (k, v) in found {
-                self.inner.shown.insert(k.clone(), v);
+                if fresh {
+                    self.inner.shown.insert(k.clone(), v);
+                }
                 out.insert(k, v);
             }
         }
@@ -214,7 +221,7 @@ impl InventoryService {
                 Ok(after)
             })
             .await?;
-        self.inner.shown.invalidate(sku);
+        self.invalidate(&[sku.to_string()]);
         self.inner.bus.wake();
         Ok(stock)
     }

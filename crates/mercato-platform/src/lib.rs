@@ -104,6 +104,25 @@ pub async fn setting_get_or_init(
     .await
 }
 
+/// Guards cache fills against a classic race: a read that started before a
+/// write must not store what it read after the write invalidated the cache.
+/// Readers take `current()` before reading the store and fill only if
+/// `unchanged(seen)`; writers `bump()` when they invalidate.
+#[derive(Default)]
+pub struct Generation(std::sync::atomic::AtomicU64);
+
+impl Generation {
+    pub fn current(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+    pub fn bump(&self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    pub fn unchanged(&self, seen: u64) -> bool {
+        self.current() == seen
+    }
+}
+
 /// 32 random bytes, base64url without padding: for tokens and secrets.
 pub fn random_token() -> String {
     use base64::Engine;
