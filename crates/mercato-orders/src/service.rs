@@ -413,46 +413,29 @@ impl OrdersService {
             return Err(e);
         }
 
-        let now = now_ms();
-        let order = Order {
-            id: order_id,
-            customer_id: customer,
-            status: OrderStatus::PendingPayment,
-            currency: self.inner.currency,
-            items: cart
-                .items
-                .iter()
-                .map(|l| OrderItem {
-                    sku: l.sku.clone(),
-                    product_id: l.product_id,
-                    name: l.name.clone(),
-                    options: l.options.clone(),
-                    quantity: l.quantity,
-                    unit_price: l.unit_price,
-                    line_total: l.line_total,
-                })
-                .collect(),
-            subtotal: cart.totals.subtotal,
-            discount: cart.totals.discount,
-            discounts: cart.discounts.clone(),
-            shipping: cart.totals.shipping,
-            tax: cart.totals.tax,
-            total: cart.totals.total,
-            refunded: Money::zero(self.inner.currency),
-            shipping_address: Some(address),
-            flash_sale_id: None,
-            shipping_method: cart.shipping_method.clone(),
-            payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
-            created_at: now,
-            updated_at: now,
-            history: vec![HistoryEntry {
-                from: None,
-                to: OrderStatus::PendingPayment,
-                actor: "customer".into(),
-                note: None,
-                at: now,
-            }],
-        };
+        let items = cart
+            .items
+            .iter()
+            .map(|l| OrderItem {
+                sku: l.sku.clone(),
+                product_id: l.product_id,
+                name: l.name.clone(),
+                options: l.options.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.line_total,
+            })
+            .collect();
+        let order = self.new_order(
+            order_id,
+            customer,
+            items,
+            &cart.totals,
+            cart.discounts.clone(),
+            Some(address),
+            None,
+            cart.shipping_method.clone(),
+        );
         let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
         let history_id = self.inner.ids.next();
         let (k, b, o) = (key.to_string(), body.clone(), order);
@@ -687,10 +670,63 @@ impl OrdersService {
         }
     }
 
+    /// A new unpaid order, due for payment within the configured timeout.
+    fn new_order(
+        &self,
+        id: Id,
+        customer: Id,
+        items: Vec<OrderItem>,
+        totals: &mercato_cart::Totals,
+        discounts: Vec<mercato_promotions::Applied>,
+        shipping_address: Option<Address>,
+        flash_sale_id: Option<Id>,
+        shipping_method: String,
+    ) -> Order {
+        let now = now_ms();
+        Order {
+            id,
+            customer_id: customer,
+            status: OrderStatus::PendingPayment,
+            currency: self.inner.currency,
+            items,
+            subtotal: totals.subtotal,
+            discount: totals.discount,
+            discounts,
+            shipping: totals.shipping,
+            tax: totals.tax,
+            total: totals.total,
+            refunded: Money::zero(self.inner.currency),
+            shipping_address,
+            flash_sale_id,
+            shipping_method,
+            payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
+            created_at: now,
+            updated_at: now,
+            history: vec![HistoryEntry {
+                from: None,
+                to: OrderStatus::PendingPayment,
+                actor: "customer".into(),
+                note: flash_sale_id.map(|_| "flash sale".into()),
+                at: now,
+            }],
+        }
+    }
+
     /// What an unpaid order held comes back: its stock and its coupon uses.
     /// (The `order.cancelled` subscriber does the same, for crash safety.)
     async fn release_holds(&self, id: Id) -> Result<(), Error> {
-        if self.get(id).await?.flash_sale_id.is_some() {
+        let flash = self
+            .inner
+            .db
+            .read(move |tx| {
+                Ok(tx
+                    .query_opt("SELECT flash_sale_id FROM orders WHERE id = $1", params![id])?
+                    .map(|r| r.opt_int(0))
+                    .transpose()?
+                    .flatten())
+            })
+            .await?;
+        if flash.is_some() {
             // The unit goes back to its sale: the flash-sale domain does that
             // when it hears `order.cancelled`.
             return Ok(());
@@ -711,7 +747,6 @@ impl OrdersService {
         address: Option<Address>,
     ) -> Result<Order, Error> {
         let address = address.map(Address::validate).transpose()?;
-        let now = now_ms();
         let lines = [mercato_cart::PricedLine {
             sku: item.sku.clone(),
             product_id: item.product_id,
@@ -722,33 +757,8 @@ impl OrdersService {
             line_total: item.line_total,
         }];
         let totals = self.inner.cart.totals_for(&lines)?;
-        let order = Order {
-            id: order_id,
-            customer_id: customer,
-            status: OrderStatus::PendingPayment,
-            currency: self.inner.currency,
-            items: vec![item],
-            subtotal: totals.subtotal,
-            discount: totals.discount,
-            discounts: vec![],
-            shipping: totals.shipping,
-            tax: totals.tax,
-            total: totals.total,
-            refunded: Money::zero(self.inner.currency),
-            shipping_address: address,
-            flash_sale_id: Some(sale_id),
-            shipping_method: self.inner.cart.shipping_methods()[0].code.clone(),
-            payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
-            created_at: now,
-            updated_at: now,
-            history: vec![HistoryEntry {
-                from: None,
-                to: OrderStatus::PendingPayment,
-                actor: "customer".into(),
-                note: Some("flash sale".into()),
-                at: now,
-            }],
-        };
+        let method = self.inner.cart.shipping_methods()[0].code.clone();
+        let order = self.new_order(order_id, customer, vec![item], &totals, vec![], address, Some(sale_id), method);
         let history_id = self.inner.ids.next();
         let o = order.clone();
         let created = self

@@ -11,19 +11,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 fn rfc3339(offset_secs: i64) -> String {
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 + offset_secs;
-    // Days-from-civil, to avoid a date crate in tests.
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
+    mercato_platform::rfc3339(mercato_platform::now_ms() + offset_secs * 1000)
 }
 
 async fn sale(srv: &TestServer, admin: &str, sku: &str, quantity: i64, limit: i64, starts_in: i64) -> Value {
