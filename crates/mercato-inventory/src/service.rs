@@ -45,7 +45,7 @@ struct Inner {
     /// Displayed availability. Local writes invalidate it at once; the short
     /// TTL bounds staleness from other instances. Decisions (reserve) never read it.
     shown: Cache<String, i64>,
-    shown_gen: mercato_platform::Generation,
+    shown_gen: mercato_platform::KeyedGeneration,
 }
 
 fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
@@ -78,8 +78,8 @@ impl InventoryService {
     }
 
     pub fn invalidate(&self, skus: &[String]) {
-        self.inner.shown_gen.bump();
         for s in skus {
+            self.inner.shown_gen.bump(s.as_str());
             self.inner.shown.invalidate(s);
         }
     }
@@ -98,7 +98,8 @@ impl InventoryService {
             }
         }
         if !missing.is_empty() {
-            let seen = self.inner.shown_gen.current();
+            let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
+            let seen: HashMap<String, u64> = missing.iter().cloned().zip(seen).collect();
             let found = self
                 .inner
                 .db
@@ -114,9 +115,8 @@ impl InventoryService {
                     Ok(found)
                 })
                 .await?;
-            let fresh = self.inner.shown_gen.unchanged(seen);
             for (k, v) in found {
-                if fresh {
+                if seen.get(&k).is_some_and(|g| self.inner.shown_gen.unchanged(k.as_str(), *g)) {
                     self.inner.shown.insert(k.clone(), v);
                 }
                 out.insert(k, v);

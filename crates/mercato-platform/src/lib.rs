@@ -123,6 +123,33 @@ impl Generation {
     }
 }
 
+/// A [`Generation`] per key (hashed into 256 shards), for caches whose writes
+/// touch a few keys at a time: a write to one SKU does not stop fills of others.
+pub struct KeyedGeneration([Generation; 256]);
+
+impl Default for KeyedGeneration {
+    fn default() -> Self {
+        KeyedGeneration(std::array::from_fn(|_| Generation::default()))
+    }
+}
+
+impl KeyedGeneration {
+    fn shard<K: std::hash::Hash + ?Sized>(&self, key: &K) -> &Generation {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
+        &self.0[(h % 256) as usize]
+    }
+    pub fn current<K: std::hash::Hash + ?Sized>(&self, key: &K) -> u64 {
+        self.shard(key).current()
+    }
+    pub fn bump<K: std::hash::Hash + ?Sized>(&self, key: &K) {
+        self.shard(key).bump()
+    }
+    pub fn unchanged<K: std::hash::Hash + ?Sized>(&self, key: &K, seen: u64) -> bool {
+        self.shard(key).unchanged(seen)
+    }
+}
+
 /// 32 random bytes, base64url without padding: for tokens and secrets.
 pub fn random_token() -> String {
     use base64::Engine;
