@@ -30,7 +30,16 @@ pub struct Shop {
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let path = match config.database.url.expose().strip_prefix("sqlite:") {
+    let url = config.database.url.expose();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Db::open_postgres(
+            url,
+            "main",
+            config.database.pool_size.max(1) as u32,
+            config.database.statement_timeout_ms,
+        )?);
+    }
+    let path = match url.strip_prefix("sqlite:") {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
         _ => config.data_dir.join("mercato.db"),
     };
