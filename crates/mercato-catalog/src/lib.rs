@@ -5,6 +5,7 @@
 //! the inventory domain's; the HTTP edge puts the two side by side.
 
 pub mod demo;
+mod membership;
 pub mod model;
 mod service;
 

@@ -30,7 +30,7 @@ impl ProductStatus {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Category {
     pub id: Id,
     pub parent_id: Option<Id>,
@@ -39,7 +39,7 @@ pub struct Category {
     pub position: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Variant {
     pub sku: String,
     pub options: BTreeMap<String, String>,
@@ -47,7 +47,7 @@ pub struct Variant {
     pub weight_grams: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Product {
     pub id: Id,
     pub slug: String,

@@ -1,13 +1,12 @@
 use crate::model::*;
 use mercato_core::{Currency, Error, Id, Money};
+use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::{Param, Row};
 use mercato_platform::events::{EventBus, emit};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params};
-use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Clone)]
 pub struct CatalogService {
@@ -19,15 +18,17 @@ struct Inner {
     ids: IdGen,
     bus: EventBus,
     currency: Currency,
-    /// Product by id, invalidated on every write to it. The TTL only bounds how
-    /// long another instance's write can go unseen before events reach us.
-    products: Cache<i64, Arc<Product>>,
-    slugs: Cache<String, i64>,
-    tree: parking_lot::RwLock<Option<Arc<Vec<Category>>>>,
-    /// Bumped on every invalidation; see `Generation`.
-    product_gen: mercato_platform::Generation,
-    tree_gen: mercato_platform::Generation,
+    /// Product by id (L1 + shared L2), invalidated on every write to it.
+    products: Tiered<i64, Product>,
+    slugs: Tiered<String, i64>,
+    /// The whole category tree under one key: it is small and read by every page.
+    tree: Tiered<String, Vec<Category>>,
+    /// Ids of every product that exists, so that requests for ids that were
+    /// never minted stop here instead of reaching the database.
+    known: crate::membership::Membership,
 }
+
+const TREE: &str = "all";
 
 const PRODUCT_COLUMNS: &str =
     "id, slug, name, description, category_id, status, min_price, currency, version, created_at, updated_at";
@@ -96,20 +97,35 @@ fn sku_conflict(e: Error) -> Error {
 }
 
 impl CatalogService {
-    pub fn new(db: Db, ids: IdGen, bus: EventBus, currency: Currency, cache_entries: u64, cache_ttl: Duration) -> Self {
-        CatalogService {
+    /// Loads the membership filter of product ids before returning.
+    pub async fn new(db: Db, ids: IdGen, bus: EventBus, currency: Currency, cache: &CacheHub) -> Result<Self, Error> {
+        let known = crate::membership::Membership::load(&db).await?;
+        Ok(CatalogService {
             inner: Arc::new(Inner {
                 db,
                 ids,
                 bus,
                 currency,
-                products: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
-                slugs: Cache::builder().max_capacity(cache_entries).time_to_live(cache_ttl).build(),
-                tree: parking_lot::RwLock::new(None),
-                product_gen: Default::default(),
-                tree_gen: Default::default(),
+                products: cache.tiered("product"),
+                slugs: cache.tiered("slug"),
+                tree: cache.tiered("categories"),
+                known,
             }),
-        }
+        })
+    }
+
+    /// Keeps the membership filter up to date with products other instances
+    /// create (this instance adds its own at once).
+    pub fn spawn_upkeep(&self) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(crate::membership::REFRESH).await;
+                if let Err(e) = this.inner.known.refresh(&this.inner.db).await {
+                    tracing::warn!(error = %e, "refreshing the product membership filter failed");
+                }
+            }
+        });
     }
 
     pub fn currency(&self) -> Currency {
@@ -118,25 +134,22 @@ impl CatalogService {
 
     /// Drops cached copies of a product (called on local writes, and by the
     /// event subscriber for writes made by other instances).
-    pub fn invalidate(&self, id: Id) {
-        self.inner.product_gen.bump();
-        self.inner.products.invalidate(&id.0);
+    pub async fn invalidate(&self, id: Id) {
+        self.inner.products.invalidate(&id.0).await;
     }
 
-    pub fn invalidate_categories(&self) {
-        self.inner.tree_gen.bump();
-        *self.inner.tree.write() = None;
+    pub async fn invalidate_categories(&self) {
+        self.inner.tree.invalidate(&TREE.to_string()).await;
     }
 
     pub async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
-        if let Some(tree) = self.inner.tree.read().clone() {
+        let key = TREE.to_string();
+        if let Some(Some(tree)) = self.inner.tree.peek(&key) {
             return Ok(tree);
         }
-        let seen = self.inner.tree_gen.current();
-        let cats = self
-            .inner
-            .db
-            .read(|tx| {
+        let db = self.inner.db.clone();
+        let load = || async move {
+            db.read(|tx| {
                 tx.query("SELECT id, parent_id, slug, name, position FROM categories ORDER BY position, id", params![])?
                     .iter()
                     .map(|r| {
@@ -150,13 +163,10 @@ impl CatalogService {
                     })
                     .collect::<Result<Vec<_>, Error>>()
             })
-            .await?;
-        let cats = Arc::new(cats);
-        let mut tree = self.inner.tree.write();
-        if self.inner.tree_gen.unchanged(seen) {
-            *tree = Some(cats.clone());
-        }
-        Ok(cats)
+            .await
+            .map(Some)
+        };
+        Ok(self.inner.tree.get_or_load(&key, load).await?.unwrap_or_default())
     }
 
     /// A category by id or slug.
@@ -167,7 +177,7 @@ impl CatalogService {
             return Ok(c);
         }
         // Created on another instance since we cached the tree: look again once.
-        self.invalidate_categories();
+        self.inner.tree.invalidate_local(&TREE.to_string());
         find(&self.categories().await?).ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
     }
 
@@ -230,7 +240,7 @@ impl CatalogService {
             })
             .await
             .map_err(|e| if e.code == mercato_core::ErrorCode::Conflict { Error::conflict("a category with this slug exists") } else { e })?;
-        self.invalidate_categories();
+        self.invalidate_categories().await;
         self.inner.bus.wake();
         Ok(cat)
     }
@@ -340,21 +350,27 @@ impl CatalogService {
     }
 
     pub async fn get_by_id(&self, id: Id) -> Result<Arc<Product>, Error> {
-        if let Some(p) = self.inner.products.get(&id.0) {
-            return Ok(p);
+        if !self.inner.known.may_exist(id) {
+            metrics::counter!("mercato_cache_filtered_total", "cache" => "product").increment(1);
+            return Err(Error::not_found("product not found"));
         }
-        let seen = self.inner.product_gen.current();
-        let product = self
-            .inner
+        let db = self.inner.db.clone();
+        self.inner
+            .products
+            .get_or_load(&id.0, || async move { db.read(move |tx| load_product(tx, id)).await })
+            .await?
+            .ok_or_else(|| Error::not_found("product not found"))
+    }
+
+    /// Straight from the database, for derived views (the search index) that
+    /// must not index a cached copy older than the event they react to.
+    pub async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
+        self.inner
             .db
             .read(move |tx| load_product(tx, id))
             .await?
-            .ok_or_else(|| Error::not_found("product not found"))?;
-        let product = Arc::new(product);
-        if self.inner.product_gen.unchanged(seen) {
-            self.inner.products.insert(id.0, product.clone());
-        }
-        Ok(product)
+            .map(Arc::new)
+            .ok_or_else(|| Error::not_found("product not found"))
     }
 
     /// A product by id or slug. With `published_only`, drafts and archived
@@ -362,21 +378,24 @@ impl CatalogService {
     pub async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
         let id = match reference.parse::<i64>() {
             Ok(id) if id > 0 => Id(id),
-            _ => match self.inner.slugs.get(reference) {
-                Some(id) => Id(id),
-                None => {
-                    let slug = reference.to_string();
-                    let id = self
-                        .inner
-                        .db
-                        .read(move |tx| Ok(tx.query_opt("SELECT id FROM products WHERE slug = $1", params![&slug])?))
-                        .await?
-                        .ok_or_else(|| Error::not_found("product not found"))?
-                        .id(0)?;
-                    self.inner.slugs.insert(reference.to_string(), id.0);
-                    id
-                }
-            },
+            _ => {
+                let db = self.inner.db.clone();
+                let slug = reference.to_string();
+                let key = slug.clone();
+                let found = self
+                    .inner
+                    .slugs
+                    .get_or_load(&key, || async move {
+                        db.read(move |tx| {
+                            tx.query_opt("SELECT id FROM products WHERE slug = $1", params![&slug])?
+                                .map(|r| r.int(0))
+                                .transpose()
+                        })
+                        .await
+                    })
+                    .await?;
+                Id(*found.ok_or_else(|| Error::not_found("product not found"))?)
+            }
         };
         let product = self.get_by_id(id).await?;
         if published_only && product.status != ProductStatus::Published {
@@ -384,7 +403,7 @@ impl CatalogService {
         }
         if reference.parse::<i64>().is_err() && product.slug != reference {
             // A stale slug mapping (the slug changed): look again.
-            self.inner.slugs.invalidate(reference);
+            self.inner.slugs.invalidate(&reference.to_string()).await;
             return Err(Error::not_found("product not found"));
         }
         Ok(product)
@@ -417,8 +436,12 @@ impl CatalogService {
             })
             .await?;
         self.inner.bus.wake();
+        self.inner.known.insert(id);
+        // A "not found" for this slug may be cached, here or in Redis.
+        self.inner.slugs.invalidate(&product.slug).await;
         let product = Arc::new(product);
-        self.inner.products.insert(id.0, product.clone());
+        self.inner.products.invalidate(&id.0).await;
+        self.inner.products.prime(&id.0, product.clone());
         Ok(product)
     }
 
@@ -465,7 +488,7 @@ impl CatalogService {
             })
             .await?;
         self.inner.bus.wake();
-        self.invalidate(id);
+        self.invalidate(id).await;
         Ok(Arc::new(product))
     }
 
@@ -502,7 +525,7 @@ impl CatalogService {
             })
             .await?;
         self.inner.bus.wake();
-        self.invalidate(product.id);
+        self.invalidate(product.id).await;
         Ok(Arc::new(product))
     }
 
@@ -600,6 +623,9 @@ impl CatalogService {
                 Ok(())
             })
             .await?;
+        for id in &out {
+            self.inner.known.insert(*id);
+        }
         Ok(out)
     }
 }

@@ -2,6 +2,7 @@ use crate::model::{Customer, Email, Principal, Role, validate_name, validate_pas
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use mercato_core::{Error, ErrorCode, Id};
+use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::config::AuthConfig;
 use mercato_platform::events::{EventBus, emit};
 use mercato_platform::ids::IdGen;
@@ -22,9 +23,20 @@ struct Inner {
     cfg: AuthConfig,
     argon: Argon2<'static>,
     limiter: RateLimiter,
+    /// Sessions by token hash: every authenticated request needs one, so they
+    /// are cached (shared through Redis when configured); logout invalidates.
+    sessions: Tiered<String, Session>,
     /// Verified against when the email is unknown, so that a wrong email and a
     /// wrong password take the same time.
     dummy_hash: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Session {
+    customer_id: i64,
+    role: String,
+    expires_at: i64,
+    revoked: bool,
 }
 
 pub struct LoginOutcome {
@@ -36,13 +48,14 @@ pub struct LoginOutcome {
 const INVALID_LOGIN: &str = "email or password is incorrect";
 
 impl CustomersService {
-    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthConfig) -> Self {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthConfig, cache: &CacheHub) -> Self {
         let params = Params::new(cfg.argon2_memory_kib, 2, 1, None).unwrap_or_default();
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
         let dummy_hash = argon.hash_password(b"not-a-real-password", &salt).expect("hashing works").to_string();
-        let limiter = RateLimiter::new(Duration::from_secs(cfg.login_window_secs));
-        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash }) }
+        let limiter = RateLimiter::new(Duration::from_secs(cfg.login_window_secs), cache.redis().cloned());
+        let sessions = cache.tiered("session");
+        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash, sessions }) }
     }
 
     async fn hash(&self, password: String) -> Result<String, Error> {
@@ -105,7 +118,7 @@ impl CustomersService {
         for (key, limit) in
             [(&account_key, cfg.login_failures_per_account), (&address_key, cfg.login_failures_per_address)]
         {
-            if let Some(wait) = limiter.blocked(key, limit) {
+            if let Some(wait) = limiter.blocked(key, limit).await {
                 return Err(Error::new(ErrorCode::RateLimited, "too many failed login attempts; try again later")
                     .with_retry_after(wait));
             }
@@ -136,11 +149,11 @@ impl CustomersService {
         };
         let ok = self.verify(password.to_string(), hash).await;
         let Some(customer) = customer.filter(|_| ok) else {
-            limiter.record(&account_key);
-            limiter.record(&address_key);
+            limiter.record(&account_key).await;
+            limiter.record(&address_key).await;
             return Err(Error::unauthorized(INVALID_LOGIN));
         };
-        limiter.reset(&account_key);
+        limiter.reset(&account_key).await;
         let token = format!("mct_{}", random_token());
         let token_hash = sha256_hex(token.as_bytes());
         let ttl = cfg.token_ttl_secs;
@@ -163,21 +176,35 @@ impl CustomersService {
     /// unknown ones so clients know to log in again.
     pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let token_hash = sha256_hex(token.as_bytes());
-        let row = self
+        let db = self.inner.db.clone();
+        let key = token_hash.clone();
+        let session = self
             .inner
-            .db
-            .read(move |tx| {
-                Ok(tx.query_opt(
-                    "SELECT customer_id, role, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
-                    params![&token_hash],
-                )?)
+            .sessions
+            .get_or_load(&key, || async move {
+                db.read(move |tx| {
+                    tx.query_opt(
+                        "SELECT customer_id, role, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
+                        params![&token_hash],
+                    )?
+                    .map(|r| {
+                        Ok(Session {
+                            customer_id: r.int(0)?,
+                            role: r.text(1)?,
+                            expires_at: r.int(2)?,
+                            revoked: r.opt_int(3)?.is_some(),
+                        })
+                    })
+                    .transpose()
+                })
+                .await
             })
             .await?
             .ok_or_else(|| Error::unauthorized("invalid access token"))?;
-        if row.opt_int(3)?.is_some() || row.int(2)? <= now_ms() {
+        if session.revoked || session.expires_at <= now_ms() {
             return Err(Error::new(ErrorCode::TokenExpired, "access token has expired or was revoked"));
         }
-        Ok(Principal { customer_id: row.id(0)?, role: Role::parse(row.str(1)?) })
+        Ok(Principal { customer_id: Id(session.customer_id), role: Role::parse(&session.role) })
     }
 
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
@@ -191,7 +218,9 @@ impl CustomersService {
                 )?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.inner.sessions.invalidate(&sha256_hex(token.as_bytes())).await;
+        Ok(())
     }
 
     pub async fn get(&self, id: Id) -> Result<Customer, Error> {

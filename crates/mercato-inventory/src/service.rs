@@ -46,6 +46,9 @@ struct Inner {
     /// TTL bounds staleness from other instances. Decisions (reserve) never read it.
     shown: Cache<String, i64>,
     shown_gen: mercato_platform::KeyedGeneration,
+    /// Concurrent misses for the same SKUs (a hot product's page after its
+    /// entry expired) share one read.
+    shown_loads: mercato_platform::cache::SingleFlight<Vec<String>, Arc<HashMap<String, i64>>>,
 }
 
 fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
@@ -73,6 +76,7 @@ impl InventoryService {
                 bus,
                 shown: Cache::builder().max_capacity(200_000).time_to_live(Duration::from_secs(2)).build(),
                 shown_gen: Default::default(),
+                shown_loads: Default::default(),
             }),
         }
     }
@@ -100,26 +104,34 @@ impl InventoryService {
         if !missing.is_empty() {
             let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
             let seen: HashMap<String, u64> = missing.iter().cloned().zip(seen).collect();
+            let db = self.inner.db.clone();
+            let key = missing.clone();
             let found = self
                 .inner
-                .db
-                .read(move |tx| {
-                    let ph: Vec<String> = (1..=missing.len()).map(|i| format!("${i}")).collect();
-                    let args: Vec<Param<'_>> = missing.iter().map(|s| Param::Text(s)).collect();
-                    let rows =
-                        tx.query(&format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")), &args)?;
-                    let mut found: HashMap<String, i64> = missing.iter().map(|s| (s.clone(), 0)).collect();
-                    for r in rows {
-                        found.insert(r.text(0)?, r.int(1)?);
-                    }
-                    Ok(found)
+                .shown_loads
+                .run(&key, || async move {
+                    metrics::counter!("mercato_cache_loads_total", "cache" => "stock").increment(1);
+                    db.read(move |tx| {
+                        let ph: Vec<String> = (1..=missing.len()).map(|i| format!("${i}")).collect();
+                        let args: Vec<Param<'_>> = missing.iter().map(|s| Param::Text(s)).collect();
+                        let rows = tx.query(
+                            &format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")),
+                            &args,
+                        )?;
+                        let mut found: HashMap<String, i64> = missing.iter().map(|s| (s.clone(), 0)).collect();
+                        for r in rows {
+                            found.insert(r.text(0)?, r.int(1)?);
+                        }
+                        Ok(Arc::new(found))
+                    })
+                    .await
                 })
                 .await?;
-            for (k, v) in found {
-                if seen.get(&k).is_some_and(|g| self.inner.shown_gen.unchanged(k.as_str(), *g)) {
-                    self.inner.shown.insert(k.clone(), v);
+            for (k, v) in found.iter() {
+                if seen.get(k).is_some_and(|g| self.inner.shown_gen.unchanged(k.as_str(), *g)) {
+                    self.inner.shown.insert(k.clone(), *v);
                 }
-                out.insert(k, v);
+                out.insert(k.clone(), *v);
             }
         }
         Ok(out)

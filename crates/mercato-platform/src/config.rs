@@ -281,11 +281,40 @@ pub struct CacheConfig {
     pub l1_max_entries: u64,
     /// Seconds an in-process entry lives without being invalidated.
     pub l1_ttl_secs: u64,
+    /// Shared second-level cache and coordination store, e.g.
+    /// `redis://127.0.0.1:6379/0`. Empty: one instance, in-process only.
+    pub redis_url: Secret,
+    /// Seconds a Redis entry lives without being invalidated.
+    pub l2_ttl_secs: u64,
+    /// Random extra TTL, in percent, so that entries filled together do not
+    /// all expire together.
+    pub ttl_jitter_percent: u64,
+    /// Seconds a "does not exist" answer is remembered.
+    pub negative_ttl_secs: u64,
+    /// Longest wait for one Redis command before it counts as a failure.
+    pub redis_timeout_ms: u64,
+    /// Consecutive Redis failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// Milliseconds the open breaker skips Redis before one probe.
+    pub breaker_open_ms: u64,
+    /// Most cache-miss loads running against the database at once.
+    pub max_concurrent_loads: usize,
 }
 
 impl Default for CacheConfig {
     fn default() -> Self {
-        CacheConfig { l1_max_entries: 50_000, l1_ttl_secs: 60 }
+        CacheConfig {
+            l1_max_entries: 50_000,
+            l1_ttl_secs: 60,
+            redis_url: Secret::default(),
+            l2_ttl_secs: 300,
+            ttl_jitter_percent: 20,
+            negative_ttl_secs: 30,
+            redis_timeout_ms: 100,
+            breaker_failures: 3,
+            breaker_open_ms: 1_000,
+            max_concurrent_loads: 64,
+        }
     }
 }
 

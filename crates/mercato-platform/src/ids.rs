@@ -14,6 +14,16 @@ const MAX_NODE: i64 = (1 << NODE_BITS) - 1;
 const MAX_SEQ: i64 = (1 << SEQ_BITS) - 1;
 const LEASE_MS: i64 = 60_000;
 
+/// When `id` was minted, in Unix milliseconds (read back from its top bits).
+pub fn minted_at_ms(id: Id) -> i64 {
+    (id.0 >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS
+}
+
+/// The smallest id minted at or after `unix_ms`.
+pub fn first_id_at(unix_ms: i64) -> Id {
+    Id((unix_ms - EPOCH_MS).max(0) << (NODE_BITS + SEQ_BITS))
+}
+
 #[derive(Clone)]
 pub struct IdGen {
     node: i64,

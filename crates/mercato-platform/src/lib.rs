@@ -4,12 +4,14 @@
 //! Architecture invariant: this crate knows no domain and no HTTP. Domains
 //! depend on it; it never depends on them.
 
+pub mod cache;
 pub mod config;
 pub mod db;
 pub mod events;
 pub mod idempotency;
 pub mod ids;
 pub mod ratelimit;
+pub mod redis;
 pub mod secret;
 pub mod signature;
 pub mod telemetry;

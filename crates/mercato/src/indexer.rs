@@ -33,8 +33,7 @@ pub async fn doc_for(state: &AppState, p: &Product) -> Result<SearchDoc, Error> 
 /// Brings one product's index entry up to date (published: indexed; otherwise
 /// removed). Idempotent, so at-least-once event delivery is harmless.
 pub async fn refresh(state: &AppState, id: Id) -> Result<(), Error> {
-    state.catalog.invalidate(id);
-    match state.catalog.get_by_id(id).await {
+    match state.catalog.get_uncached(id).await {
         Ok(p) if p.status == ProductStatus::Published => state.search.upsert(vec![doc_for(state, &p).await?]).await,
         Ok(_) => state.search.delete(vec![id.0]).await,
         Err(e) if e.code == mercato_core::ErrorCode::NotFound => state.search.delete(vec![id.0]).await,

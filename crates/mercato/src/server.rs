@@ -8,10 +8,12 @@ use mercato_inventory::InventoryService;
 use mercato_orders::OrdersService;
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
+use mercato_platform::cache::{CacheHub, CacheOptions};
 use mercato_platform::config::Config;
 use mercato_platform::db::DbOptions;
 use mercato_platform::events::{Event, EventBus, spawn_relay};
 use mercato_platform::ids::IdGen;
+use mercato_platform::redis::{Redis, RedisOptions};
 use mercato_platform::{Db, setting_get_or_init};
 use mercato_promotions::PromotionsService;
 use mercato_search::TantivyEngine;
@@ -25,6 +27,7 @@ pub struct Shop {
     pub state: AppState,
     pub bus: EventBus,
     pub provider: TestProvider,
+    pub cache: CacheHub,
 }
 
 pub fn open_db(config: &Config) -> anyhow::Result<Db> {
@@ -49,6 +52,34 @@ pub fn open_db(config: &Config) -> anyhow::Result<Db> {
         max_batch: config.database.max_batch,
     };
     Ok(Db::open_sqlite(&path, "main", opts)?)
+}
+
+/// The shared Redis, when `cache.redis_url` names one (stage 3).
+pub fn open_redis(config: &Config) -> anyhow::Result<Option<Redis>> {
+    let c = &config.cache;
+    match c.redis_url.expose() {
+        "" => Ok(None),
+        url => Ok(Some(Redis::open(
+            url,
+            RedisOptions {
+                timeout: Duration::from_millis(c.redis_timeout_ms.max(1)),
+                breaker_failures: c.breaker_failures,
+                breaker_open: Duration::from_millis(c.breaker_open_ms),
+            },
+        )?)),
+    }
+}
+
+fn cache_hub(config: &Config, redis: Option<Redis>) -> CacheHub {
+    let c = &config.cache;
+    let options = CacheOptions {
+        l1_max_entries: c.l1_max_entries,
+        l1_ttl: Duration::from_secs(c.l1_ttl_secs),
+        l2_ttl: Duration::from_secs(c.l2_ttl_secs),
+        jitter_percent: c.ttl_jitter_percent,
+        negative_ttl: Duration::from_secs(c.negative_ttl_secs),
+    };
+    CacheHub::new(redis, c.max_concurrent_loads, options)
 }
 
 /// Applies every component's pending migrations.
@@ -83,12 +114,12 @@ impl Shop {
         }
         let ids = IdGen::lease(&db).await?;
         let bus = EventBus::new();
+        let redis = open_redis(&config)?;
         let currency = config.currency();
-        let cache_ttl = Duration::from_secs(config.cache.l1_ttl_secs);
-        let catalog =
-            CatalogService::new(db.clone(), ids.clone(), bus.clone(), currency, config.cache.l1_max_entries, cache_ttl);
+        let cache = cache_hub(&config, redis.clone());
+        let catalog = CatalogService::new(db.clone(), ids.clone(), bus.clone(), currency, &cache).await?;
         let inventory = InventoryService::new(db.clone(), ids.clone(), bus.clone());
-        let customers = CustomersService::new(db.clone(), ids.clone(), bus.clone(), config.auth.clone());
+        let customers = CustomersService::new(db.clone(), ids.clone(), bus.clone(), config.auth.clone(), &cache);
         let promotions = PromotionsService::new(db.clone(), ids.clone(), bus.clone(), currency);
         let cart = CartService::new(
             db.clone(),
@@ -139,7 +170,10 @@ impl Shop {
             catalog.clone(),
             inventory.clone(),
             orders.clone(),
-            Arc::new(mercato_flashsale::LocalStock::new()),
+            match &redis {
+                Some(r) => Arc::new(mercato_flashsale::RedisStock::new(r.clone())),
+                None => Arc::new(mercato_flashsale::LocalStock::new()),
+            },
             currency,
         );
         flash.load_open().await?;
@@ -159,7 +193,7 @@ impl Shop {
             metrics: mercato_platform::telemetry::metrics_handle(),
             draining: Arc::new(AtomicBool::new(false)),
         });
-        let shop = Shop { state, bus, provider };
+        let shop = Shop { state, bus, provider, cache };
         shop.subscribe();
         Ok(shop)
     }
@@ -240,9 +274,9 @@ impl Shop {
             let catalog = catalog.clone();
             async move {
                 if e.kind.starts_with("category.") {
-                    catalog.invalidate_categories();
+                    catalog.invalidate_categories().await;
                 } else if let Ok(id) = e.aggregate_id.parse() {
-                    catalog.invalidate(id);
+                    catalog.invalidate(id).await;
                 }
                 Ok(())
             }
@@ -266,6 +300,21 @@ impl Shop {
     pub fn spawn_workers(&self) {
         // In process: the relay publishes straight to this instance's bus.
         spawn_relay(self.state.db.clone(), self.bus.clone(), Arc::new(self.bus.clone()));
+        self.cache.spawn_listener();
+        // Products changed through other instances: their events are relayed
+        // there, so this instance's search index learns of them from Redis.
+        let state = self.state.clone();
+        self.cache.watch("product", move |key| {
+            if let Ok(id) = key.parse::<Id>() {
+                let state = state.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = crate::indexer::refresh(&state, id).await {
+                        tracing::warn!(error = %e, product = %id, "search index refresh failed");
+                    }
+                });
+            }
+        });
+        self.state.catalog.spawn_upkeep();
         self.state.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
         let orders = self.state.orders.clone();

@@ -5,6 +5,10 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// The longest `/readyz` waits for the database to answer.
+const READY_PING_MAX_MS: u64 = 1000;
 
 /// The process is up.
 pub async fn healthz() -> Response {
@@ -14,7 +18,12 @@ pub async fn healthz() -> Response {
 /// The instance can serve traffic: its database answers and it is not draining.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let draining = s.draining.load(Ordering::Relaxed);
-    let db = s.db.ping().await;
+    // With the database gone, a ping waits out the pool's connection timeout,
+    // which may exceed the request timeout (the probe would then get a bare
+    // timeout problem) and the orchestrator's probe timeout (1 s by default on
+    // Kubernetes): answer within a bound of our own, and say why.
+    let bound = Duration::from_millis((s.config.http.request_timeout_ms / 2).min(READY_PING_MAX_MS));
+    let db = tokio::time::timeout(bound, s.db.ping()).await.unwrap_or(false);
     let status = if db && !draining { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(serde_json::json!({ "ready": status == StatusCode::OK, "database": db, "draining": draining })))
         .into_response()

@@ -2,6 +2,8 @@
 //! and an ephemeral port, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -171,6 +173,26 @@ pub struct TestServer {
     data_dir: Option<TempDir>,
     env: Vec<(String, String)>,
     stderr: Arc<Mutex<String>>,
+    /// Servers started on a database shared with others leave dropping it to the test.
+    owns_database: bool,
+    /// A private Redis when the suite runs in the stage-3 configuration.
+    redis: Option<Arc<mercato_platform::redis::testing::RedisServer>>,
+}
+
+/// A PostgreSQL database for several servers at once (drop it with
+/// [`SharedDatabase`]'s drop), or `None` when `MERCATO_TEST_POSTGRES_URL` is unset.
+pub struct SharedDatabase(pub String);
+
+impl SharedDatabase {
+    pub fn create() -> Option<SharedDatabase> {
+        postgres_database().map(SharedDatabase)
+    }
+}
+
+impl Drop for SharedDatabase {
+    fn drop(&mut self) {
+        drop_postgres_database(&self.0);
+    }
 }
 
 impl TestServer {
@@ -195,7 +217,44 @@ impl TestServer {
         if let Some(url) = postgres_database() {
             env.push(("MERCATO_DATABASE_URL".into(), url));
         }
-        Self::spawn(dir, env)
+        // MERCATO_TEST_REDIS=1: every server gets its own Redis as L2 cache and
+        // shared store, so the whole suite also runs in the stage-3 shape.
+        let redis = (std::env::var("MERCATO_TEST_REDIS").as_deref() == Ok("1")
+            && !env.iter().any(|(k, _)| k == "MERCATO_CACHE_REDIS_URL"))
+        .then(|| Arc::new(mercato_platform::redis::testing::RedisServer::start()));
+        if let Some(r) = &redis {
+            env.push(("MERCATO_CACHE_REDIS_URL".into(), r.url()));
+        }
+        let mut server = Self::spawn(dir, env);
+        server.redis = redis;
+        server
+    }
+
+    /// Starts a server on `db`, which other servers of the test share.
+    pub fn start_sharing(seed: u32, db: &SharedDatabase, extra: &[(&str, &str)]) -> TestServer {
+        let dir = tempfile::Builder::new().prefix("mercato-test-").tempdir().expect("tempdir");
+        let mut env: Vec<(String, String)> = vec![
+            ("MERCATO_SEED_PRODUCTS".into(), seed.to_string()),
+            ("MERCATO_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+            ("MERCATO_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+            ("MERCATO_LOG_LEVEL".into(), "warn".into()),
+            ("MERCATO_DATABASE_URL".into(), db.0.clone()),
+        ];
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut server = Self::spawn(dir, env);
+        server.owns_database = false;
+        server
+    }
+
+    /// A counter or gauge from `/metrics` (0 when absent), e.g.
+    /// `mercato_cache_loads_total{cache="product"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = send(self.client.get(self.url("/metrics"))).await.text;
+        text.lines()
+            .filter_map(|l| l.strip_prefix(series))
+            .filter_map(|rest| rest.strip_prefix(' '))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum()
     }
 
     fn spawn(dir: TempDir, env: Vec<(String, String)>) -> TestServer {
@@ -286,7 +345,16 @@ impl TestServer {
             .pool_max_idle_per_host(64)
             .build()
             .expect("reqwest client");
-        TestServer { base_url: url, client, child: Some(child), data_dir: Some(dir), env, stderr }
+        TestServer {
+            base_url: url,
+            client,
+            child: Some(child),
+            data_dir: Some(dir),
+            env,
+            stderr,
+            owns_database: true,
+            redis: None,
+        }
     }
 
     /// The server's process id (while it runs).
@@ -331,8 +399,13 @@ impl TestServer {
         self.sigkill();
         let dir = self.data_dir.take().expect("data dir");
         let env = std::mem::take(&mut self.env);
+        let owns_database = self.owns_database;
+        let redis = self.redis.take();
         drop(self);
-        Self::spawn(dir, env)
+        let mut server = Self::spawn(dir, env);
+        server.owns_database = owns_database;
+        server.redis = redis;
+        server
     }
 
     pub fn data_path(&self) -> &std::path::Path {
@@ -600,7 +673,9 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
         // A restart hands the env (and so the database) to the next server.
-        if let Some((_, url)) = self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL") {
+        if let Some((_, url)) = self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL")
+            && self.owns_database
+        {
             drop_postgres_database(url);
         }
     }

@@ -1,0 +1,602 @@
+//! Cache-aside in two levels: L1 in process (moka, bounded, short TTL) and,
+//! when configured, L2 in Redis shared by every instance.
+//!
+//! The rules each piece is here for:
+//! - **Freshness.** A write calls [`Tiered::invalidate`]: the local L1 entry is
+//!   dropped at once; in Redis one script bumps the key's version, deletes the
+//!   entry and publishes the key, and every instance's [`Invalidations`]
+//!   listener drops its L1 copy.
+//! - **No stale fill.** A reader that loaded from the database before a write
+//!   must not store what it read after the write's invalidation. In L1 each
+//!   entry remembers the local generation it was loaded under and is ignored
+//!   once that generation moves; in L2 a fill is a compare-and-set on the
+//!   key's version, read before the database was.
+//! - **Breakdown.** Concurrent misses of one key share one load (single
+//!   flight), and loads against the database are bounded by a semaphore.
+//! - **Penetration.** "Does not exist" is cached too, for a shorter TTL; a
+//!   membership filter in front (see the catalog) stops ids that were never
+//!   minted.
+//! - **Avalanche.** L2 TTLs carry random jitter; a slow or dead Redis is
+//!   skipped by the [`Redis`] circuit breaker and the shop serves from L1 and
+//!   the database. Invalidations that could not reach Redis are retried when it
+//!   is back; until then its entries can be stale for at most their TTL.
+
+use crate::redis::Redis;
+use mercato_core::Error;
+use moka::sync::Cache;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::hash::{BuildHasher, Hash};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, Semaphore};
+
+/// Redis channel carrying invalidated keys as `namespace \x1f key`.
+const CHANNEL: &str = "mercato:cache:invalidate";
+const SEP: char = '\u{1f}';
+
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    pub l1_max_entries: u64,
+    pub l1_ttl: Duration,
+    pub l2_ttl: Duration,
+    pub jitter_percent: u64,
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheOptions {
+    fn default() -> Self {
+        CacheOptions {
+            l1_max_entries: 50_000,
+            l1_ttl: Duration::from_secs(60),
+            l2_ttl: Duration::from_secs(300),
+            jitter_percent: 20,
+            negative_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Drops one key (`Some`) or everything (`None`) from one cache's L1.
+type Handler = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+
+type Watcher = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// What every cache of one process shares: the Redis handle, the bound on
+/// concurrent database loads, and the listener that fans invalidations out.
+#[derive(Clone)]
+pub struct CacheHub {
+    inner: Arc<HubInner>,
+}
+
+struct HubInner {
+    redis: Option<Redis>,
+    loads: Semaphore,
+    options: CacheOptions,
+    /// namespace -> what to do with an invalidated key (or with `None`: drop all).
+    handlers: Mutex<HashMap<&'static str, Handler>>,
+    /// Extra reactions to keys invalidated by any instance (see `watch`).
+    watchers: Mutex<Vec<(&'static str, Watcher)>>,
+    /// Invalidations that did not reach Redis, retried when it answers again.
+    missed: Mutex<HashSet<(&'static str, String)>>,
+}
+
+impl CacheHub {
+    pub fn new(redis: Option<Redis>, max_concurrent_loads: usize, options: CacheOptions) -> CacheHub {
+        CacheHub {
+            inner: Arc::new(HubInner {
+                redis,
+                loads: Semaphore::new(max_concurrent_loads.max(1)),
+                options,
+                handlers: Mutex::new(HashMap::new()),
+                watchers: Mutex::new(Vec::new()),
+                missed: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    pub fn redis(&self) -> Option<&Redis> {
+        self.inner.redis.as_ref()
+    }
+
+    /// A cache in namespace `ns` (unique per process and per value type).
+    pub fn tiered<K, V>(&self, ns: &'static str) -> Tiered<K, V>
+    where
+        K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let o = &self.inner.options;
+        let t = Tiered {
+            inner: Arc::new(TieredInner {
+                ns,
+                hub: self.clone(),
+                l1: Cache::builder().max_capacity(o.l1_max_entries).time_to_live(o.l1_ttl).build(),
+                generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+                flights: SingleFlight::default(),
+            }),
+        };
+        let weak = Arc::downgrade(&t.inner);
+        self.inner.handlers.lock().insert(
+            ns,
+            Arc::new(move |key: Option<&str>| {
+                if let Some(inner) = weak.upgrade() {
+                    match key.map(str::parse::<K>) {
+                        Some(Ok(k)) => inner.drop_local(&k),
+                        Some(Err(_)) => {}
+                        None => inner.drop_all_local(),
+                    }
+                }
+            }),
+        );
+        t
+    }
+
+    /// Calls `f` with every key of namespace `ns` that any instance
+    /// invalidates through Redis (this one included): how per-instance derived
+    /// views, such as a local search index, hear about writes made elsewhere.
+    pub fn watch(&self, ns: &'static str, f: impl Fn(&str) + Send + Sync + 'static) {
+        self.inner.watchers.lock().push((ns, Arc::new(f)));
+    }
+
+    fn dispatch(&self, ns: &str, key: Option<&str>) {
+        let handler = self.inner.handlers.lock().get(ns).cloned();
+        if let Some(h) = handler {
+            h(key);
+        }
+        if let Some(key) = key {
+            let watchers: Vec<_> =
+                self.inner.watchers.lock().iter().filter(|(n, _)| *n == ns).map(|(_, f)| f.clone()).collect();
+            for f in watchers {
+                f(key);
+            }
+        }
+    }
+
+    fn drop_everything_local(&self) {
+        let handlers: Vec<_> = self.inner.handlers.lock().values().cloned().collect();
+        for h in handlers {
+            h(None);
+        }
+    }
+
+    /// Listens for other instances' invalidations, and retries the ones this
+    /// instance could not deliver. Reconnects forever; after any gap in the
+    /// subscription it drops every L1 entry, since messages may have been missed.
+    pub fn spawn_listener(&self) {
+        let Some(redis) = self.inner.redis.clone() else { return };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            use futures_util::StreamExt;
+            let mut gap = false;
+            loop {
+                match redis.client().get_async_pubsub().await {
+                    Ok(mut pubsub) => {
+                        if pubsub.subscribe(CHANNEL).await.is_ok() {
+                            if gap {
+                                tracing::info!(
+                                    "cache invalidation channel back; dropping L1 entries that may be stale"
+                                );
+                                hub.drop_everything_local();
+                            }
+                            let mut stream = pubsub.into_on_message();
+                            while let Some(msg) = stream.next().await {
+                                let Ok(text) = msg.get_payload::<String>() else { continue };
+                                match text.split_once(SEP) {
+                                    Some((ns, "*")) => hub.dispatch(ns, None),
+                                    Some((ns, key)) => hub.dispatch(ns, Some(key)),
+                                    None => {}
+                                }
+                            }
+                            tracing::warn!("cache invalidation channel lost; reconnecting");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cache invalidation channel unavailable"),
+                }
+                gap = true;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+        let hub = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                hub.retry_missed().await;
+            }
+        });
+    }
+
+    async fn retry_missed(&self) {
+        let Some(redis) = &self.inner.redis else { return };
+        if !redis.available() {
+            return;
+        }
+        let batch: Vec<(&'static str, String)> = self.inner.missed.lock().drain().collect();
+        for (i, (ns, key)) in batch.iter().enumerate() {
+            if !self.invalidate_remote(ns, key).await {
+                self.inner.missed.lock().extend(batch[i..].iter().cloned());
+                return;
+            }
+        }
+    }
+
+    /// Bumps the key's version, deletes the entry and tells every instance.
+    async fn invalidate_remote(&self, ns: &'static str, key: &str) -> bool {
+        let Some(redis) = &self.inner.redis else { return true };
+        let (data, version) = (data_key(ns, key), version_key(ns, key));
+        let message = format!("{ns}{SEP}{key}");
+        let keep_version_ms = (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000);
+        redis
+            .run("cache.invalidate", |mut c| async move {
+                invalidate_script()
+                    .key(data)
+                    .key(version)
+                    .arg(keep_version_ms)
+                    .arg(CHANNEL)
+                    .arg(message)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+    }
+
+    fn jittered(&self, base: Duration) -> u64 {
+        let ms = base.as_millis() as u64;
+        let extra = ms * self.inner.options.jitter_percent / 100;
+        ms + if extra > 0 { rand::random_range(0..=extra) } else { 0 }
+    }
+}
+
+fn data_key(ns: &str, key: &str) -> String {
+    format!("mercato:c:{ns}:{key}")
+}
+
+fn version_key(ns: &str, key: &str) -> String {
+    format!("mercato:cv:{ns}:{key}")
+}
+
+/// KEYS: data, version. ARGV: expected version ("" when none), payload, ttl ms.
+/// Stores only if no invalidation happened since the filler read the version.
+fn fill_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"local v = redis.call('GET', KEYS[2]) or ''
+              if v ~= ARGV[1] then return 0 end
+              redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+              return 1",
+        )
+    })
+}
+
+/// KEYS: data, version. ARGV: version ttl ms, channel, message.
+fn invalidate_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"redis.call('INCR', KEYS[2])
+              redis.call('PEXPIRE', KEYS[2], ARGV[1])
+              redis.call('DEL', KEYS[1])
+              redis.call('PUBLISH', ARGV[2], ARGV[3])
+              return 1",
+        )
+    })
+}
+
+const GENERATION_SHARDS: usize = 4096;
+
+struct Entry<V> {
+    /// `None`: the source said "does not exist".
+    value: Option<Arc<V>>,
+    generation: u64,
+    /// Negative entries live shorter than the cache's TTL.
+    expires: Option<Instant>,
+}
+
+impl<V> Clone for Entry<V> {
+    fn clone(&self) -> Self {
+        Entry { value: self.value.clone(), generation: self.generation, expires: self.expires }
+    }
+}
+
+type Flight<T> = Arc<OnceCell<Result<T, Error>>>;
+
+/// Concurrent callers with the same key share one run of the work: the first
+/// runs it, the others wait for its result. If the first caller is dropped
+/// mid-way, a waiter takes over.
+pub struct SingleFlight<K, T> {
+    inflight: Mutex<HashMap<K, Flight<T>>>,
+}
+
+impl<K, T> Default for SingleFlight<K, T> {
+    fn default() -> Self {
+        SingleFlight { inflight: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<K: Hash + Eq + Clone, T: Clone> SingleFlight<K, T> {
+    pub async fn run<F, Fut>(&self, key: &K, work: F) -> Result<T, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let flight = self.inflight.lock().entry(key.clone()).or_default().clone();
+        let result = flight.get_or_init(work).await.clone();
+        let mut inflight = self.inflight.lock();
+        if inflight.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            inflight.remove(key);
+        }
+        result
+    }
+}
+
+/// One cache of `K -> V` with both levels.
+pub struct Tiered<K, V> {
+    inner: Arc<TieredInner<K, V>>,
+}
+
+impl<K, V> Clone for Tiered<K, V> {
+    fn clone(&self) -> Self {
+        Tiered { inner: self.inner.clone() }
+    }
+}
+
+struct TieredInner<K, V> {
+    ns: &'static str,
+    hub: CacheHub,
+    l1: Cache<K, Entry<V>>,
+    generations: Box<[AtomicU64]>,
+    flights: SingleFlight<K, Option<Arc<V>>>,
+}
+
+impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Send + Sync + 'static> TieredInner<K, V> {
+    fn generation(&self, key: &K) -> &AtomicU64 {
+        let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
+        &self.generations[(h as usize) % GENERATION_SHARDS]
+    }
+
+    fn drop_local(&self, key: &K) {
+        self.generation(key).fetch_add(1, Ordering::AcqRel);
+        self.l1.invalidate(key);
+    }
+
+    fn drop_all_local(&self) {
+        for g in self.generations.iter() {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        self.l1.invalidate_all();
+    }
+}
+
+impl<K, V> Tiered<K, V>
+where
+    K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
+    V: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// The L1 entry if it is there and still current. `Some(None)` is a cached
+    /// "does not exist".
+    pub fn peek(&self, key: &K) -> Option<Option<Arc<V>>> {
+        let e = self.inner.l1.get(key)?;
+        if e.generation != self.inner.generation(key).load(Ordering::Acquire)
+            || e.expires.is_some_and(|t| Instant::now() >= t)
+        {
+            return None;
+        }
+        Some(e.value)
+    }
+
+    /// The value for `key`: from L1, else L2, else `load` (the source of truth),
+    /// run at most once at a time per key in this process.
+    pub async fn get_or_load<F, Fut>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, Error>>,
+    {
+        if let Some(v) = self.peek(key) {
+            return Ok(v);
+        }
+        self.inner.flights.run(key, || self.fill(key, load)).await
+    }
+
+    async fn fill<F, Fut>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Option<V>, Error>>,
+    {
+        let ns = self.inner.ns;
+        let generation = self.inner.generation(key).load(Ordering::Acquire);
+        let hub = &self.inner.hub;
+        let skey = key.to_string();
+        // L2: the entry and the key's version in one round trip.
+        let mut version = None;
+        if let Some(redis) = hub.redis() {
+            let keys = [data_key(ns, &skey), version_key(ns, &skey)];
+            let got = redis
+                .run("cache.get", |mut c| async move {
+                    redis::cmd("MGET").arg(&keys).query_async::<(Option<Vec<u8>>, Option<String>)>(&mut c).await
+                })
+                .await;
+            if let Some((data, v)) = got {
+                if let Some(bytes) = data {
+                    match decode::<V>(&bytes) {
+                        Some(value) => {
+                            metrics::counter!("mercato_cache_l2_hits_total", "cache" => ns).increment(1);
+                            let value = value.map(Arc::new);
+                            self.store(key, value.clone(), generation);
+                            return Ok(value);
+                        }
+                        None => tracing::warn!(ns, key = %skey, "undecodable cache entry; reloading"),
+                    }
+                }
+                version = Some(v.unwrap_or_default());
+            }
+        }
+        let loaded = {
+            let _permit = hub.inner.loads.acquire().await.map_err(|_| Error::internal("cache closed"))?;
+            metrics::counter!("mercato_cache_loads_total", "cache" => ns).increment(1);
+            load().await?
+        };
+        let value = loaded.map(Arc::new);
+        if let (Some(redis), Some(expected)) = (hub.redis(), version) {
+            let payload = encode(value.as_deref());
+            let ttl = if value.is_some() {
+                hub.jittered(hub.inner.options.l2_ttl)
+            } else {
+                hub.jittered(hub.inner.options.negative_ttl)
+            };
+            let keys = [data_key(ns, &skey), version_key(ns, &skey)];
+            redis
+                .run("cache.fill", |mut c| async move {
+                    fill_script()
+                        .key(&keys[0])
+                        .key(&keys[1])
+                        .arg(expected)
+                        .arg(payload)
+                        .arg(ttl)
+                        .invoke_async::<i64>(&mut c)
+                        .await
+                })
+                .await;
+        }
+        self.store(key, value.clone(), generation);
+        Ok(value)
+    }
+
+    fn store(&self, key: &K, value: Option<Arc<V>>, generation: u64) {
+        let expires = value.is_none().then(|| Instant::now() + self.inner.hub.inner.options.negative_ttl);
+        self.inner.l1.insert(key.clone(), Entry { value, generation, expires });
+    }
+
+    /// Puts a value just written by this instance into L1 (not L2: a filler
+    /// elsewhere may hold an older read, and only the versioned fill may win).
+    pub fn prime(&self, key: &K, value: Arc<V>) {
+        let generation = self.inner.generation(key).load(Ordering::Acquire);
+        self.store(key, Some(value), generation);
+    }
+
+    /// After a write to `key` has committed: drops it here at once and, with
+    /// Redis, everywhere. Returns once Redis has it (or has failed; the
+    /// invalidation is then retried in the background).
+    pub async fn invalidate(&self, key: &K) {
+        self.inner.drop_local(key);
+        let skey = key.to_string();
+        if self.inner.hub.redis().is_some() && !self.inner.hub.invalidate_remote(self.inner.ns, &skey).await {
+            self.inner.hub.inner.missed.lock().insert((self.inner.ns, skey));
+        }
+    }
+
+    /// Drops a key from this instance only (another instance told us).
+    pub fn invalidate_local(&self, key: &K) {
+        self.inner.drop_local(key);
+    }
+}
+
+/// `N` for "does not exist", `D` + JSON for a value.
+fn encode<V: Serialize>(value: Option<&V>) -> Vec<u8> {
+    match value {
+        None => b"N".to_vec(),
+        Some(v) => {
+            let mut out = b"D".to_vec();
+            if serde_json::to_writer(&mut out, v).is_err() {
+                return b"N".to_vec();
+            }
+            out
+        }
+    }
+}
+
+fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<Option<V>> {
+    match bytes.split_first()? {
+        (b'N', _) => Some(None),
+        (b'D', rest) => serde_json::from_slice(rest).ok().map(Some),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn hub() -> CacheHub {
+        CacheHub::new(None, 8, CacheOptions::default())
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_one_load() {
+        let cache: Tiered<i64, String> = hub().tiered("t");
+        let loads = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let (cache, loads) = (cache.clone(), loads.clone());
+                tokio::spawn(async move {
+                    cache
+                        .get_or_load(&7, || async move {
+                            loads.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            Ok(Some("seven".to_string()))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap().as_deref().map(String::as_str), Some("seven"));
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_began_before_an_invalidation_is_not_served_after_it() {
+        let cache: Tiered<i64, String> = hub().tiered("t");
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let c = cache.clone();
+        let slow = tokio::spawn(async move {
+            c.get_or_load(&1, || async move {
+                let _ = started_tx.send(());
+                let _ = go_rx.await;
+                Ok(Some("old".to_string()))
+            })
+            .await
+        });
+        started_rx.await.unwrap();
+        cache.invalidate(&1).await; // the write commits while the read is in flight
+        go_tx.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap().as_deref().map(String::as_str), Some("old"));
+        let now = cache.get_or_load(&1, || async { Ok(Some("new".to_string())) }).await.unwrap();
+        assert_eq!(now.as_deref().map(String::as_str), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn absence_is_cached_and_errors_are_not() {
+        let cache: Tiered<i64, String> = hub().tiered("t");
+        let loads = AtomicUsize::new(0);
+        for _ in 0..10 {
+            let got = cache
+                .get_or_load(&9, || async {
+                    loads.fetch_add(1, Ordering::SeqCst);
+                    Ok(None)
+                })
+                .await
+                .unwrap();
+            assert!(got.is_none());
+        }
+        assert_eq!(loads.load(Ordering::SeqCst), 1);
+        let err = cache.get_or_load(&10, || async { Err(Error::unavailable("db down")) }).await;
+        assert!(err.is_err());
+        let ok = cache.get_or_load(&10, || async { Ok(Some("back".to_string())) }).await.unwrap();
+        assert!(ok.is_some(), "an error must not be cached");
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        assert_eq!(decode::<String>(&encode(Some(&"x".to_string()))), Some(Some("x".to_string())));
+        assert_eq!(decode::<String>(&encode::<String>(None)), Some(None));
+        assert_eq!(decode::<String>(b"garbage"), None);
+    }
+}
