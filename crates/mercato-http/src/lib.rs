@@ -8,6 +8,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod render;
 pub mod routes;
 pub mod state;
 

@@ -51,6 +51,8 @@ pub struct Services {
     pub webhooks: mercato_webhooks::WebhooksService,
     pub flash: mercato_flashsale::FlashSalesService,
     pub metrics: PrometheusHandle,
+    /// Rendered product pages, kept while their inputs are unchanged.
+    pub product_pages: crate::render::ProductPages,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop
     /// sending new requests while in-flight ones finish.
     pub draining: Arc<AtomicBool>,

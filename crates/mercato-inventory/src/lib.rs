@@ -10,7 +10,7 @@
 
 mod service;
 
-pub use service::{Adjustment, InventoryService, Line, Stock};
+pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, Stock};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

@@ -67,14 +67,24 @@ fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
         .transpose()
 }
 
+/// How long displayed availability may lag a write made on another instance.
+pub const SHOWN_TTL: Duration = Duration::from_secs(2);
+
 impl InventoryService {
+    /// Moves whenever this instance invalidates `sku`'s displayed availability:
+    /// views derived from it (a rendered product page) are current while this
+    /// is unchanged and they are younger than [`SHOWN_TTL`].
+    pub fn shown_generation(&self, sku: &str) -> u64 {
+        self.inner.shown_gen.current(sku)
+    }
+
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
         InventoryService {
             inner: Arc::new(Inner {
                 db,
                 ids,
                 bus,
-                shown: Cache::builder().max_capacity(200_000).time_to_live(Duration::from_secs(2)).build(),
+                shown: Cache::builder().max_capacity(200_000).time_to_live(SHOWN_TTL).build(),
                 shown_gen: Default::default(),
                 shown_loads: Default::default(),
             }),
@@ -102,37 +112,50 @@ impl InventoryService {
             }
         }
         if !missing.is_empty() {
-            let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
-            let seen: HashMap<String, u64> = missing.iter().cloned().zip(seen).collect();
-            let db = self.inner.db.clone();
             let key = missing.clone();
             let found = self
                 .inner
                 .shown_loads
                 .run(&key, || async move {
+                    // Late joiners of a flight that just finished find its result here.
+                    let cached: Option<HashMap<String, i64>> =
+                        missing.iter().map(|s| self.inner.shown.get(s).map(|v| (s.clone(), v))).collect();
+                    if let Some(found) = cached {
+                        return Ok(Arc::new(found));
+                    }
+                    let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
                     metrics::counter!("mercato_cache_loads_total", "cache" => "stock").increment(1);
-                    db.read(move |tx| {
-                        let ph: Vec<String> = (1..=missing.len()).map(|i| format!("${i}")).collect();
-                        let args: Vec<Param<'_>> = missing.iter().map(|s| Param::Text(s)).collect();
-                        let rows = tx.query(
-                            &format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")),
-                            &args,
-                        )?;
-                        let mut found: HashMap<String, i64> = missing.iter().map(|s| (s.clone(), 0)).collect();
-                        for r in rows {
-                            found.insert(r.text(0)?, r.int(1)?);
+                    let skus = missing.clone();
+                    let found = self
+                        .inner
+                        .db
+                        .read(move |tx| {
+                            let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
+                            let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
+                            let rows = tx.query(
+                                &format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")),
+                                &args,
+                            )?;
+                            let mut found: HashMap<String, i64> = skus.iter().map(|s| (s.clone(), 0)).collect();
+                            for r in rows {
+                                found.insert(r.text(0)?, r.int(1)?);
+                            }
+                            Ok(found)
+                        })
+                        .await?;
+                    // Stored inside the flight, so nobody can miss both the
+                    // flight and its result.
+                    for (sku, g) in missing.iter().zip(seen) {
+                        if let Some(v) = found.get(sku)
+                            && self.inner.shown_gen.unchanged(sku.as_str(), g)
+                        {
+                            self.inner.shown.insert(sku.clone(), *v);
                         }
-                        Ok(Arc::new(found))
-                    })
-                    .await
+                    }
+                    Ok(Arc::new(found))
                 })
                 .await?;
-            for (k, v) in found.iter() {
-                if seen.get(k).is_some_and(|g| self.inner.shown_gen.unchanged(k.as_str(), *g)) {
-                    self.inner.shown.insert(k.clone(), *v);
-                }
-                out.insert(k.clone(), *v);
-            }
+            out.extend(found.iter().map(|(k, v)| (k.clone(), *v)));
         }
         Ok(out)
     }

@@ -124,6 +124,8 @@ impl CacheHub {
             ns,
             Arc::new(move |key: Option<&str>| {
                 if let Some(inner) = weak.upgrade() {
+                    metrics::counter!("mercato_cache_invalidations_total", "cache" => ns, "from" => "redis")
+                        .increment(1);
                     match key.map(str::parse::<K>) {
                         Some(Ok(k)) => inner.drop_local(&k),
                         Some(Err(_)) => {}
@@ -407,6 +409,12 @@ where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, Error>>,
     {
+        // A caller that missed L1 just before the previous flight for this key
+        // stored its result starts a new flight: it must find that result here
+        // rather than load again.
+        if let Some(v) = self.peek(key) {
+            return Ok(v);
+        }
         let ns = self.inner.ns;
         let generation = self.inner.generation(key).load(Ordering::Acquire);
         let hub = &self.inner.hub;
@@ -482,6 +490,8 @@ where
     /// Redis, everywhere. Returns once Redis has it (or has failed; the
     /// invalidation is then retried in the background).
     pub async fn invalidate(&self, key: &K) {
+        metrics::counter!("mercato_cache_invalidations_total", "cache" => self.inner.ns, "from" => "local")
+            .increment(1);
         self.inner.drop_local(key);
         let skey = key.to_string();
         if self.inner.hub.redis().is_some() && !self.inner.hub.invalidate_remote(self.inner.ns, &skey).await {

@@ -177,6 +177,7 @@ impl Shop {
             currency,
         );
         flash.load_open().await?;
+        let page_entries = config.cache.l1_max_entries;
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
@@ -191,6 +192,7 @@ impl Shop {
             webhooks,
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
+            product_pages: mercato_http::render::ProductPages::new(page_entries),
             draining: Arc::new(AtomicBool::new(false)),
         });
         let shop = Shop { state, bus, provider, cache };

@@ -31,14 +31,14 @@ fn with_redis<'a>(redis: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str,
     env
 }
 
-/// A published product with two SKUs; returns (product id, first SKU).
-async fn product(srv: &TestServer, admin: &str) -> (String, String) {
+/// A published product with two SKUs; returns (product id, first SKU, name).
+async fn product(srv: &TestServer, admin: &str) -> (String, String, String) {
     let cat = srv.create_category(admin, &unique_str("Cat"), None).await;
     let sku = unique_str("SKU").to_uppercase();
     let sku2 = format!("{sku}-B");
-    let p =
-        srv.create_product(admin, &id_of(&cat["id"]), &unique_str("Lamp"), &[(&sku, 1000, 5), (&sku2, 1200, 5)]).await;
-    (id_of(&p["id"]), sku)
+    let name = format!("Lamp zq{}x{}", std::process::id(), unique());
+    let p = srv.create_product(admin, &id_of(&cat["id"]), &name, &[(&sku, 1000, 5), (&sku2, 1200, 5)]).await;
+    (id_of(&p["id"]), sku, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -49,7 +49,7 @@ async fn a_price_changed_through_one_instance_is_served_by_the_other_within_a_se
     let a = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
     let b = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
     let admin = a.admin_token().await;
-    let (id, sku) = product(&a, &admin).await;
+    let (id, sku, _) = product(&a, &admin).await;
     for _ in 0..3 {
         // Warm both levels on B: this is the copy that must not outlive the change.
         assert_eq!(amount(&b.get(&format!("/products/{id}"), None).await.expect(200)["variants"][0]["price"]), 1000);
@@ -85,7 +85,7 @@ async fn every_instance_search_index_follows_writes_made_through_another() {
     let a = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
     let b = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
     let admin = a.admin_token().await;
-    let (id, _) = product(&a, &admin).await;
+    let (id, _, _) = product(&a, &admin).await;
     let word = format!("zanzibar{}", unique());
     a.patch(&format!("/admin/products/{id}"), Some(&admin), json!({"name": format!("Lamp {word}")})).await.expect(200);
     // Each instance keeps its own index; only A's relay may have delivered the
@@ -108,7 +108,16 @@ async fn a_thousand_concurrent_requests_for_a_cold_product_make_one_database_rea
     let url = redis.url();
     let a = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
     let admin = a.admin_token().await;
-    let (id, _) = product(&a, &admin).await;
+    let (id, _, name) = product(&a, &admin).await;
+    // The creation's events must be delivered before B starts: a relay that
+    // delivers them during the burst would (rightly) invalidate the product.
+    let indexed = poll_until(Duration::from_secs(10), || async {
+        a.get(&format!("/search?q={}", urlencode(&name)), None).await.body["hits"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|x| id_of(&x["id"]) == id))
+    })
+    .await;
+    assert!(indexed, "A never delivered the product's events");
     // B has never seen the product and Redis holds no copy of it (a creation
     // only invalidates): the first read anywhere is cold.
     let b = Arc::new(TestServer::start_sharing(0, &db, &with_redis(&url, &[])));
@@ -124,7 +133,12 @@ async fn a_thousand_concurrent_requests_for_a_cold_product_make_one_database_rea
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    assert_eq!(b.metric("mercato_cache_loads_total{cache=\"product\"}").await - product_loads, 1.0);
+    let loads = b.metric("mercato_cache_loads_total{cache=\"product\"}").await - product_loads;
+    let invalidations = (
+        b.metric("mercato_cache_invalidations_total{cache=\"product\",from=\"local\"}").await,
+        b.metric("mercato_cache_invalidations_total{cache=\"product\",from=\"redis\"}").await,
+    );
+    assert_eq!(loads, 1.0, "product reads; invalidations on B (local, from Redis): {invalidations:?}");
     // Displayed stock lives 2 s in L1; a slow run may legitimately read it once more.
     let stock = b.metric("mercato_cache_loads_total{cache=\"stock\"}").await - stock_loads;
     assert!((1.0..=2.0).contains(&stock), "{stock} stock reads");

@@ -1,10 +1,12 @@
 use crate::dto::*;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, Json, Query, json_response, path_id};
+use crate::render::Rendered;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use mercato_catalog::{
     Category, ListQuery, NewProduct, NewVariant, Product, ProductPatch, ProductStatus, SortOrder, VariantPatch,
 };
@@ -108,7 +110,11 @@ pub async fn product_dto(s: &AppState, p: &Product) -> Result<ProductDto, Error>
     let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
     let available = s.inventory.available(&skus).await?;
     let category = s.catalog.category(&p.category_id.to_string()).await?;
-    Ok(ProductDto {
+    Ok(dto_of(p, category, &available))
+}
+
+fn dto_of(p: &Product, category: Category, available: &std::collections::HashMap<String, i64>) -> ProductDto {
+    ProductDto {
         id: p.id,
         slug: p.slug.clone(),
         name: p.name.clone(),
@@ -129,31 +135,39 @@ pub async fn product_dto(s: &AppState, p: &Product) -> Result<ProductDto, Error>
             .collect(),
         created_at: ts(p.created_at),
         updated_at: ts(p.updated_at),
-    })
+    }
 }
 
 /// JSON with a strong ETag over the exact bytes; `If-None-Match` gets a 304.
 pub fn cached_json<T: serde::Serialize>(value: &T, headers: &HeaderMap, max_age: u32) -> Response {
-    let body = match serde_json::to_vec(value) {
-        Ok(b) => b,
-        Err(e) => return ApiError(Error::internal(e.to_string())).into_response(),
-    };
-    let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
-    let cache_control = format!("public, max-age={max_age}");
+    match serde_json::to_vec(value) {
+        Ok(body) => {
+            let etag = etag_of(&body);
+            json_with_etag(Bytes::from(body), &etag, headers, max_age)
+        }
+        Err(e) => ApiError(Error::internal(e.to_string())).into_response(),
+    }
+}
+
+fn etag_of(body: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(body)))
+        .expect("hex digits are a valid header value")
+}
+
+fn json_with_etag(body: Bytes, etag: &HeaderValue, headers: &HeaderMap, max_age: u32) -> Response {
+    let tag = etag.to_str().unwrap_or_default();
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"));
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == tag || t.trim() == "*"));
     let mut resp = if matches {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
     };
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&cache_control) {
+    h.insert(header::ETAG, etag.clone());
+    if let Ok(v) = HeaderValue::from_str(&format!("public, max-age={max_age}")) {
         h.insert(header::CACHE_CONTROL, v);
     }
     resp
@@ -164,9 +178,27 @@ pub fn cached_json<T: serde::Serialize>(value: &T, headers: &HeaderMap, max_age:
     params(("id" = String, Path, description = "product id or slug")),
     responses((status = 200, body = ProductDto), (status = 304), (status = 404, body = Problem)))]
 async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
+    const MAX_AGE: u32 = 5;
     let p = s.catalog.get(&id, true).await?;
-    let dto = product_dto(&s, &p).await?;
-    Ok(cached_json(&dto, &headers, 5))
+    let categories = s.catalog.categories().await?;
+    if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
+        return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
+    }
+    // Sampled before the reads they vouch for: a write during rendering makes
+    // the page stale at once.
+    let rendered_at = std::time::Instant::now();
+    let stock_generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
+    let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
+    let available = s.inventory.available(&skus).await?;
+    let category = match categories.iter().find(|c| c.id == p.category_id) {
+        Some(c) => c.clone(),
+        None => s.catalog.category(&p.category_id.to_string()).await?,
+    };
+    let body =
+        Bytes::from(serde_json::to_vec(&dto_of(&p, category, &available)).map_err(|e| Error::internal(e.to_string()))?);
+    let etag = etag_of(&body);
+    let page = s.product_pages.put(Rendered { product: p, categories, stock_generations, rendered_at, body, etag });
+    Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE))
 }
 
 /// Create a category (admin).
