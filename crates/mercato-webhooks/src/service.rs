@@ -123,7 +123,10 @@ impl Default for DispatchOptions {
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(5),
             max_in_flight: 8,
-            lease: Duration::from_secs(60),
+            // Twice the attempt timeout: enough for a slow attempt to record
+            // its outcome, short enough that a crashed instance's in-flight
+            // attempt (which holds up its endpoint's queue) is retried soon.
+            lease: Duration::from_secs(10),
             poll: Duration::from_secs(1),
         }
     }
