@@ -31,6 +31,15 @@ fn with_redis<'a>(redis: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str,
     env
 }
 
+/// Two shops on one database and one private Redis (kept alive by the first element).
+fn two_instances(db: &SharedDatabase) -> (RedisServer, TestServer, TestServer) {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let a = TestServer::start_sharing(0, db, &with_redis(&url, &[]));
+    let b = TestServer::start_sharing(0, db, &with_redis(&url, &[]));
+    (redis, a, b)
+}
+
 /// A published product with two SKUs; returns (product id, first SKU, name).
 async fn product(srv: &TestServer, admin: &str) -> (String, String, String) {
     let cat = srv.create_category(admin, &unique_str("Cat"), None).await;
@@ -44,10 +53,7 @@ async fn product(srv: &TestServer, admin: &str) -> (String, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_price_changed_through_one_instance_is_served_by_the_other_within_a_second() {
     let Some(db) = prerequisites() else { return };
-    let redis = RedisServer::start();
-    let url = redis.url();
-    let a = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
-    let b = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
+    let (_redis, a, b) = two_instances(&db);
     let admin = a.admin_token().await;
     let (id, sku, _) = product(&a, &admin).await;
     for _ in 0..3 {
@@ -80,10 +86,7 @@ async fn a_price_changed_through_one_instance_is_served_by_the_other_within_a_se
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_instance_search_index_follows_writes_made_through_another() {
     let Some(db) = prerequisites() else { return };
-    let redis = RedisServer::start();
-    let url = redis.url();
-    let a = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
-    let b = TestServer::start_sharing(0, &db, &with_redis(&url, &[]));
+    let (_redis, a, b) = two_instances(&db);
     let admin = a.admin_token().await;
     let (id, _, _) = product(&a, &admin).await;
     let word = format!("zanzibar{}", unique());

@@ -195,6 +195,16 @@ impl Drop for SharedDatabase {
     }
 }
 
+/// What every test server is configured with.
+fn base_env(seed: u32) -> Vec<(String, String)> {
+    vec![
+        ("MERCATO_SEED_PRODUCTS".into(), seed.to_string()),
+        ("MERCATO_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
+        ("MERCATO_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ("MERCATO_LOG_LEVEL".into(), "warn".into()),
+    ]
+}
+
 impl TestServer {
     /// Starts a server with `seed` demo products and no extra settings.
     pub fn start(seed: u32) -> TestServer {
@@ -204,12 +214,7 @@ impl TestServer {
     /// Starts a server with `seed` demo products and extra `MERCATO_*` settings.
     pub fn start_with(seed: u32, extra: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::Builder::new().prefix("mercato-test-").tempdir().expect("tempdir");
-        let mut env: Vec<(String, String)> = vec![
-            ("MERCATO_SEED_PRODUCTS".into(), seed.to_string()),
-            ("MERCATO_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
-            ("MERCATO_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
-            ("MERCATO_LOG_LEVEL".into(), "warn".into()),
-        ];
+        let mut env = base_env(seed);
         for (k, v) in extra {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
@@ -233,13 +238,8 @@ impl TestServer {
     /// Starts a server on `db`, which other servers of the test share.
     pub fn start_sharing(seed: u32, db: &SharedDatabase, extra: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::Builder::new().prefix("mercato-test-").tempdir().expect("tempdir");
-        let mut env: Vec<(String, String)> = vec![
-            ("MERCATO_SEED_PRODUCTS".into(), seed.to_string()),
-            ("MERCATO_ADMIN_EMAIL".into(), ADMIN_EMAIL.into()),
-            ("MERCATO_ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
-            ("MERCATO_LOG_LEVEL".into(), "warn".into()),
-            ("MERCATO_DATABASE_URL".into(), db.0.clone()),
-        ];
+        let mut env = base_env(seed);
+        env.push(("MERCATO_DATABASE_URL".into(), db.0.clone()));
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = Self::spawn(dir, env);
         server.owns_database = false;
