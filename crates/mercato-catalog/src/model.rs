@@ -64,7 +64,7 @@ pub struct Product {
 }
 
 /// A listing row: enough to draw a product card.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProductSummary {
     pub id: Id,
     pub slug: String,
@@ -121,6 +121,7 @@ pub struct ListQuery {
     pub include_all_statuses: bool,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,

@@ -23,6 +23,9 @@ struct Inner {
     slugs: Tiered<String, i64>,
     /// The whole category tree under one key: it is small and read by every page.
     tree: Tiered<String, Vec<Category>>,
+    /// Shoppers' listing pages by query. Any product or category write may
+    /// change any page, so writes flush them all (`invalidate_all`).
+    listings: Tiered<String, Page<ProductSummary>>,
     /// Ids of every product that exists, so that requests for ids that were
     /// never minted stop here instead of reaching the database.
     known: crate::membership::Membership,
@@ -109,6 +112,7 @@ impl CatalogService {
                 products: cache.tiered("product"),
                 slugs: cache.tiered("slug"),
                 tree: cache.tiered("categories"),
+                listings: cache.tiered("listing"),
                 known,
             }),
         })
@@ -136,10 +140,12 @@ impl CatalogService {
     /// event subscriber for writes made by other instances).
     pub async fn invalidate(&self, id: Id) {
         self.inner.products.invalidate(&id.0).await;
+        self.inner.listings.invalidate_all().await;
     }
 
     pub async fn invalidate_categories(&self) {
         self.inner.tree.invalidate(&TREE.to_string()).await;
+        self.inner.listings.invalidate_all().await;
     }
 
     pub async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
@@ -246,6 +252,25 @@ impl CatalogService {
     }
 
     pub async fn list(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
+        if q.include_all_statuses {
+            return self.list_uncached(q).await; // admin listings are always current
+        }
+        let key = format!(
+            "{}|{:?}|{:?}|{:?}|{}|{}",
+            q.category.as_deref().unwrap_or(""),
+            q.min_price,
+            q.max_price,
+            q.sort,
+            q.limit,
+            q.cursor.as_deref().unwrap_or("")
+        );
+        let this = self.clone();
+        let page =
+            self.inner.listings.get_or_load(&key, || async move { this.list_uncached(q).await.map(Some) }).await?;
+        Ok(page.map(|p| (*p).clone()).unwrap_or(Page { items: vec![], next_cursor: None }))
+    }
+
+    async fn list_uncached(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
         if q.limit == 0 || q.limit > 100 {
             return Err(Error::field("limit", "must be between 1 and 100"));
         }

@@ -117,6 +117,7 @@ impl CacheHub {
                 l1: Cache::builder().max_capacity(o.l1_max_entries).time_to_live(o.l1_ttl).build(),
                 generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
                 flights: SingleFlight::default(),
+                epoch: AtomicU64::new(UNKNOWN_EPOCH),
             }),
         };
         let weak = Arc::downgrade(&t.inner);
@@ -218,23 +219,42 @@ impl CacheHub {
         }
         let batch: Vec<(&'static str, String)> = self.inner.missed.lock().drain().collect();
         for (i, (ns, key)) in batch.iter().enumerate() {
-            if !self.invalidate_remote(ns, key).await {
+            let delivered =
+                if key == "*" { self.flush_remote(ns).await } else { self.invalidate_remote(ns, key).await };
+            if !delivered {
                 self.inner.missed.lock().extend(batch[i..].iter().cloned());
                 return;
             }
         }
     }
 
+    async fn flush_remote(&self, ns: &'static str) -> bool {
+        let Some(redis) = &self.inner.redis else { return true };
+        let (key, message) = (epoch_key(ns), format!("{ns}{SEP}*"));
+        redis
+            .run("cache.flush", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(key, 1)
+                    .ignore()
+                    .publish(CHANNEL, message)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await
+            .is_some()
+    }
+
     /// Bumps the key's version, deletes the entry and tells every instance.
     async fn invalidate_remote(&self, ns: &'static str, key: &str) -> bool {
         let Some(redis) = &self.inner.redis else { return true };
-        let (data, version) = (data_key(ns, key), version_key(ns, key));
+        let version = version_key(ns, key);
         let message = format!("{ns}{SEP}{key}");
         let keep_version_ms = (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000);
         redis
             .run("cache.invalidate", |mut c| async move {
                 invalidate_script()
-                    .key(data)
                     .key(version)
                     .arg(keep_version_ms)
                     .arg(CHANNEL)
@@ -257,6 +277,10 @@ fn data_key(ns: &str, key: &str) -> String {
     format!("mercato:c:{ns}:{key}")
 }
 
+fn epoch_key(ns: &str) -> String {
+    format!("mercato:ce:{ns}")
+}
+
 fn version_key(ns: &str, key: &str) -> String {
     format!("mercato:cv:{ns}:{key}")
 }
@@ -275,14 +299,15 @@ fn fill_script() -> &'static redis::Script {
     })
 }
 
-/// KEYS: data, version. ARGV: version ttl ms, channel, message.
+/// KEYS: version. ARGV: version ttl ms, channel, message. Entries filled
+/// under the old version become unreadable (see `decode`) and are overwritten
+/// by the next fill.
 fn invalidate_script() -> &'static redis::Script {
     static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     S.get_or_init(|| {
         redis::Script::new(
-            r"redis.call('INCR', KEYS[2])
-              redis.call('PEXPIRE', KEYS[2], ARGV[1])
-              redis.call('DEL', KEYS[1])
+            r"redis.call('INCR', KEYS[1])
+              redis.call('PEXPIRE', KEYS[1], ARGV[1])
               redis.call('PUBLISH', ARGV[2], ARGV[3])
               return 1",
         )
@@ -353,7 +378,12 @@ struct TieredInner<K, V> {
     l1: Cache<K, Entry<V>>,
     generations: Box<[AtomicU64]>,
     flights: SingleFlight<K, Option<Arc<V>>>,
+    /// The namespace's epoch in Redis (part of every L2 key), or `UNKNOWN_EPOCH`
+    /// until read. `invalidate_all` moves it, orphaning every L2 entry at once.
+    epoch: AtomicU64,
 }
+
+const UNKNOWN_EPOCH: u64 = u64::MAX;
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Send + Sync + 'static> TieredInner<K, V> {
     fn generation(&self, key: &K) -> &AtomicU64 {
@@ -367,6 +397,7 @@ impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Send + Sync + 'static> Tie
     }
 
     fn drop_all_local(&self) {
+        self.epoch.store(UNKNOWN_EPOCH, Ordering::Release);
         for g in self.generations.iter() {
             g.fetch_add(1, Ordering::AcqRel);
         }
@@ -419,28 +450,41 @@ where
         let generation = self.inner.generation(key).load(Ordering::Acquire);
         let hub = &self.inner.hub;
         let skey = key.to_string();
-        // L2: the entry and the key's version in one round trip.
+        // Data keys carry the namespace's epoch (moved by `invalidate_all`);
+        // versions are per key (moved by `invalidate`), and an entry is only
+        // good while the version it was filled under is still the current one.
+        let keys = [
+            data_key(
+                ns,
+                &match self.epoch().await {
+                    Some(epoch) => format!("{epoch}:{skey}"),
+                    None => skey.clone(),
+                },
+            ),
+            version_key(ns, &skey),
+        ];
         let mut version = None;
         if let Some(redis) = hub.redis() {
-            let keys = [data_key(ns, &skey), version_key(ns, &skey)];
+            let k = keys.clone();
             let got = redis
                 .run("cache.get", |mut c| async move {
-                    redis::cmd("MGET").arg(&keys).query_async::<(Option<Vec<u8>>, Option<String>)>(&mut c).await
+                    redis::cmd("MGET").arg(&k).query_async::<(Option<Vec<u8>>, Option<String>)>(&mut c).await
                 })
                 .await;
             if let Some((data, v)) = got {
+                let v = v.unwrap_or_default();
                 if let Some(bytes) = data {
-                    match decode::<V>(&bytes) {
+                    match decode::<V>(&bytes, &v) {
                         Some(value) => {
                             metrics::counter!("mercato_cache_l2_hits_total", "cache" => ns).increment(1);
                             let value = value.map(Arc::new);
                             self.store(key, value.clone(), generation);
                             return Ok(value);
                         }
-                        None => tracing::warn!(ns, key = %skey, "undecodable cache entry; reloading"),
+                        None => metrics::counter!("mercato_cache_l2_stale_total", "cache" => ns).increment(1),
                     }
                 }
-                version = Some(v.unwrap_or_default());
+                version = Some(v);
             }
         }
         let loaded = {
@@ -450,13 +494,12 @@ where
         };
         let value = loaded.map(Arc::new);
         if let (Some(redis), Some(expected)) = (hub.redis(), version) {
-            let payload = encode(value.as_deref());
+            let payload = encode(&expected, value.as_deref());
             let ttl = if value.is_some() {
                 hub.jittered(hub.inner.options.l2_ttl)
             } else {
                 hub.jittered(hub.inner.options.negative_ttl)
             };
-            let keys = [data_key(ns, &skey), version_key(ns, &skey)];
             redis
                 .run("cache.fill", |mut c| async move {
                     fill_script()
@@ -472,6 +515,52 @@ where
         }
         self.store(key, value.clone(), generation);
         Ok(value)
+    }
+
+    /// The namespace's current epoch in Redis (read once, and again after a
+    /// flush); `None` without Redis or while it does not answer.
+    async fn epoch(&self) -> Option<u64> {
+        let known = self.inner.epoch.load(Ordering::Acquire);
+        if known != UNKNOWN_EPOCH {
+            return Some(known);
+        }
+        let redis = self.inner.hub.redis()?;
+        let key = epoch_key(self.inner.ns);
+        let epoch = redis
+            .run(
+                "cache.epoch",
+                |mut c| async move { redis::cmd("GET").arg(key).query_async::<Option<u64>>(&mut c).await },
+            )
+            .await?
+            .unwrap_or(0);
+        // Unless a flush raced this read, remember it.
+        let _ = self.inner.epoch.compare_exchange(UNKNOWN_EPOCH, epoch, Ordering::AcqRel, Ordering::Acquire);
+        Some(epoch)
+    }
+
+    /// Drops every entry of this cache, here and (through Redis) on every
+    /// instance: for derived views such as listing pages, which any write to
+    /// any product may change.
+    pub async fn invalidate_all(&self) {
+        metrics::counter!("mercato_cache_flushes_total", "cache" => self.inner.ns).increment(1);
+        self.inner.drop_all_local();
+        let Some(redis) = self.inner.hub.redis() else { return };
+        let (key, message) = (epoch_key(self.inner.ns), format!("{}{SEP}*", self.inner.ns));
+        let flushed = redis
+            .run("cache.flush", |mut c| async move {
+                redis::pipe()
+                    .atomic()
+                    .incr(key, 1)
+                    .ignore()
+                    .publish(CHANNEL, message)
+                    .ignore()
+                    .query_async::<()>(&mut c)
+                    .await
+            })
+            .await;
+        if flushed.is_none() {
+            self.inner.hub.inner.missed.lock().insert((self.inner.ns, "*".to_string()));
+        }
     }
 
     fn store(&self, key: &K, value: Option<Arc<V>>, generation: u64) {
@@ -505,22 +594,28 @@ where
     }
 }
 
-/// `N` for "does not exist", `D` + JSON for a value.
-fn encode<V: Serialize>(value: Option<&V>) -> Vec<u8> {
-    match value {
-        None => b"N".to_vec(),
-        Some(v) => {
-            let mut out = b"D".to_vec();
-            if serde_json::to_writer(&mut out, v).is_err() {
-                return b"N".to_vec();
-            }
-            out
+/// The version the entry was filled under, `|`, then `N` for "does not
+/// exist" or `D` + JSON for a value.
+fn encode<V: Serialize>(version: &str, value: Option<&V>) -> Vec<u8> {
+    let mut out = format!("{version}|").into_bytes();
+    match value.map(|v| serde_json::to_vec(v)) {
+        Some(Ok(json)) => {
+            out.push(b'D');
+            out.extend_from_slice(&json);
         }
+        _ => out.push(b'N'),
     }
+    out
 }
 
-fn decode<V: DeserializeOwned>(bytes: &[u8]) -> Option<Option<V>> {
-    match bytes.split_first()? {
+/// The value, if the entry is readable and was filled under `current` (an
+/// entry filled before the key's latest invalidation is stale).
+fn decode<V: DeserializeOwned>(bytes: &[u8], current: &str) -> Option<Option<V>> {
+    let bar = bytes.iter().position(|b| *b == b'|')?;
+    if &bytes[..bar] != current.as_bytes() {
+        return None;
+    }
+    match bytes[bar + 1..].split_first()? {
         (b'N', _) => Some(None),
         (b'D', rest) => serde_json::from_slice(rest).ok().map(Some),
         _ => None,
@@ -604,9 +699,10 @@ mod tests {
     }
 
     #[test]
-    fn envelope_round_trips() {
-        assert_eq!(decode::<String>(&encode(Some(&"x".to_string()))), Some(Some("x".to_string())));
-        assert_eq!(decode::<String>(&encode::<String>(None)), Some(None));
-        assert_eq!(decode::<String>(b"garbage"), None);
+    fn envelope_round_trips_and_knows_its_version() {
+        assert_eq!(decode::<String>(&encode("3", Some(&"x".to_string())), "3"), Some(Some("x".to_string())));
+        assert_eq!(decode::<String>(&encode::<String>("", None), ""), Some(None));
+        assert_eq!(decode::<String>(&encode("3", Some(&"x".to_string())), "4"), None, "filled before an invalidation");
+        assert_eq!(decode::<String>(b"garbage", ""), None);
     }
 }

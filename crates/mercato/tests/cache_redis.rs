@@ -60,6 +60,15 @@ async fn a_price_changed_through_one_instance_is_served_by_the_other_within_a_se
         // Warm both levels on B: this is the copy that must not outlive the change.
         assert_eq!(amount(&b.get(&format!("/products/{id}"), None).await.expect(200)["variants"][0]["price"]), 1000);
     }
+    let category = b.get(&format!("/products/{id}"), None).await.body["category"]["slug"].as_str().unwrap().to_string();
+    let listed_price = |body: &serde_json::Value| {
+        body["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|p| id_of(&p["id"]) == id))
+            .map(|p| amount(&p["price"]))
+    };
+    let listing = format!("/products?category={category}");
+    assert_eq!(listed_price(&b.get(&listing, None).await.expect(200).clone()), Some(1000));
     for (round, price) in [1500, 1700, 900].into_iter().enumerate() {
         a.patch(
             &format!("/admin/variants/{sku}"),
@@ -77,6 +86,19 @@ async fn a_price_changed_through_one_instance_is_served_by_the_other_within_a_se
             assert!(
                 changed.elapsed() < Duration::from_secs(1),
                 "round {round}: B still serves {seen} a second after A set {price}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The listing shows the lowest variant price: 1200 (the second SKU) caps it.
+        let expected = price.min(1200);
+        loop {
+            let listed = listed_price(&b.get(&listing, None).await.expect(200).clone());
+            if listed == Some(expected) {
+                break;
+            }
+            assert!(
+                changed.elapsed() < Duration::from_secs(1),
+                "round {round}: B's listing still shows {listed:?} a second after A set {price}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
