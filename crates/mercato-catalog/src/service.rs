@@ -112,7 +112,7 @@ impl CatalogService {
                 products: cache.tiered("product"),
                 slugs: cache.tiered("slug"),
                 tree: cache.tiered("categories"),
-                listings: cache.tiered("listing"),
+                listings: cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100)),
                 known,
             }),
         })

@@ -26,6 +26,10 @@ struct Inner {
     /// Sessions by token hash: every authenticated request needs one, so they
     /// are cached (shared through Redis when configured); logout invalidates.
     sessions: Tiered<String, Session>,
+    /// Password hashes running at once: each takes `argon2_memory_kib` and a
+    /// core, so a burst of logins queues here instead of spawning hundreds of
+    /// blocking threads (seen as +250 MB RSS when 1,000 customers logged in).
+    hashing: tokio::sync::Semaphore,
     /// Verified against when the email is unknown, so that a wrong email and a
     /// wrong password take the same time.
     dummy_hash: String,
@@ -55,10 +59,13 @@ impl CustomersService {
         let dummy_hash = argon.hash_password(b"not-a-real-password", &salt).expect("hashing works").to_string();
         let limiter = RateLimiter::new(Duration::from_secs(cfg.login_window_secs), cache.redis().cloned());
         let sessions = cache.tiered("session");
-        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash, sessions }) }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let hashing = tokio::sync::Semaphore::new(cores);
+        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash, sessions, hashing }) }
     }
 
     async fn hash(&self, password: String) -> Result<String, Error> {
+        let _turn = self.inner.hashing.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
@@ -70,6 +77,7 @@ impl CustomersService {
     }
 
     async fn verify(&self, password: String, hash: String) -> bool {
+        let Ok(_turn) = self.inner.hashing.acquire().await else { return false };
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| inner.argon.verify_password(password.as_bytes(), &h).is_ok())

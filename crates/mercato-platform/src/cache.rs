@@ -99,6 +99,10 @@ impl CacheHub {
         }
     }
 
+    pub fn options(&self) -> &CacheOptions {
+        &self.inner.options
+    }
+
     pub fn redis(&self) -> Option<&Redis> {
         self.inner.redis.as_ref()
     }
@@ -109,12 +113,22 @@ impl CacheHub {
         K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
         V: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        self.tiered_sized(ns, self.inner.options.l1_max_entries)
+    }
+
+    /// Like [`tiered`](Self::tiered) with its own L1 entry bound, for values
+    /// much larger than a product (a listing page holds twenty summaries).
+    pub fn tiered_sized<K, V>(&self, ns: &'static str, l1_max_entries: u64) -> Tiered<K, V>
+    where
+        K: Hash + Eq + Clone + Display + FromStr + Send + Sync + 'static,
+        V: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
         let o = &self.inner.options;
         let t = Tiered {
             inner: Arc::new(TieredInner {
                 ns,
                 hub: self.clone(),
-                l1: Cache::builder().max_capacity(o.l1_max_entries).time_to_live(o.l1_ttl).build(),
+                l1: Cache::builder().max_capacity(l1_max_entries).time_to_live(o.l1_ttl).build(),
                 generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
                 flights: SingleFlight::default(),
                 epoch: AtomicU64::new(UNKNOWN_EPOCH),

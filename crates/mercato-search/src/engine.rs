@@ -27,8 +27,10 @@ use crate::{
     SearchSort, Suggestion, cursor,
 };
 
-/// Memory the writer may buffer before it flushes a segment on its own.
-pub const WRITER_HEAP_BYTES: usize = 50_000_000;
+/// Memory the writer may buffer before it flushes a segment on its own. The
+/// allocator keeps what the writer once used, so this is paid in idle RSS for
+/// good; 20 MB indexes 100k products in seconds all the same.
+pub const WRITER_HEAP_BYTES: usize = 20_000_000;
 /// Deepest result reachable by paging (offset + limit). Deeper pages cost a heap of this size per
 /// query and nobody reads them; the last page before it has no `next_cursor`.
 pub const MAX_RESULT_WINDOW: usize = 10_000;
