@@ -51,6 +51,8 @@ pub struct Services {
     pub webhooks: mercato_webhooks::WebhooksService,
     pub flash: mercato_flashsale::FlashSalesService,
     pub metrics: PrometheusHandle,
+    /// Search answers (JSON) by query string; flushed when the index changes.
+    pub search_results: mercato_platform::cache::Tiered<String, String>,
     /// Rendered product pages, kept while their inputs are unchanged.
     pub product_pages: crate::render::ProductPages,
     /// Set when shutdown begins, so `/readyz` tells the load balancer to stop

@@ -34,11 +34,15 @@ pub async fn doc_for(state: &AppState, p: &Product) -> Result<SearchDoc, Error> 
 /// removed). Idempotent, so at-least-once event delivery is harmless.
 pub async fn refresh(state: &AppState, id: Id) -> Result<(), Error> {
     match state.catalog.get_uncached(id).await {
-        Ok(p) if p.status == ProductStatus::Published => state.search.upsert(vec![doc_for(state, &p).await?]).await,
-        Ok(_) => state.search.delete(vec![id.0]).await,
-        Err(e) if e.code == mercato_core::ErrorCode::NotFound => state.search.delete(vec![id.0]).await,
-        Err(e) => Err(e),
+        Ok(p) if p.status == ProductStatus::Published => state.search.upsert(vec![doc_for(state, &p).await?]).await?,
+        Ok(_) => state.search.delete(vec![id.0]).await?,
+        Err(e) if e.code == mercato_core::ErrorCode::NotFound => state.search.delete(vec![id.0]).await?,
+        Err(e) => return Err(e),
     }
+    // After the index changed, never before: a search between the two would
+    // cache the old answer again.
+    state.search_results.invalidate_all().await;
+    Ok(())
 }
 
 /// Rebuilds the whole index from the catalog, in pages.
@@ -70,6 +74,7 @@ pub async fn reindex(state: &AppState, progress: bool) -> Result<u64, Error> {
         }
         done += docs.len() as u64;
         state.search.upsert(docs).await?;
+        state.search_results.invalidate_all().await;
         bar.set_position(done);
     }
     bar.finish_and_clear();

@@ -193,6 +193,7 @@ impl Shop {
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
             product_pages: mercato_http::render::ProductPages::new(page_entries),
+            search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });
         let shop = Shop { state, bus, provider, cache };

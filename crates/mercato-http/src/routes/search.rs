@@ -4,7 +4,7 @@ use crate::extract::{Query, json_response};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use mercato_core::{Error, Id, Money};
 use mercato_search::{SearchQuery, SearchSort};
 use serde::{Deserialize, Serialize};
@@ -82,7 +82,17 @@ pub struct SearchResponse {
 /// Full-text product search with typo tolerance, filters and facets.
 #[utoipa::path(get, path = "/api/v1/search", tag = "catalog", params(SearchParams),
     responses((status = 200, body = SearchResponse), (status = 422, body = Problem)))]
-async fn search(State(s): State<AppState>, Query(p): Query<SearchParams>) -> ApiResult<Response> {
+async fn search(State(s): State<AppState>, uri: axum::http::Uri, Query(p): Query<SearchParams>) -> ApiResult<Response> {
+    // Popular queries repeat: results are cached by the exact query string and
+    // flushed whenever the index changes (see the indexer).
+    let key = uri.query().unwrap_or("").to_string();
+    let state = s.clone();
+    let body = s.search_results.get_or_load(&key, || async move { search_uncached(&state, p).await.map(Some) }).await?;
+    let body = body.map(|b| b.as_str().to_string()).unwrap_or_default();
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+async fn search_uncached(s: &AppState, p: SearchParams) -> Result<String, Error> {
     let sort = match p.sort.as_deref().unwrap_or("relevance") {
         "relevance" => SearchSort::Relevance,
         "price_asc" => SearchSort::PriceAsc,
@@ -92,8 +102,7 @@ async fn search(State(s): State<AppState>, Query(p): Query<SearchParams>) -> Api
             return Err(Error::field(
                 "sort",
                 format!("'{other}' is not one of relevance, price_asc, price_desc, newest"),
-            )
-            .into());
+            ));
         }
     };
     let category = match &p.category {
@@ -149,7 +158,7 @@ async fn search(State(s): State<AppState>, Query(p): Query<SearchParams>) -> Api
         },
         next_cursor: result.next_cursor,
     };
-    Ok(json_response(StatusCode::OK, &body))
+    serde_json::to_string(&body).map_err(|e| Error::internal(e.to_string()))
 }
 
 #[derive(Deserialize, IntoParams)]
