@@ -558,21 +558,8 @@ where
     pub async fn invalidate_all(&self) {
         metrics::counter!("mercato_cache_flushes_total", "cache" => self.inner.ns).increment(1);
         self.inner.drop_all_local();
-        let Some(redis) = self.inner.hub.redis() else { return };
-        let (key, message) = (epoch_key(self.inner.ns), format!("{}{SEP}*", self.inner.ns));
-        let flushed = redis
-            .run("cache.flush", |mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .incr(key, 1)
-                    .ignore()
-                    .publish(CHANNEL, message)
-                    .ignore()
-                    .query_async::<()>(&mut c)
-                    .await
-            })
-            .await;
-        if flushed.is_none() {
+        let flushed = self.inner.hub.flush_remote(self.inner.ns).await;
+        if !flushed {
             self.inner.hub.inner.missed.lock().insert((self.inner.ns, "*".to_string()));
         }
     }

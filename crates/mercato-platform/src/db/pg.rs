@@ -39,7 +39,12 @@ struct StatementTimeout(u64);
 
 impl r2d2::CustomizeConnection<Client, postgres::Error> for StatementTimeout {
     fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
-        conn.batch_execute(&format!("SET statement_timeout = {}; SET lock_timeout = {}", self.0, self.0))
+        // Notices ("relation already exists, skipping" from idempotent
+        // migrations) are not worth a log line each.
+        conn.batch_execute(&format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET client_min_messages = warning",
+            self.0, self.0
+        ))
     }
 }
 
