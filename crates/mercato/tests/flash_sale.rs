@@ -64,8 +64,17 @@ async fn a_thousand_buyers_for_a_hundred_units_make_exactly_a_hundred_orders() {
         }
     }
     assert_eq!((orders.len(), sold_out), (100, 900));
+    // With the in-process counter the view is exact at once. With Redis, a
+    // purchase the database decided alone (Redis slow under this burst) is
+    // added to the counter by the next sweep: the view converges, the sale
+    // itself was exact all along (asserted above and below).
+    let settled = poll_until(Duration::from_secs(15), || async {
+        let view = srv.get(&format!("/flash-sales/{sale_id}"), None).await.expect(200).clone();
+        (view["remaining"].clone(), view["state"].clone()) == (json!(0), json!("sold_out"))
+    })
+    .await;
     let view = srv.get(&format!("/flash-sales/{sale_id}"), None).await.expect(200).clone();
-    assert_eq!((view["remaining"].clone(), view["state"].clone()), (json!(0), json!("sold_out")));
+    assert!(settled, "the sale never showed sold out: {view}");
     // Stock conserved: 50 general + 100 held by the sale's orders.
     assert_eq!(srv.stock(&admin, &sku).await, (50, 100, 0));
 }

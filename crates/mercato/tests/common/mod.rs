@@ -229,6 +229,11 @@ impl TestServer {
         .then(|| Arc::new(mercato_platform::redis::testing::RedisServer::start()));
         if let Some(r) = &redis {
             env.push(("MERCATO_CACHE_REDIS_URL".into(), r.url()));
+            // A debug build on two busy cores answers Redis slower than the
+            // production default allows; the breaker has tests of its own.
+            if !env.iter().any(|(k, _)| k == "MERCATO_CACHE_REDIS_TIMEOUT_MS") {
+                env.push(("MERCATO_CACHE_REDIS_TIMEOUT_MS".into(), "1000".into()));
+            }
         }
         let mut server = Self::spawn(dir, env);
         server.redis = redis;
