@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Display;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +129,7 @@ impl CacheHub {
                 ns,
                 hub: self.clone(),
                 l1: Cache::builder().max_capacity(l1_max_entries).time_to_live(o.l1_ttl).build(),
-                generations: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(),
+                generations: crate::KeyedGeneration::with_shards(GENERATION_SHARDS),
                 flights: SingleFlight::default(),
                 epoch: AtomicU64::new(UNKNOWN_EPOCH),
             }),
@@ -390,7 +390,7 @@ struct TieredInner<K, V> {
     ns: &'static str,
     hub: CacheHub,
     l1: Cache<K, Entry<V>>,
-    generations: Box<[AtomicU64]>,
+    generations: crate::KeyedGeneration,
     flights: SingleFlight<K, Option<Arc<V>>>,
     /// The namespace's epoch in Redis (part of every L2 key), or `UNKNOWN_EPOCH`
     /// until read. `invalidate_all` moves it, orphaning every L2 entry at once.
@@ -400,21 +400,14 @@ struct TieredInner<K, V> {
 const UNKNOWN_EPOCH: u64 = u64::MAX;
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Send + Sync + 'static> TieredInner<K, V> {
-    fn generation(&self, key: &K) -> &AtomicU64 {
-        let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
-        &self.generations[(h as usize) % GENERATION_SHARDS]
-    }
-
     fn drop_local(&self, key: &K) {
-        self.generation(key).fetch_add(1, Ordering::AcqRel);
+        self.generations.bump(key);
         self.l1.invalidate(key);
     }
 
     fn drop_all_local(&self) {
         self.epoch.store(UNKNOWN_EPOCH, Ordering::Release);
-        for g in self.generations.iter() {
-            g.fetch_add(1, Ordering::AcqRel);
-        }
+        self.generations.bump_all();
         self.l1.invalidate_all();
     }
 }
@@ -428,9 +421,7 @@ where
     /// "does not exist".
     pub fn peek(&self, key: &K) -> Option<Option<Arc<V>>> {
         let e = self.inner.l1.get(key)?;
-        if e.generation != self.inner.generation(key).load(Ordering::Acquire)
-            || e.expires.is_some_and(|t| Instant::now() >= t)
-        {
+        if e.generation != self.inner.generations.current(key) || e.expires.is_some_and(|t| Instant::now() >= t) {
             return None;
         }
         Some(e.value)
@@ -461,7 +452,7 @@ where
             return Ok(v);
         }
         let ns = self.inner.ns;
-        let generation = self.inner.generation(key).load(Ordering::Acquire);
+        let generation = self.inner.generations.current(key);
         let hub = &self.inner.hub;
         let skey = key.to_string();
         // Data keys carry the namespace's epoch (moved by `invalidate_all`);
@@ -572,7 +563,7 @@ where
     /// Puts a value just written by this instance into L1 (not L2: a filler
     /// elsewhere may hold an older read, and only the versioned fill may win).
     pub fn prime(&self, key: &K, value: Arc<V>) {
-        let generation = self.inner.generation(key).load(Ordering::Acquire);
+        let generation = self.inner.generations.current(key);
         self.store(key, Some(value), generation);
     }
 

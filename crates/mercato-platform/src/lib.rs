@@ -125,27 +125,35 @@ impl Generation {
     }
 }
 
-/// A [`Generation`] per key (hashed into 256 shards), for caches whose writes
-/// touch a few keys at a time: a write to one SKU does not stop fills of others.
-pub struct KeyedGeneration([Generation; 256]);
+/// A [`Generation`] per key (hashed into shards, 256 by default), for caches
+/// whose writes touch a few keys at a time: a write to one key does not stop
+/// fills of the others (except the few sharing its shard).
+pub struct KeyedGeneration(Box<[Generation]>);
 
 impl Default for KeyedGeneration {
     fn default() -> Self {
-        KeyedGeneration(std::array::from_fn(|_| Generation::default()))
+        KeyedGeneration::with_shards(256)
     }
 }
 
 impl KeyedGeneration {
+    pub fn with_shards(n: usize) -> Self {
+        KeyedGeneration((0..n.max(1)).map(|_| Generation::default()).collect())
+    }
     fn shard<K: std::hash::Hash + ?Sized>(&self, key: &K) -> &Generation {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
-        &self.0[(h % 256) as usize]
+        &self.0[(h % self.0.len() as u64) as usize]
     }
     pub fn current<K: std::hash::Hash + ?Sized>(&self, key: &K) -> u64 {
         self.shard(key).current()
     }
     pub fn bump<K: std::hash::Hash + ?Sized>(&self, key: &K) {
         self.shard(key).bump()
+    }
+    /// Every key at once (a cache dropped whole).
+    pub fn bump_all(&self) {
+        self.0.iter().for_each(Generation::bump)
     }
     pub fn unchanged<K: std::hash::Hash + ?Sized>(&self, key: &K, seen: u64) -> bool {
         self.shard(key).unchanged(seen)
