@@ -23,6 +23,8 @@ struct Inner {
     slugs: Tiered<String, i64>,
     /// The whole category tree under one key: it is small and read by every page.
     tree: Tiered<String, Vec<Category>>,
+    /// The tree's one key, kept so the hot path does not allocate it.
+    tree_key: String,
     /// Shoppers' listing pages by query. Any product or category write may
     /// change any page, so writes flush them all (`invalidate_all`).
     listings: Tiered<String, Page<ProductSummary>>,
@@ -112,6 +114,7 @@ impl CatalogService {
                 products: cache.tiered("product"),
                 slugs: cache.tiered("slug"),
                 tree: cache.tiered("categories"),
+                tree_key: TREE.to_string(),
                 listings: cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100)),
                 known,
             }),
@@ -136,21 +139,23 @@ impl CatalogService {
         self.inner.currency
     }
 
-    /// Drops cached copies of a product (called on local writes, and by the
-    /// event subscriber for writes made by other instances).
-    pub async fn invalidate(&self, id: Id) {
+    /// Drops cached copies of a product and every listing page, after each
+    /// write of this service. Other instances hear of it through Redis (the
+    /// cache hub), not through events: with several instances an event is
+    /// relayed by only one of them.
+    async fn invalidate(&self, id: Id) {
         self.inner.products.invalidate(&id.0).await;
         self.inner.listings.invalidate_all().await;
     }
 
-    pub async fn invalidate_categories(&self) {
-        self.inner.tree.invalidate(&TREE.to_string()).await;
+    async fn invalidate_categories(&self) {
+        self.inner.tree.invalidate(&self.inner.tree_key).await;
         self.inner.listings.invalidate_all().await;
     }
 
     pub async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
-        let key = TREE.to_string();
-        if let Some(Some(tree)) = self.inner.tree.peek(&key) {
+        let key = &self.inner.tree_key;
+        if let Some(Some(tree)) = self.inner.tree.peek(key) {
             return Ok(tree);
         }
         let db = self.inner.db.clone();
@@ -172,7 +177,7 @@ impl CatalogService {
             .await
             .map(Some)
         };
-        Ok(self.inner.tree.get_or_load(&key, load).await?.unwrap_or_default())
+        Ok(self.inner.tree.get_or_load(key, load).await?.unwrap_or_default())
     }
 
     /// A category by id or slug.
@@ -183,7 +188,7 @@ impl CatalogService {
             return Ok(c);
         }
         // Created on another instance since we cached the tree: look again once.
-        self.inner.tree.invalidate_local(&TREE.to_string());
+        self.inner.tree.invalidate_local(&self.inner.tree_key);
         find(&self.categories().await?).ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
     }
 
@@ -251,9 +256,10 @@ impl CatalogService {
         Ok(cat)
     }
 
-    pub async fn list(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
+    /// A listing page; shared, since shoppers' pages come from the cache.
+    pub async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
         if q.include_all_statuses {
-            return self.list_uncached(q).await; // admin listings are always current
+            return self.list_uncached(q).await.map(Arc::new); // admin listings are always current
         }
         let key = format!(
             "{}|{:?}|{:?}|{:?}|{}|{}",
@@ -267,7 +273,7 @@ impl CatalogService {
         let this = self.clone();
         let page =
             self.inner.listings.get_or_load(&key, || async move { this.list_uncached(q).await.map(Some) }).await?;
-        Ok(page.map(|p| (*p).clone()).unwrap_or(Page { items: vec![], next_cursor: None }))
+        Ok(page.unwrap_or_else(|| Arc::new(Page { items: vec![], next_cursor: None })))
     }
 
     async fn list_uncached(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
@@ -465,7 +471,8 @@ impl CatalogService {
         // A "not found" for this slug may be cached, here or in Redis.
         self.inner.slugs.invalidate(&product.slug).await;
         let product = Arc::new(product);
-        self.inner.products.invalidate(&id.0).await;
+        // The same invalidation as any product write: listings may now show it.
+        self.invalidate(id).await;
         self.inner.products.prime(&id.0, product.clone());
         Ok(product)
     }

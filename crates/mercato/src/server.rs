@@ -272,18 +272,6 @@ impl Shop {
                 }
             }
         });
-        let catalog = s.catalog.clone();
-        self.bus.subscribe("catalog.cache", &["product.", "variant.", "category."], move |e| {
-            let catalog = catalog.clone();
-            async move {
-                if e.kind.starts_with("category.") {
-                    catalog.invalidate_categories().await;
-                } else if let Ok(id) = e.aggregate_id.parse() {
-                    catalog.invalidate(id).await;
-                }
-                Ok(())
-            }
-        });
         let inventory = s.inventory.clone();
         self.bus.subscribe("inventory.cache", &["stock.changed"], move |e| {
             let inventory = inventory.clone();

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use mercato_catalog::{
-    Category, ListQuery, NewProduct, NewVariant, Product, ProductPatch, ProductStatus, SortOrder, VariantPatch,
+    Category, ListQuery, NewProduct, NewVariant, Page, Product, ProductPatch, ProductStatus, ProductSummary, SortOrder,
+    VariantPatch,
 };
 use mercato_core::{Error, Id};
 use serde::Deserialize;
@@ -87,11 +88,7 @@ async fn list_products(
     Query(p): Query<ListParams>,
 ) -> ApiResult<Response> {
     let page = s.catalog.list(list_query(p, false)?).await?;
-    let body = PageDto {
-        items: page.items.into_iter().map(Into::into).collect::<Vec<ProductSummaryDto>>(),
-        next_cursor: page.next_cursor,
-    };
-    Ok(cached_json(&body, &headers, 10))
+    Ok(cached_json(&page_dto(&page), &headers, 10))
 }
 
 /// All products in any status (admin).
@@ -99,11 +96,11 @@ async fn list_products(
     responses((status = 200, body = PageDto<ProductSummaryDto>), (status = 403, body = Problem)))]
 async fn admin_list_products(State(s): State<AppState>, _a: Admin, Query(p): Query<ListParams>) -> ApiResult<Response> {
     let page = s.catalog.list(list_query(p, true)?).await?;
-    let body = PageDto {
-        items: page.items.into_iter().map(Into::into).collect::<Vec<ProductSummaryDto>>(),
-        next_cursor: page.next_cursor,
-    };
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(json_response(StatusCode::OK, &page_dto(&page)))
+}
+
+fn page_dto(page: &Page<ProductSummary>) -> PageDto<ProductSummaryDto> {
+    PageDto { items: page.items.iter().cloned().map(Into::into).collect(), next_cursor: page.next_cursor.clone() }
 }
 
 pub async fn product_dto(s: &AppState, p: &Product) -> Result<ProductDto, Error> {
