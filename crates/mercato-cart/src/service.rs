@@ -55,6 +55,51 @@ struct CartRow {
     id: Id,
 }
 
+/// Where a cart's catalog facts come from.
+#[derive(Clone, Copy)]
+enum Facts {
+    /// As product pages show them (cached; for a cart being filled).
+    Shown,
+    /// From the database (checkout).
+    Current,
+}
+
+/// What creating an owner's cart needs, prepared outside the transaction so
+/// the body can run more than once.
+struct FreshCart {
+    owner: CartOwner,
+    id: Id,
+    default_method: String,
+    token: Option<String>,
+}
+
+impl FreshCart {
+    /// The owner's active cart, created if there is none; the token is returned
+    /// only when this call created a guest cart.
+    fn ensure_in(&self, tx: &mut dyn Tx) -> Result<(Id, Option<String>), Error> {
+        if let Some(found) = find_active(tx, &self.owner)? {
+            return Ok((found.id, None));
+        }
+        let now = now_ms();
+        let (customer, token_hash) = match &self.owner {
+            CartOwner::Customer(c) => (Some(*c), None),
+            CartOwner::Guest(_) => (None, self.token.as_ref().map(|t| sha256_hex(t.as_bytes()))),
+        };
+        // ON CONFLICT: a concurrent request created this customer's cart first.
+        tx.execute(
+            "INSERT INTO carts (id, token_hash, customer_id, status, shipping_method, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $5) ON CONFLICT DO NOTHING",
+            params![self.id, token_hash.as_deref(), customer, &self.default_method, now],
+        )?;
+        let lookup = match &self.owner {
+            CartOwner::Guest(_) => CartOwner::Guest(self.token.clone()),
+            customer => customer.clone(),
+        };
+        let found = find_active(tx, &lookup)?.ok_or_else(|| Error::internal("cart not found after insert"))?;
+        Ok((found.id, if found.id == self.id { self.token.clone() } else { None }))
+    }
+}
+
 fn find_active(tx: &mut dyn Tx, owner: &CartOwner) -> Result<Option<CartRow>, Error> {
     let row = match owner {
         CartOwner::Customer(c) => {
@@ -95,39 +140,20 @@ impl CartService {
     /// Finds the owner's active cart, creating one if needed. Returns the cart id
     /// and, for a newly created guest cart, the token the client must keep.
     async fn ensure(&self, owner: &CartOwner) -> Result<(Id, Option<String>), Error> {
-        let owner = owner.clone();
-        let id = self.inner.ids.next();
-        let default_method = self.inner.shop.shipping_methods[0].code.clone();
-        let new_token = match &owner {
-            CartOwner::Guest(_) => Some(format!("mcc_{}", random_token())),
-            CartOwner::Customer(_) => None,
-        };
-        let token = new_token.clone();
-        self.inner
-            .db
-            .write(move |tx| {
-                if let Some(found) = find_active(tx, &owner)? {
-                    return Ok((found.id, None));
-                }
-                let now = now_ms();
-                let (customer, token_hash) = match &owner {
-                    CartOwner::Customer(c) => (Some(*c), None),
-                    CartOwner::Guest(_) => (None, token.as_ref().map(|t| sha256_hex(t.as_bytes()))),
-                };
-                // ON CONFLICT: a concurrent request created this customer's cart first.
-                tx.execute(
-                    "INSERT INTO carts (id, token_hash, customer_id, status, shipping_method, created_at, updated_at) \
-                     VALUES ($1, $2, $3, 'active', $4, $5, $5) ON CONFLICT DO NOTHING",
-                    params![id, token_hash.as_deref(), customer, &default_method, now],
-                )?;
-                let lookup = match &owner {
-                    CartOwner::Guest(_) => CartOwner::Guest(token.clone()),
-                    customer => customer.clone(),
-                };
-                let found = find_active(tx, &lookup)?.ok_or_else(|| Error::internal("cart not found after insert"))?;
-                Ok((found.id, if found.id == id { token.clone() } else { None }))
-            })
-            .await
+        let fresh = self.fresh_cart(owner);
+        self.inner.db.write(move |tx| fresh.ensure_in(tx)).await
+    }
+
+    fn fresh_cart(&self, owner: &CartOwner) -> FreshCart {
+        FreshCart {
+            owner: owner.clone(),
+            id: self.inner.ids.next(),
+            default_method: self.inner.shop.shipping_methods[0].code.clone(),
+            token: match owner {
+                CartOwner::Guest(_) => Some(format!("mcc_{}", random_token())),
+                CartOwner::Customer(_) => None,
+            },
+        }
     }
 
     fn check_quantity(&self, quantity: i64) -> Result<(), Error> {
@@ -141,7 +167,7 @@ impl CartService {
     /// Checks that `sku` can be bought in `quantity` (display stock: a sale is
     /// only decided at checkout, against the source of truth).
     async fn check_purchasable(&self, sku: &str, quantity: i64) -> Result<(), Error> {
-        let info = self.inner.catalog.skus(vec![sku.to_string()]).await?;
+        let info = self.inner.catalog.skus_shown(vec![sku.to_string()]).await?;
         match info.get(sku) {
             Some(i) if i.status == ProductStatus::Published => {}
             _ => return Err(Error::not_found(format!("SKU {sku} not found"))),
@@ -154,16 +180,19 @@ impl CartService {
         Ok(())
     }
 
-    async fn line_quantity(&self, cart: Id, sku: &str) -> Result<i64, Error> {
-        let s = sku.to_string();
+    /// The owner's active cart and how many units of `sku` it holds, in one read.
+    async fn cart_and_line(&self, owner: &CartOwner, sku: &str) -> Result<Option<(Id, i64)>, Error> {
+        let (owner, s) = (owner.clone(), sku.to_string());
         self.inner
             .db
-            .read(move |tx| {
-                Ok(tx
-                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?
+            .lookup(move |tx| {
+                let Some(cart) = find_active(tx, &owner)? else { return Ok(None) };
+                let held = tx
+                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart.id, &s])?
                     .map(|r| r.int(0))
                     .transpose()?
-                    .unwrap_or(0))
+                    .unwrap_or(0);
+                Ok(Some((cart.id, held)))
             })
             .await
     }
@@ -176,21 +205,21 @@ impl CartService {
         quantity: i64,
     ) -> Result<(PricedCart, Option<String>), Error> {
         self.check_quantity(quantity)?;
-        // Validate before creating anything: a rejected add leaves no empty cart behind.
-        let current = match self.find(owner).await? {
-            Some(cart) => self.line_quantity(cart, sku).await?,
-            None => 0,
-        };
+        // Validate before creating anything: a rejected add leaves no empty cart
+        // behind (the cart is created in the same transaction as its first line).
+        let current = self.cart_and_line(owner, sku).await?.map_or(0, |(_, held)| held);
         self.check_quantity(current + quantity).map_err(|_| {
             Error::field("quantity", format!("a line holds at most {} units", self.inner.shop.max_line_quantity))
         })?;
         self.check_purchasable(sku, current + quantity).await?;
-        let (cart, token) = self.ensure(owner).await?;
+        let fresh = self.fresh_cart(owner);
         let (s, max, max_lines) =
             (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
-        self.inner
+        let (cart, token) = self
+            .inner
             .db
             .write(move |tx| {
+                let (cart, token) = fresh.ensure_in(tx)?;
                 let lines =
                     tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
                 let now = now_ms();
@@ -209,7 +238,7 @@ impl CartService {
                     return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
                 }
                 tx.execute("UPDATE carts SET updated_at = $1 WHERE id = $2", params![now, cart])?;
-                Ok(())
+                Ok((cart, token))
             })
             .await?;
         Ok((self.priced(cart).await?, token))
@@ -272,7 +301,7 @@ impl CartService {
 
     async fn find(&self, owner: &CartOwner) -> Result<Option<Id>, Error> {
         let owner = owner.clone();
-        Ok(self.inner.db.read(move |tx| find_active(tx, &owner)).await?.map(|c| c.id))
+        Ok(self.inner.db.lookup(move |tx| find_active(tx, &owner)).await?.map(|c| c.id))
     }
 
     async fn existing(&self, owner: &CartOwner) -> Result<Id, Error> {
@@ -306,12 +335,18 @@ impl CartService {
         TaxRule { rate_bp: self.inner.shop.tax_rate_bp, includes_shipping: self.inner.shop.tax_includes_shipping }
     }
 
-    /// Prices cart `cart` from current catalog prices and current promotions.
+    /// Prices cart `cart` for display: catalog facts as the product pages show
+    /// them (the product cache), current promotions.
     pub async fn priced(&self, cart: Id) -> Result<PricedCart, Error> {
+        self.priced_from(cart, Facts::Shown).await
+    }
+
+    /// Prices cart `cart` from catalog facts and current promotions.
+    async fn priced_from(&self, cart: Id, facts: Facts) -> Result<PricedCart, Error> {
         let (method, customer, coupon, lines) = self
             .inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 let row = tx
                     .query_opt(
                         "SELECT shipping_method, customer_id, coupon_code FROM carts WHERE id = $1",
@@ -329,7 +364,11 @@ impl CartService {
                 Ok((row.text(0)?, row.opt_int(1)?.map(Id), row.opt_text(2)?, lines))
             })
             .await?;
-        let info = self.inner.catalog.skus(lines.iter().map(|(s, _)| s.clone()).collect()).await?;
+        let skus = lines.iter().map(|(s, _)| s.clone()).collect();
+        let info = match facts {
+            Facts::Shown => self.inner.catalog.skus_shown(skus).await?,
+            Facts::Current => self.inner.catalog.skus(skus).await?,
+        };
         let mut items = Vec::with_capacity(lines.len());
         let mut eligible = Vec::with_capacity(lines.len());
         let mut unavailable = Vec::new();
@@ -425,7 +464,7 @@ impl CartService {
     pub async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
         let guest = CartOwner::Guest(Some(token.to_string()));
         let g = guest.clone();
-        let Some(guest_cart) = self.inner.db.read(move |tx| find_active(tx, &g)).await? else {
+        let Some(guest_cart) = self.inner.db.lookup(move |tx| find_active(tx, &g)).await? else {
             return Ok(());
         };
         let (target, _) = self.ensure(&CartOwner::Customer(customer)).await?;
@@ -455,27 +494,52 @@ impl CartService {
             .await
     }
 
-    /// The customer's active cart for checkout, priced from current prices.
+    /// The customer's active cart for checkout, priced from the database's
+    /// current prices, never from a cache.
     pub async fn for_checkout(&self, customer: Id) -> Result<PricedCart, Error> {
-        self.view(&CartOwner::Customer(customer)).await
+        match self.find(&CartOwner::Customer(customer)).await? {
+            Some(cart) => self.priced_from(cart, Facts::Current).await,
+            None => self.empty(),
+        }
     }
 
     /// Retires `cart` because `order` was placed from it. Idempotent.
     pub async fn mark_converted(&self, cart: Id, order: Id) -> Result<(), Error> {
-        self.inner
+        // Checkout retires the cart in its own transaction; this is the
+        // `order.placed` subscriber's safety net, so it usually has nothing to
+        // do and a read says so without queueing a write.
+        let active = self
+            .inner
             .db
-            .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE carts SET status = 'converted', order_id = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
-                    params![order, now_ms(), cart],
-                )?;
-                if n == 1 {
-                    emit(tx, "cart", &cart.to_string(), "cart.converted", &serde_json::json!({ "cart_id": cart, "order_id": order }))?;
-                }
-                Ok(())
+            .lookup(move |tx| {
+                Ok(tx.query_opt("SELECT 1 FROM carts WHERE id = $1 AND status = 'active'", params![cart])?)
             })
             .await?;
-        self.inner.bus.wake();
+        if active.is_none() {
+            return Ok(());
+        }
+        if self.inner.db.write(move |tx| convert_in(tx, cart, order)).await? {
+            self.inner.bus.wake();
+        }
         Ok(())
     }
+}
+
+/// Retires `cart` because `order` was placed from it, inside the caller's
+/// transaction. Returns whether this call retired it (false: already retired).
+pub fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
+    let n = tx.execute(
+        "UPDATE carts SET status = 'converted', order_id = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
+        params![order, now_ms(), cart],
+    )?;
+    if n == 1 {
+        emit(
+            tx,
+            "cart",
+            &cart.to_string(),
+            "cart.converted",
+            &serde_json::json!({ "cart_id": cart, "order_id": order }),
+        )?;
+    }
+    Ok(n == 1)
 }

@@ -1,5 +1,5 @@
 use crate::model::*;
-use mercato_core::{Currency, Error, Id, Money};
+use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::{Param, Row};
 use mercato_platform::events::{EventBus, emit};
@@ -31,6 +31,10 @@ struct Inner {
     /// Ids of every product that exists, so that requests for ids that were
     /// never minted stop here instead of reaching the database.
     known: crate::membership::Membership,
+    /// Which product a SKU belongs to, for answering display lookups from the
+    /// product cache. Never trusted alone: the cached product must still list
+    /// the SKU, or the lookup goes to the database.
+    sku_products: moka::sync::Cache<String, i64>,
 }
 
 const TREE: &str = "all";
@@ -82,6 +86,21 @@ fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
     product_from(&row, variants).map(Some)
 }
 
+/// `sku`'s facts as `product` states them, if it still has that variant.
+fn sku_info(product: &Product, sku: &str) -> Option<SkuInfo> {
+    let v = product.variants.iter().find(|v| v.sku == sku)?;
+    Some(SkuInfo {
+        sku: v.sku.clone(),
+        product_id: product.id,
+        category_id: product.category_id,
+        product_name: product.name.clone(),
+        status: product.status,
+        options: v.options.clone(),
+        price: v.price,
+        weight_grams: v.weight_grams,
+    })
+}
+
 fn unique_slug(tx: &mut dyn Tx, base: &str) -> Result<String, Error> {
     let mut candidate = base.to_string();
     for n in 2..1000 {
@@ -117,6 +136,7 @@ impl CatalogService {
                 tree_key: TREE.to_string(),
                 listings: cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100)),
                 known,
+                sku_products: moka::sync::Cache::new(cache.options().l1_max_entries * 2),
             }),
         })
     }
@@ -388,7 +408,7 @@ impl CatalogService {
         let db = self.inner.db.clone();
         self.inner
             .products
-            .get_or_load(&id.0, || async move { db.read(move |tx| load_product(tx, id)).await })
+            .get_or_load(&id.0, || async move { db.lookup(move |tx| load_product(tx, id)).await })
             .await?
             .ok_or_else(|| Error::not_found("product not found"))
     }
@@ -398,7 +418,7 @@ impl CatalogService {
     pub async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
         self.inner
             .db
-            .read(move |tx| load_product(tx, id))
+            .lookup(move |tx| load_product(tx, id))
             .await?
             .map(Arc::new)
             .ok_or_else(|| Error::not_found("product not found"))
@@ -417,7 +437,7 @@ impl CatalogService {
                     .inner
                     .slugs
                     .get_or_load(&key, || async move {
-                        db.read(move |tx| {
+                        db.lookup(move |tx| {
                             tx.query_opt("SELECT id FROM products WHERE slug = $1", params![&slug])?
                                 .map(|r| r.int(0))
                                 .transpose()
@@ -561,6 +581,40 @@ impl CatalogService {
         Ok(Arc::new(product))
     }
 
+    /// Facts about `skus` for display (a cart being filled): taken from the
+    /// product cache, which every catalog write invalidates (on other
+    /// instances through Redis), so a cart is as fresh as the product pages it
+    /// was filled from. What the cache cannot answer is read from the
+    /// database. Checkout prices with [`Self::skus`].
+    pub async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+        let mut out = HashMap::with_capacity(skus.len());
+        let mut missing = Vec::new();
+        for sku in skus {
+            let cached = match self.inner.sku_products.get(&sku) {
+                Some(product) => match self.get_by_id(Id(product)).await {
+                    Ok(p) => sku_info(&p, &sku),
+                    Err(e) if e.code == ErrorCode::NotFound => None,
+                    Err(e) => return Err(e),
+                },
+                None => None,
+            };
+            match cached {
+                Some(info) => {
+                    out.insert(sku, info);
+                }
+                None => missing.push(sku),
+            }
+        }
+        if !missing.is_empty() {
+            metrics::counter!("mercato_cache_loads_total", "cache" => "sku").increment(1);
+            for (sku, info) in self.skus(missing).await? {
+                self.inner.sku_products.insert(sku.clone(), info.product_id.0);
+                out.insert(sku, info);
+            }
+        }
+        Ok(out)
+    }
+
     /// Current facts about `skus` (missing SKUs are simply absent), always
     /// from the database: checkout must price from the source of truth.
     pub async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
@@ -569,7 +623,7 @@ impl CatalogService {
         }
         self.inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
                 let sql = format!(
                     "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status, p.category_id \

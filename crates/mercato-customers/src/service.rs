@@ -190,7 +190,7 @@ impl CustomersService {
             .inner
             .sessions
             .get_or_load(&key, || async move {
-                db.read(move |tx| {
+                db.lookup(move |tx| {
                     tx.query_opt(
                         "SELECT customer_id, role, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
                         params![&token_hash],
@@ -234,7 +234,7 @@ impl CustomersService {
     pub async fn get(&self, id: Id) -> Result<Customer, Error> {
         self.inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 let r = tx
                     .query_opt("SELECT id, email, name, role, created_at FROM customers WHERE id = $1", params![id])?
                     .ok_or_else(|| Error::not_found("customer not found"))?;

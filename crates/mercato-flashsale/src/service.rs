@@ -291,7 +291,7 @@ impl FlashSalesService {
         let found = self
             .inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 tx.query_opt(
                     &format!("SELECT {COLUMNS} FROM flash_sales WHERE id = $1 AND closed_at IS NULL"),
                     params![id],
@@ -358,7 +358,7 @@ impl FlashSalesService {
         let earlier = self
             .inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 tx.query_opt(
                     "SELECT order_id, state FROM flash_purchases WHERE sale_id = $1 AND customer_id = $2 AND idempotency_key = $3",
                     params![sale_id, customer, &k],

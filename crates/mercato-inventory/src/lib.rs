@@ -10,7 +10,7 @@
 
 mod service;
 
-pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, Stock};
+pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, Stock, reserve_in, transition_in};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

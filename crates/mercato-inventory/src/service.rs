@@ -67,6 +67,96 @@ fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
         .transpose()
 }
 
+/// Holds `lines` for `reservation` inside the caller's transaction: all or
+/// nothing, each line a conditional decrement. Returns the SKUs whose stock
+/// moved (none when the reservation already existed: an earlier attempt made
+/// it). Call [`InventoryService::stock_written`] after the commit.
+pub fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Vec<String>, Error> {
+    let mut lines = lines.to_vec();
+    // A fixed lock order across transactions avoids deadlocks on row-locking backends.
+    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
+    if lines.is_empty() || lines.iter().any(|l| l.quantity <= 0) {
+        return Err(Error::validation("a reservation needs lines with positive quantities"));
+    }
+    let now = now_ms();
+    let inserted = tx.execute(
+        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
+        params![reservation, now],
+    )?;
+    if inserted == 0 {
+        return Ok(vec![]); // already reserved by an earlier attempt
+    }
+    for l in &lines {
+        let ok = tx.execute(
+            "UPDATE stock SET available = available - $1, reserved = reserved + $1, updated_at = $2 \
+             WHERE sku = $3 AND available >= $1",
+            params![l.quantity, now, &l.sku],
+        )?;
+        if ok == 0 {
+            let available = read_stock(tx, &l.sku)?.map(|s| s.available).unwrap_or(0);
+            return Err(Error::new(
+                ErrorCode::OutOfStock,
+                format!("only {available} of {} available, {} requested", l.sku, l.quantity),
+            )
+            .with_details(serde_json::json!({ "sku": l.sku, "available": available, "requested": l.quantity })));
+        }
+        tx.execute(
+            "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
+            params![reservation, &l.sku, l.quantity],
+        )?;
+    }
+    let sku_refs: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+    stock_changed(tx, &sku_refs, "reserved", &reservation.to_string())?;
+    Ok(lines.into_iter().map(|l| l.sku).collect())
+}
+
+/// Moves reservation `reservation` from state `from` to `to` ("held" to
+/// "committed" or "released", "committed" to "restocked") inside the caller's
+/// transaction. Returns the SKUs whose stock moved, or None when the
+/// reservation was not in state `from` (moved already, or never made).
+pub fn transition_in(
+    tx: &mut dyn Tx,
+    reservation: Id,
+    from: &'static str,
+    to: &'static str,
+) -> Result<Option<Vec<String>>, Error> {
+    let sql = match (from, to) {
+        ("held", "committed") => {
+            "UPDATE stock SET reserved = reserved - $1, sold = sold + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
+        }
+        ("held", "released") => {
+            "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
+        }
+        ("committed", "restocked") => {
+            "UPDATE stock SET sold = sold - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND sold >= $1"
+        }
+        _ => return Err(Error::internal("unknown reservation transition")),
+    };
+    let now = now_ms();
+    let moved = tx.execute(
+        "UPDATE reservations SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
+        params![to, now, reservation, from],
+    )?;
+    if moved == 0 {
+        return Ok(None);
+    }
+    let lines = tx.query(
+        "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY sku",
+        params![reservation],
+    )?;
+    let mut skus = Vec::with_capacity(lines.len());
+    for r in &lines {
+        let (sku, qty) = (r.text(0)?, r.int(1)?);
+        if tx.execute(sql, params![qty, now, &sku])? == 0 {
+            return Err(Error::internal(format!("stock of {sku} is inconsistent with reservation {reservation}")));
+        }
+        skus.push(sku);
+    }
+    let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
+    stock_changed(tx, &refs, to, &reservation.to_string())?;
+    Ok(Some(skus))
+}
+
 /// How long displayed availability may lag a write made on another instance.
 pub const SHOWN_TTL: Duration = Duration::from_secs(2);
 
@@ -129,7 +219,7 @@ impl InventoryService {
                     let found = self
                         .inner
                         .db
-                        .read(move |tx| {
+                        .lookup(move |tx| {
                             let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
                             let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
                             let rows = tx.query(
@@ -162,7 +252,7 @@ impl InventoryService {
 
     pub async fn stock(&self, sku: &str) -> Result<Stock, Error> {
         let s = sku.to_string();
-        Ok(self.inner.db.read(move |tx| read_stock(tx, &s)).await?.unwrap_or(Stock {
+        Ok(self.inner.db.lookup(move |tx| read_stock(tx, &s)).await?.unwrap_or(Stock {
             available: 0,
             reserved: 0,
             sold: 0,
@@ -287,51 +377,20 @@ impl InventoryService {
     /// conditional decrements succeed or the whole transaction rolls back.
     /// Calling it again with the same id returns without reserving twice.
     pub async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
-        let mut lines = lines.to_vec();
-        // A fixed lock order across transactions avoids deadlocks on row-locking backends.
-        lines.sort_by(|a, b| a.sku.cmp(&b.sku));
-        if lines.is_empty() || lines.iter().any(|l| l.quantity <= 0) {
-            return Err(Error::validation("a reservation needs lines with positive quantities"));
-        }
-        let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let inserted = tx.execute(
-                    "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
-                    params![reservation, now],
-                )?;
-                if inserted == 0 {
-                    return Ok(()); // already reserved by an earlier attempt
-                }
-                for l in &lines {
-                    let ok = tx.execute(
-                        "UPDATE stock SET available = available - $1, reserved = reserved + $1, updated_at = $2 \
-                         WHERE sku = $3 AND available >= $1",
-                        params![l.quantity, now, &l.sku],
-                    )?;
-                    if ok == 0 {
-                        let available = read_stock(tx, &l.sku)?.map(|s| s.available).unwrap_or(0);
-                        return Err(Error::new(
-                            ErrorCode::OutOfStock,
-                            format!("only {available} of {} available, {} requested", l.sku, l.quantity),
-                        )
-                        .with_details(serde_json::json!({ "sku": l.sku, "available": available, "requested": l.quantity })));
-                    }
-                    tx.execute(
-                        "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
-                        params![reservation, &l.sku, l.quantity],
-                    )?;
-                }
-                let sku_refs: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-                stock_changed(tx, &sku_refs, "reserved", &reservation.to_string())?;
-                Ok(())
-            })
-            .await?;
-        self.invalidate(&skus);
-        self.inner.bus.wake();
+        let lines = lines.to_vec();
+        let skus = self.inner.db.write(move |tx| reserve_in(tx, reservation, &lines)).await?;
+        self.stock_written(&skus);
         Ok(())
+    }
+
+    /// After a commit that moved stock of `skus` (through [`reserve_in`] or
+    /// [`transition_in`] inside another domain's transaction): drops their
+    /// displayed availability and wakes the event relay.
+    pub fn stock_written(&self, skus: &[String]) {
+        if !skus.is_empty() {
+            self.invalidate(skus);
+            self.inner.bus.wake();
+        }
     }
 
     /// Held units become sold (the order was paid).
@@ -352,53 +411,17 @@ impl InventoryService {
     /// Moves a reservation's units between buckets, once: the state change is
     /// conditional, so concurrent or repeated calls find nothing to do.
     async fn transition(&self, reservation: Id, from: &'static str, to: &'static str) -> Result<bool, Error> {
-        let sql = match (from, to) {
-            ("held", "committed") => {
-                "UPDATE stock SET reserved = reserved - $1, sold = sold + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
-            }
-            ("held", "released") => {
-                "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
-            }
-            ("committed", "restocked") => {
-                "UPDATE stock SET sold = sold - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND sold >= $1"
-            }
-            _ => return Err(Error::internal("unknown reservation transition")),
-        };
-        let result = self
-            .inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let moved = tx.execute(
-                    "UPDATE reservations SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-                    params![to, now, reservation, from],
-                )?;
-                if moved == 0 {
-                    return Ok(None);
-                }
-                let lines = tx.query(
-                    "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY sku",
-                    params![reservation],
-                )?;
-                let mut skus = Vec::with_capacity(lines.len());
-                for r in &lines {
-                    let (sku, qty) = (r.text(0)?, r.int(1)?);
-                    if tx.execute(sql, params![qty, now, &sku])? == 0 {
-                        return Err(Error::internal(format!(
-                            "stock of {sku} is inconsistent with reservation {reservation}"
-                        )));
-                    }
-                    skus.push(sku);
-                }
-                let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
-                stock_changed(tx, &refs, to, &reservation.to_string())?;
-                Ok(Some(skus))
-            })
-            .await?;
-        match result {
+        // Events are delivered at least once and several paths move the same
+        // reservation (the payment, its event, the sweeper): a cheap read skips
+        // a write job when there is nothing left to move. The write still checks.
+        let state = self.reservation_state(reservation).await?;
+        if state.as_deref() != Some(from) {
+            return Ok(false);
+        }
+        let moved = self.inner.db.write(move |tx| transition_in(tx, reservation, from, to)).await?;
+        match moved {
             Some(skus) => {
-                self.invalidate(&skus);
-                self.inner.bus.wake();
+                self.stock_written(&skus);
                 Ok(true)
             }
             None => Ok(false),
@@ -506,7 +529,7 @@ impl InventoryService {
     pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
         self.inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![reservation])?
                     .map(|r| r.text(0))
                     .transpose()

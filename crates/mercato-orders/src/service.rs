@@ -47,10 +47,61 @@ pub struct AdminFilter {
     pub customer_id: Option<Id>,
 }
 
-enum Claim {
-    New(Id),
+/// What an earlier request with the same Idempotency-Key left behind.
+enum Earlier {
+    /// It placed an order: its answer is replayed.
+    Done(String, Id),
+    /// It was abandoned (a crash of an earlier version, mid-saga): what it
+    /// held is given back and the checkout starts over.
+    Abandoned(Id),
+}
+
+enum PaidOutcome {
+    /// The order is now paid; its held units of these SKUs were sold.
+    Paid(Vec<String>),
+    /// The payment landed on a cancelled order.
+    Refund,
+    Nothing,
+}
+
+enum Written {
+    Placed(Vec<String>),
     Replay(String, Id),
-    Resume(Id),
+}
+
+fn in_progress(retry_after_secs: u64) -> Error {
+    Error::new(ErrorCode::IdempotencyInProgress, "a request with this Idempotency-Key is in progress")
+        .with_retry_after(retry_after_secs)
+}
+
+/// The record of an earlier checkout with `key`, if any. Errors when it was
+/// made with a different body, or is still being worked on.
+fn earlier_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Option<Earlier>, Error> {
+    let Some(row) = tx.query_opt(
+        "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
+        params![customer, key],
+    )?
+    else {
+        return Ok(None);
+    };
+    if row.str(0)? != fingerprint {
+        return Err(Error::new(
+            ErrorCode::IdempotencyMismatch,
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    let (order_id, lease_until) = (row.id(1)?, row.int(3)?);
+    match row.str(2)? {
+        "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
+        "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
+        _ => Ok(Some(Earlier::Abandoned(order_id))),
+    }
 }
 
 const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
@@ -265,6 +316,11 @@ impl OrdersService {
     }
 
     /// Turns the customer's cart into an order, at most once per key.
+    ///
+    /// Everything the order changes (the key's record, the stock reservation,
+    /// promotion uses, the order and its `order.placed` event, the retired
+    /// cart) is written in one transaction: a checkout is all there or not at
+    /// all, whatever crashes, and it costs one commit instead of a saga's five.
     pub async fn place(
         &self,
         customer: Id,
@@ -281,112 +337,14 @@ impl OrdersService {
             Some(k) => k,
             None => format!("auto-{}", mercato_platform::random_token()),
         };
-        let fresh_id = self.inner.ids.next();
-        let claim = self.claim(customer, &key, &fingerprint, fresh_id).await?;
-        let order_id = match claim {
-            Claim::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
-            Claim::New(id) => id,
-            Claim::Resume(old) => {
-                // An earlier attempt crashed after reserving: give that stock
-                // back (the cart may have changed since) and start over.
-                self.inner.promotions.release(old).await?;
-                self.inner.inventory.release(old).await?;
-                let (k, new) = (key.clone(), self.inner.ids.next());
-                let moved = self
-                    .inner
-                    .db
-                    .write(move |tx| {
-                        Ok(tx.execute(
-                            "UPDATE checkouts SET order_id = $1 WHERE customer_id = $2 AND idempotency_key = $3 AND order_id = $4 AND state = 'pending'",
-                            params![new, customer, &k, old],
-                        )?)
-                    })
-                    .await?;
-                if moved == 0 {
-                    return Err(Error::new(
-                        ErrorCode::IdempotencyInProgress,
-                        "a request with this Idempotency-Key is in progress",
-                    )
-                    .with_retry_after(1));
-                }
-                new
-            }
-        };
-        match self.complete_checkout(customer, &key, order_id, address, shipping_method).await {
-            Ok(placed) => Ok(placed),
-            Err(e) => {
-                // Let the client retry the same key later (after a restock, say).
-                self.abandon_claim(customer, &key, order_id).await;
-                Err(e)
-            }
+        // A repeated request is answered from its record before the cart is
+        // looked at: the first one emptied it.
+        let (k, f) = (key.clone(), fingerprint.clone());
+        let earlier = self.inner.db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await?;
+        if let Some(Earlier::Done(body, order_id)) = earlier {
+            return Ok(Placed { body, order_id, replayed: true });
         }
-    }
 
-    async fn claim(&self, customer: Id, key: &str, fingerprint: &str, fresh_id: Id) -> Result<Claim, Error> {
-        let (k, f) = (key.to_string(), fingerprint.to_string());
-        let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let inserted = tx.execute(
-                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-                    params![customer, &k, &f, fresh_id, now + lease, now],
-                )?;
-                if inserted == 1 {
-                    return Ok(Claim::New(fresh_id));
-                }
-                let row = tx.query_one(
-                    "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
-                    params![customer, &k],
-                )?;
-                if row.str(0)? != f {
-                    return Err(Error::new(ErrorCode::IdempotencyMismatch, "this Idempotency-Key was used with a different request body"));
-                }
-                let (order_id, state, lease_until) = (row.id(1)?, row.text(2)?, row.int(3)?);
-                match state.as_str() {
-                    "done" => Ok(Claim::Replay(row.opt_text(4)?.unwrap_or_default(), order_id)),
-                    "pending" if lease_until > now => Err(Error::new(
-                        ErrorCode::IdempotencyInProgress,
-                        "a request with this Idempotency-Key is in progress",
-                    )
-                    .with_retry_after(((lease_until - now) / 1000).max(1) as u64)),
-                    _ => {
-                        // A crashed attempt (stale lease) or one the sweeper gave up on.
-                        tx.execute(
-                            "UPDATE checkouts SET state = 'pending', lease_until = $1 WHERE customer_id = $2 AND idempotency_key = $3",
-                            params![now + lease, customer, &k],
-                        )?;
-                        Ok(Claim::Resume(order_id))
-                    }
-                }
-            })
-            .await
-    }
-
-    async fn abandon_claim(&self, customer: Id, key: &str, order_id: Id) {
-        let k = key.to_string();
-        let _ = self
-            .inner
-            .db
-            .write(move |tx| {
-                Ok(tx.execute(
-                    "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending'",
-                    params![customer, &k, order_id],
-                )?)
-            })
-            .await;
-    }
-
-    async fn complete_checkout(
-        &self,
-        customer: Id,
-        key: &str,
-        order_id: Id,
-        address: Address,
-        shipping_method: Option<String>,
-    ) -> Result<Placed, Error> {
         if let Some(code) = &shipping_method {
             self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
         }
@@ -407,12 +365,6 @@ impl OrdersService {
             return Err(problem);
         }
         let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
-        self.inner.inventory.reserve(order_id, &lines).await?;
-        if let Err(e) = self.inner.promotions.redeem(order_id, customer, &cart.discounts).await {
-            self.inner.inventory.release(order_id).await?;
-            return Err(e);
-        }
-
         let items = cart
             .items
             .iter()
@@ -426,6 +378,7 @@ impl OrdersService {
                 line_total: l.line_total,
             })
             .collect();
+        let order_id = self.inner.ids.next();
         let order = self.new_order(
             order_id,
             customer,
@@ -438,38 +391,61 @@ impl OrdersService {
         );
         let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
         let history_id = self.inner.ids.next();
-        let (k, b, o) = (key.to_string(), body.clone(), order);
+        let discounts = cart.discounts;
+        let promotions = self.inner.promotions.clone();
+        let (k, b) = (key, body.clone());
         let written = self
             .inner
             .db
             .write(move |tx| {
-                let done = tx.execute(
-                    "UPDATE checkouts SET state = 'done', response = $1 WHERE customer_id = $2 AND idempotency_key = $3 AND order_id = $4 AND state = 'pending'",
-                    params![&b, customer, &k, o.id],
-                )?;
-                if done == 0 {
-                    return Err(Error::conflict("this checkout was abandoned; retry the request"));
+                let now = now_ms();
+                match earlier_checkout(tx, customer, &k, &fingerprint, now)? {
+                    Some(Earlier::Done(body, id)) => return Ok(Written::Replay(body, id)),
+                    Some(Earlier::Abandoned(old)) => {
+                        // An attempt of an earlier version crashed after
+                        // reserving: what it held comes back first.
+                        mercato_promotions::release_in(tx, old)?;
+                        mercato_inventory::transition_in(tx, old, "held", "released")?;
+                        tx.execute(
+                            "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
+                            params![customer, &k],
+                        )?;
+                    }
+                    None => {}
                 }
-                insert_order(tx, &o, history_id, Some(cart_id), Some(&k))?;
-                Ok(())
+                let claimed = tx.execute(
+                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at, response) \
+                     VALUES ($1, $2, $3, $4, 'done', $5, $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+                    params![customer, &k, &fingerprint, order_id, now, &b],
+                )?;
+                if claimed == 0 {
+                    // Another request with this key committed first (on
+                    // PostgreSQL this insert waited for it): its answer is ours.
+                    return match earlier_checkout(tx, customer, &k, &fingerprint, now)? {
+                        Some(Earlier::Done(body, id)) => Ok(Written::Replay(body, id)),
+                        _ => Err(in_progress(1)),
+                    };
+                }
+                let skus = mercato_inventory::reserve_in(tx, order_id, &lines)?;
+                promotions.redeem_in(tx, order_id, customer, &discounts)?;
+                insert_order(tx, &order, history_id, Some(cart_id), Some(&k))?;
+                mercato_cart::convert_in(tx, cart_id, order_id)?;
+                Ok(Written::Placed(skus))
             })
             .await;
-        if let Err(e) = written {
-            self.inner.promotions.release(order_id).await?;
-            self.inner.inventory.release(order_id).await?;
-            return Err(e);
+        match written? {
+            Written::Replay(body, order_id) => Ok(Placed { body, order_id, replayed: true }),
+            Written::Placed(skus) => {
+                self.inner.inventory.stock_written(&skus);
+                self.inner.promotions.redeemed();
+                self.inner.bus.wake();
+                Ok(Placed { body, order_id, replayed: false })
+            }
         }
-        self.inner.bus.wake();
-        // The order.placed subscriber does this too; doing it now means the
-        // customer's next GET /cart is already empty.
-        if let Err(e) = self.inner.cart.mark_converted(cart_id, order_id).await {
-            tracing::warn!(error = %e, %order_id, "cart not retired after checkout; the event will retry");
-        }
-        Ok(Placed { body, order_id, replayed: false })
     }
 
     pub async fn get(&self, id: Id) -> Result<Order, Error> {
-        self.inner.db.read(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+        self.inner.db.lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
     }
 
     /// An order as its owner sees it: another customer's order does not exist.
@@ -629,32 +605,46 @@ impl OrdersService {
     /// answer, a webhook or reconciliation). Idempotent. A payment that lands
     /// on an order already cancelled is refunded.
     pub async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
+        // The synchronous answer, the webhook and the `payment.succeeded`
+        // event all report one payment: after the first, a read shows the
+        // order paid and no write is queued.
+        let status = self
+            .inner
+            .db
+            .lookup(move |tx| {
+                tx.query_opt("SELECT status FROM orders WHERE id = $1", params![id])?.map(|r| r.text(0)).transpose()
+            })
+            .await?;
+        if !matches!(status.as_deref(), Some("pending_payment") | Some("cancelled")) {
+            return Ok(());
+        }
         let hid = self.inner.ids.next();
         let outcome = self
             .inner
             .db
             .write(move |tx| match transition(tx, hid, id, Action::Pay, None, "payment", None) {
-                Ok(_) => Ok(Some(true)),
+                // Paid: the held units are sold in the same transaction.
+                Ok(_) => Ok(PaidOutcome::Paid(
+                    mercato_inventory::transition_in(tx, id, "held", "committed")?.unwrap_or_default(),
+                )),
                 Err(e) if e.code == ErrorCode::IllegalTransition => {
                     // Already paid (a duplicate report): nothing to do. Cancelled: refund.
                     let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
-                    Ok((status == "cancelled").then_some(false))
+                    Ok(if status == "cancelled" { PaidOutcome::Refund } else { PaidOutcome::Nothing })
                 }
                 Err(e) => Err(e),
             })
             .await?;
         self.inner.bus.wake();
         match outcome {
-            Some(true) => {
-                self.inner.inventory.commit(id).await?;
-            }
-            Some(false) => {
+            PaidOutcome::Paid(skus) => self.inner.inventory.stock_written(&skus),
+            PaidOutcome::Refund => {
                 tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
                 let refund =
                     self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
                 self.add_refunded(id, refund.amount.amount).await?;
             }
-            None => {}
+            PaidOutcome::Nothing => {}
         }
         Ok(())
     }
@@ -718,7 +708,7 @@ impl OrdersService {
         let flash = self
             .inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 Ok(tx
                     .query_opt("SELECT flash_sale_id FROM orders WHERE id = $1", params![id])?
                     .map(|r| r.opt_int(0))

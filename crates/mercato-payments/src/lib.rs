@@ -15,10 +15,11 @@ pub mod test_provider;
 pub use provider::{ChargeOutcome, Provider};
 pub use service::{PayOutcome, Payment, PaymentStatus, PaymentsService, Refund};
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "intents, attempts, refunds, webhook receipts, test provider ledger",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "intents, attempts, refunds, webhook receipts, test provider ledger",
+        sql: r#"
         CREATE TABLE payment_intents (
             id INTEGER PRIMARY KEY,
             order_id INTEGER NOT NULL UNIQUE,
@@ -68,4 +69,12 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
         );
         CREATE INDEX test_provider_webhooks_due ON test_provider_charges (webhook_next_at) WHERE webhook_delivered_at IS NULL;
     "#,
-}];
+    },
+    // Settling an attempt looks its intent up by attempt id; without this index
+    // every settlement scanned all intents, and checkout slowed as orders grew.
+    mercato_platform::Migration {
+        version: 2,
+        name: "index intents by attempt",
+        sql: "CREATE UNIQUE INDEX payment_intents_attempt ON payment_intents (attempt_id);",
+    },
+];

@@ -137,7 +137,7 @@ impl PaymentsService {
     }
 
     pub async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
-        Ok(self.inner.db.read(move |tx| intent_by_order(tx, order)).await?.map(|(p, _)| p))
+        Ok(self.inner.db.lookup(move |tx| intent_by_order(tx, order)).await?.map(|(p, _)| p))
     }
 
     /// Charges the card for `amount` against `order`'s intent. The caller (the

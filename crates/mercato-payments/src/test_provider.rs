@@ -173,7 +173,7 @@ impl Provider for TestProvider {
 
     async fn retrieve(&self, attempt_id: Id) -> Result<Option<ChargeOutcome>, Error> {
         self.db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 Ok(tx
                     .query_opt("SELECT status FROM test_provider_charges WHERE id = $1", params![attempt_id])?
                     .map(|r| r.text(0))

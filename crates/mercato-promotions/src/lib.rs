@@ -12,7 +12,7 @@ pub mod model;
 mod service;
 
 pub use model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope};
-pub use service::{NewPromotion, PromotionsService, Quote, normalize_code};
+pub use service::{NewPromotion, PromotionsService, Quote, normalize_code, release_in};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

@@ -94,6 +94,22 @@ pub fn normalize_code(code: &str) -> Result<String, Error> {
     Ok(c)
 }
 
+/// Gives back the uses `order` counted, inside the caller's transaction.
+/// Idempotent.
+pub fn release_in(tx: &mut dyn Tx, order: Id) -> Result<(), Error> {
+    let ids: Vec<Id> = tx
+        .query("SELECT promotion_id FROM redemptions WHERE order_id = $1", params![order])?
+        .iter()
+        .map(|r| r.id(0))
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        if tx.execute("DELETE FROM redemptions WHERE promotion_id = $1 AND order_id = $2", params![id, order])? == 1 {
+            tx.execute("UPDATE promotions SET used = used - 1 WHERE id = $1 AND used > 0", params![id])?;
+        }
+    }
+    Ok(())
+}
+
 fn customer_uses(tx: &mut dyn Tx, ids: &[Id], customer: Option<Id>) -> Result<HashMap<Id, i64>, Error> {
     let mut out = HashMap::new();
     let Some(customer) = customer else { return Ok(out) };
@@ -198,7 +214,7 @@ impl PromotionsService {
     pub async fn get(&self, id: Id) -> Result<Promotion, Error> {
         self.inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 let row = tx
                     .query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?
                     .ok_or_else(|| Error::not_found("promotion not found"))?;
@@ -243,7 +259,7 @@ impl PromotionsService {
         let code = code.trim().to_ascii_uppercase();
         self.inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 tx.query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE code = $1"), params![&code])?
                     .map(|r| from_row(&r))
                     .transpose()
@@ -293,7 +309,7 @@ impl PromotionsService {
         let uses = if ids.is_empty() || customer.is_none() {
             HashMap::new()
         } else {
-            self.inner.db.read(move |tx| customer_uses(tx, &ids, customer)).await?
+            self.inner.db.lookup(move |tx| customer_uses(tx, &ids, customer)).await?
         };
         let used = |p: &Promotion| uses.get(&p.id).copied().unwrap_or(0);
         let auto: Vec<(&Promotion, i64)> = automatic.iter().map(|p| (p, used(p))).collect();
@@ -313,82 +329,79 @@ impl PromotionsService {
         if applied.is_empty() {
             return Ok(());
         }
-        let applied = applied.to_vec();
-        let currency = self.inner.currency;
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                for a in &applied {
-                    if tx
-                        .query_opt("SELECT 1 FROM redemptions WHERE promotion_id = $1 AND order_id = $2", params![a.promotion_id, order])?
-                        .is_some()
-                    {
-                        continue;
-                    }
-                    // The conditional increment takes the promotion's row lock, so
-                    // concurrent redeemers of one promotion queue here.
-                    let counted = tx.execute(
-                        "UPDATE promotions SET used = used + 1 WHERE id = $1 AND active = 1 \
-                         AND (usage_limit IS NULL OR used < usage_limit) \
-                         AND (starts_at IS NULL OR starts_at <= $2) AND (ends_at IS NULL OR ends_at > $2)",
-                        params![a.promotion_id, now],
-                    )?;
-                    let p = from_row(&tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![a.promotion_id])?)?;
-                    let code = p.code.clone().unwrap_or_else(|| p.name.clone());
-                    if counted == 0 {
-                        let reason = if !p.active {
-                            Rejection::Inactive
-                        } else if p.ends_at.is_some_and(|e| now >= e) {
-                            Rejection::Expired
-                        } else if p.starts_at.is_some_and(|s| now < s) {
-                            Rejection::NotStarted
-                        } else {
-                            Rejection::UsageLimitReached
-                        };
-                        return Err(reason.into_error(&code, currency));
-                    }
-                    if let Some(limit) = p.per_customer_limit {
-                        let uses = customer_uses(tx, &[p.id], Some(customer))?.get(&p.id).copied().unwrap_or(0);
-                        if uses >= limit {
-                            return Err(Rejection::CustomerLimitReached.into_error(&code, currency));
-                        }
-                    }
-                    tx.execute(
-                        "INSERT INTO redemptions (promotion_id, order_id, customer_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
-                        params![a.promotion_id, order, customer, a.amount, now],
-                    )?;
-                }
-                Ok(())
-            })
-            .await?;
-        self.inner.automatic.invalidate_all();
+        let (this, applied) = (self.clone(), applied.to_vec());
+        self.inner.db.write(move |tx| this.redeem_in(tx, order, customer, &applied)).await?;
+        self.redeemed();
         Ok(())
+    }
+
+    /// Counts `order`'s uses of the promotions in `applied` inside the caller's
+    /// transaction, refusing (and so rolling back the whole transaction) when a
+    /// limit, window or activity rule no longer admits one. Idempotent per
+    /// order. Call [`Self::redeemed`] after the commit.
+    pub fn redeem_in(&self, tx: &mut dyn Tx, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
+        let currency = self.inner.currency;
+        let now = now_ms();
+        for a in applied {
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM redemptions WHERE promotion_id = $1 AND order_id = $2",
+                    params![a.promotion_id, order],
+                )?
+                .is_some()
+            {
+                continue;
+            }
+            // The conditional increment takes the promotion's row lock, so
+            // concurrent redeemers of one promotion queue here.
+            let counted = tx.execute(
+                "UPDATE promotions SET used = used + 1 WHERE id = $1 AND active = 1 \
+                 AND (usage_limit IS NULL OR used < usage_limit) \
+                 AND (starts_at IS NULL OR starts_at <= $2) AND (ends_at IS NULL OR ends_at > $2)",
+                params![a.promotion_id, now],
+            )?;
+            let p = from_row(
+                &tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![a.promotion_id])?,
+            )?;
+            let code = p.code.clone().unwrap_or_else(|| p.name.clone());
+            if counted == 0 {
+                let reason = if !p.active {
+                    Rejection::Inactive
+                } else if p.ends_at.is_some_and(|e| now >= e) {
+                    Rejection::Expired
+                } else if p.starts_at.is_some_and(|s| now < s) {
+                    Rejection::NotStarted
+                } else {
+                    Rejection::UsageLimitReached
+                };
+                return Err(reason.into_error(&code, currency));
+            }
+            if let Some(limit) = p.per_customer_limit {
+                let uses = customer_uses(tx, &[p.id], Some(customer))?.get(&p.id).copied().unwrap_or(0);
+                if uses >= limit {
+                    return Err(Rejection::CustomerLimitReached.into_error(&code, currency));
+                }
+            }
+            tx.execute(
+                "INSERT INTO redemptions (promotion_id, order_id, customer_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
+                params![a.promotion_id, order, customer, a.amount, now],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// After a commit that counted uses: cached automatic promotions carry
+    /// their counts, so they are read again.
+    pub fn redeemed(&self) {
+        self.inner.automatic.invalidate_all();
     }
 
     /// Gives back the uses an order counted (it was cancelled unpaid, or its
     /// checkout failed). Idempotent.
     pub async fn release(&self, order: Id) -> Result<(), Error> {
-        self.inner
-            .db
-            .write(move |tx| {
-                let ids: Vec<Id> = tx
-                    .query("SELECT promotion_id FROM redemptions WHERE order_id = $1", params![order])?
-                    .iter()
-                    .map(|r| r.id(0))
-                    .collect::<Result<_, _>>()?;
-                for id in ids {
-                    if tx.execute(
-                        "DELETE FROM redemptions WHERE promotion_id = $1 AND order_id = $2",
-                        params![id, order],
-                    )? == 1
-                    {
-                        tx.execute("UPDATE promotions SET used = used - 1 WHERE id = $1 AND used > 0", params![id])?;
-                    }
-                }
-                Ok(())
-            })
-            .await
+        self.inner.db.write(move |tx| release_in(tx, order)).await?;
+        self.redeemed();
+        Ok(())
     }
 
     /// Redemption counts per promotion id, for reporting.

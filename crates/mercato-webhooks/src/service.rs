@@ -483,10 +483,12 @@ impl WebhooksService {
 
     async fn record_event(&self, e: Event) -> Result<(), Error> {
         let kind = e.kind.clone();
+        // Every event passes here; the endpoint table is a handful of rows an
+        // admin registered, so it is read inline rather than on the blocking pool.
         let wanted: Vec<Id> = self
             .inner
             .db
-            .read(move |tx| {
+            .lookup(move |tx| {
                 let mut out = Vec::new();
                 for r in tx.query("SELECT id, events FROM webhook_endpoints WHERE active = 1", params![])? {
                     if model::matches(&parse_events(r.str(1)?)?, &kind) {

@@ -749,6 +749,26 @@ async fn orders_keep_their_prices_when_the_catalog_changes() {
 }
 
 #[tokio::test]
+async fn carts_show_price_and_publication_changes_at_once() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let sku = srv.quick_sku(&admin, 1200, 10).await;
+    let alice = srv.new_customer().await;
+    let cart = srv.add_to_cart(&alice, &sku, 2).await.expect(200).clone();
+    assert_eq!(amount(&cart["totals"]["subtotal"]), 2400, "{cart}");
+    srv.patch(&format!("/admin/variants/{sku}"), Some(&admin), json!({"price": {"amount": 1500, "currency": "USD"}}))
+        .await
+        .expect(200);
+    // The cart is priced from the same cache as product pages; the write
+    // invalidated it, so the very next view has the new price.
+    let cart = srv.get("/cart", Some(&alice)).await;
+    assert_eq!(amount(&cart.body["totals"]["subtotal"]), 3000, "cart kept the old price: {}", cart.text);
+    let order = srv.place_order(&alice, &unique_str("k")).await;
+    assert_eq!(order.status, 201, "{}", order.text);
+    assert_eq!(amount(&order.body["subtotal"]), 3000, "checkout priced from a stale price");
+}
+
+#[tokio::test]
 async fn admin_product_creation_rules() {
     let srv = TestServer::start(0);
     let admin = srv.admin_token().await;

@@ -383,4 +383,28 @@ async fn refused_multi_line_orders_reserve_nothing() {
     assert_eq!(ok, 20, "orders that got the 20 scarce units");
     assert_eq!(srv.stock(&admin, &scarce).await, (0, 20, 0));
     assert_eq!(srv.stock(&admin, &plenty).await, (1000 - 2 * ok, 2 * ok, 0), "refused orders left reservations behind");
+
+    // A refused checkout is rolled back whole: the customer keeps the cart,
+    // and the same key places the order once the SKU is back in stock.
+    let refused: Vec<usize> = {
+        let mut v = Vec::new();
+        for (i, (_, token, _)) in customers.iter().enumerate() {
+            if srv.collect_all("/orders", Some(token)).await.is_empty() {
+                v.push(i);
+            }
+        }
+        v
+    };
+    assert_eq!(refused.len(), customers.len() - 20);
+    let (i, token) = (refused[0], &customers[refused[0]].1);
+    let cart = srv.get("/cart", Some(token)).await;
+    assert_eq!(cart.body["items"].as_array().map(Vec::len), Some(2), "refused checkout took the cart: {}", cart.text);
+    srv.put(&format!("/admin/inventory/{scarce}"), Some(&admin), json!({"available": 1, "reason": "restock"}))
+        .await
+        .expect(200);
+    let r = srv.place_order(token, &format!("multi-{i}")).await;
+    assert_eq!(r.status, 201, "retry with the same key after a restock: {}", r.text);
+    assert_eq!(srv.stock(&admin, &scarce).await, (0, 21, 0));
+    let replay = srv.place_order(token, &format!("multi-{i}")).await;
+    assert_eq!(id_of(&replay.body["id"]), id_of(&r.body["id"]), "the retried key does not replay its order");
 }

@@ -287,6 +287,21 @@ impl Db {
         }
     }
 
+    /// Like [`Db::read`], for bounded reads only (rows found by key, a handful
+    /// of them): on SQLite the body runs on the calling task's thread when a
+    /// reader is idle, so it must never scan or page through a table. On
+    /// PostgreSQL, where every read is a network round trip, it is `read`.
+    pub async fn lookup<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
+    {
+        match &*self.backend {
+            Backend::Sqlite(b) => b.lookup(body).await,
+            Backend::Postgres(b) => b.read(body).await,
+        }
+    }
+
     /// Applies `migrations` of `component` not yet applied, in order.
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<usize, Error> {
         let dialect = self.dialect();
