@@ -12,7 +12,7 @@ use http::HeaderValue;
 use mercato_catalog::{Category, Product};
 use moka::sync::Cache;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub struct Rendered {
     pub product: Arc<Product>,
@@ -23,13 +23,17 @@ pub struct Rendered {
     pub etag: HeaderValue,
 }
 
-pub struct ProductPages(Cache<i64, Arc<Rendered>>);
+pub struct ProductPages {
+    pages: Cache<i64, Arc<Rendered>>,
+    /// The displayed-availability TTL (`InventoryService::shown_ttl`).
+    ttl: Duration,
+}
 
 impl ProductPages {
-    pub fn new(max_entries: u64) -> Self {
+    pub fn new(max_entries: u64, ttl: Duration) -> Self {
         // Entries are valid for at most the availability TTL; the TTL here
         // only frees memory of pages nobody asks for.
-        ProductPages(Cache::builder().max_capacity(max_entries).time_to_live(mercato_inventory::SHOWN_TTL).build())
+        ProductPages { pages: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(), ttl }
     }
 
     /// The page if it is still exactly what rendering would produce now.
@@ -39,17 +43,17 @@ impl ProductPages {
         categories: &Arc<Vec<Category>>,
         generation: impl Fn(&str) -> u64,
     ) -> Option<Arc<Rendered>> {
-        let r = self.0.get(&product.id.0)?;
+        let r = self.pages.get(&product.id.0)?;
         let current = Arc::ptr_eq(&r.product, product)
             && Arc::ptr_eq(&r.categories, categories)
-            && r.rendered_at.elapsed() < mercato_inventory::SHOWN_TTL
+            && r.rendered_at.elapsed() < self.ttl
             && product.variants.iter().zip(&r.stock_generations).all(|(v, g)| generation(&v.sku) == *g);
         current.then_some(r)
     }
 
     pub fn put(&self, page: Rendered) -> Arc<Rendered> {
         let page = Arc::new(page);
-        self.0.insert(page.product.id.0, page.clone());
+        self.pages.insert(page.product.id.0, page.clone());
         page
     }
 }

@@ -10,7 +10,9 @@
 
 mod service;
 
-pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, Stock, reserve_in, transition_in};
+pub use service::{
+    Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock, reserve_in, transition_in,
+};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

@@ -1,5 +1,5 @@
 use mercato_core::{Error, ErrorCode, Id, Millis};
-use mercato_platform::db::Param;
+use mercato_platform::db::{Dialect, Param};
 use mercato_platform::events::{EventBus, emit};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params};
@@ -45,6 +45,7 @@ struct Inner {
     /// Displayed availability. Local writes invalidate it at once; the short
     /// TTL bounds staleness from other instances. Decisions (reserve) never read it.
     shown: Cache<String, i64>,
+    shown_ttl: Duration,
     shown_gen: mercato_platform::KeyedGeneration,
     /// Concurrent misses for the same SKUs (a hot product's page after its
     /// entry expired) share one read.
@@ -157,24 +158,44 @@ pub fn transition_in(
     Ok(Some(skus))
 }
 
-/// How long displayed availability may lag a write made on another instance.
+/// How long displayed availability may lag a write made on another instance
+/// (PostgreSQL: other instances write the same stock rows).
 pub const SHOWN_TTL: Duration = Duration::from_secs(2);
 
+/// On SQLite this process is the only writer (the data directory is its own),
+/// and every stock write invalidates what it changed, so the TTL only bounds
+/// the damage of a write made behind the service's back (by hand, in SQL).
+/// With 2 s, a catalog larger than what is requested per 2 s was read from
+/// the database on nearly every product page (100k products: a third of the
+/// throughput of 10k).
+pub const SOLE_WRITER_SHOWN_TTL: Duration = Duration::from_secs(60);
+
 impl InventoryService {
+    /// How long a displayed availability (and a page rendered from it) may be
+    /// reused when no local write invalidated it.
+    pub fn shown_ttl(&self) -> Duration {
+        self.inner.shown_ttl
+    }
+
     /// Moves whenever this instance invalidates `sku`'s displayed availability:
     /// views derived from it (a rendered product page) are current while this
-    /// is unchanged and they are younger than [`SHOWN_TTL`].
+    /// is unchanged and they are younger than [`Self::shown_ttl`].
     pub fn shown_generation(&self, sku: &str) -> u64 {
         self.inner.shown_gen.current(sku)
     }
 
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
+        let shown_ttl = match db.dialect() {
+            Dialect::Sqlite => SOLE_WRITER_SHOWN_TTL,
+            Dialect::Postgres => SHOWN_TTL,
+        };
         InventoryService {
             inner: Arc::new(Inner {
                 db,
                 ids,
                 bus,
-                shown: Cache::builder().max_capacity(200_000).time_to_live(SHOWN_TTL).build(),
+                shown: Cache::builder().max_capacity(200_000).time_to_live(shown_ttl).build(),
+                shown_ttl,
                 shown_gen: Default::default(),
                 shown_loads: Default::default(),
             }),

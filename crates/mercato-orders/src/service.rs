@@ -339,10 +339,8 @@ impl OrdersService {
         };
         // A repeated request is answered from its record before the cart is
         // looked at: the first one emptied it.
-        let (k, f) = (key.clone(), fingerprint.clone());
-        let earlier = self.inner.db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await?;
-        if let Some(Earlier::Done(body, order_id)) = earlier {
-            return Ok(Placed { body, order_id, replayed: true });
+        if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
+            return Ok(replay);
         }
 
         if let Some(code) = &shipping_method {
@@ -357,6 +355,11 @@ impl OrdersService {
             .with_details(serde_json::json!({ "unavailable": cart.unavailable })));
         }
         let Some(cart_id) = cart.id.filter(|_| !cart.items.is_empty()) else {
+            // A concurrent request with this key may have placed the order
+            // (and emptied the cart) since the first look.
+            if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
+                return Ok(replay);
+            }
             return Err(Error::new(ErrorCode::EmptyCart, "the cart is empty"));
         };
         // A coupon that stopped applying since it was added is an error, not a
@@ -442,6 +445,15 @@ impl OrdersService {
                 Ok(Placed { body, order_id, replayed: false })
             }
         }
+    }
+
+    /// The stored answer of a finished checkout with this key, if there is one.
+    async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        Ok(match self.inner.db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
+            Some(Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
+            _ => None,
+        })
     }
 
     pub async fn get(&self, id: Id) -> Result<Order, Error> {

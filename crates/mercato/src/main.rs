@@ -4,6 +4,24 @@ use clap::{Parser, Subcommand};
 use mercato_platform::config::Config;
 use std::path::PathBuf;
 
+// glibc's malloc keeps freed memory in per-thread arenas: under load (tokio
+// workers, blocking-pool threads, argon2 buffers) the server's RSS grew to
+// three times its live heap (heaptrack: 73 MB live at a 250 MB RSS peak in the
+// flash-sale scenario). jemalloc returns memory to the system as it goes.
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's defaults keep freed pages for 10 s and purge only when the
+/// process allocates; a background thread and a 1 s decay hand them back
+/// while the server idles (100k products, after the search index is built:
+/// 240 MB RSS with the defaults, 72 MB with these). `_RJEM_MALLOC_CONF`
+/// overrides at run time.
+#[cfg(all(target_os = "linux", not(target_env = "msvc")))]
+#[allow(unsafe_code, reason = "jemalloc reads its configuration from this exported symbol")]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static MALLOC_CONF: &[u8; 60] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[derive(Parser)]
 #[command(name = "mercato", version, about = "An e-commerce backend, from a laptop to a cluster")]
 struct Cli {

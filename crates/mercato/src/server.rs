@@ -178,6 +178,7 @@ impl Shop {
         );
         flash.load_open().await?;
         let page_entries = config.cache.l1_max_entries;
+        let shown_ttl = inventory.shown_ttl();
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
@@ -192,7 +193,7 @@ impl Shop {
             webhooks,
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
-            product_pages: mercato_http::render::ProductPages::new(page_entries),
+            product_pages: mercato_http::render::ProductPages::new(page_entries, shown_ttl),
             search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });
