@@ -68,6 +68,15 @@ fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
         .transpose()
 }
 
+/// Creates reservation `id` in state held; false if it already exists (an
+/// earlier attempt made it: reservations are keyed by order id).
+fn open_reservation(tx: &mut dyn Tx, id: Id, now: i64) -> Result<bool, Error> {
+    Ok(tx.execute(
+        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
+        params![id, now],
+    )? == 1)
+}
+
 /// Holds `lines` for `reservation` inside the caller's transaction: all or
 /// nothing, each line a conditional decrement. Returns the SKUs whose stock
 /// moved (none when the reservation already existed: an earlier attempt made
@@ -80,11 +89,7 @@ pub fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Ve
         return Err(Error::validation("a reservation needs lines with positive quantities"));
     }
     let now = now_ms();
-    let inserted = tx.execute(
-        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
-        params![reservation, now],
-    )?;
-    if inserted == 0 {
+    if !open_reservation(tx, reservation, now)? {
         return Ok(vec![]); // already reserved by an earlier attempt
     }
     for l in &lines {
@@ -458,11 +463,7 @@ impl InventoryService {
             .db
             .write(move |tx| {
                 let now = now_ms();
-                let created = tx.execute(
-                    "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
-                    params![to, now],
-                )?;
-                if created == 0 {
+                if !open_reservation(tx, to, now)? {
                     return Ok(());
                 }
                 let held = tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![from])?.map(|r| r.text(0)).transpose()?;
