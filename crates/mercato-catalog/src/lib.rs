@@ -12,10 +12,11 @@ mod service;
 pub use model::*;
 pub use service::CatalogService;
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "categories, products, variants",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "categories, products, variants",
+        sql: r#"
         CREATE TABLE categories (
             id INTEGER PRIMARY KEY,
             parent_id INTEGER REFERENCES categories (id),
@@ -51,12 +52,13 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
         );
         CREATE INDEX variants_by_product ON variants (product_id, position);
     "#,
-},
-// The default listing (newest first, no filter) had no index in its order:
-// SQLite sorted every published product for each page (87 ms a page at 1M
-// products). With this one a page is a range scan of 101 entries.
-mercato_platform::Migration {
-    version: 2,
-    name: "index products by status and id",
-    sql: "CREATE INDEX products_by_status ON products (status, id);",
-}];
+    },
+    // The default listing (newest first, no filter) had no index in its order:
+    // SQLite sorted every published product for each page (87 ms a page at 1M
+    // products). With this one a page is a range scan of 101 entries.
+    mercato_platform::Migration {
+        version: 2,
+        name: "index products by status and id",
+        sql: "CREATE INDEX products_by_status ON products (status, id);",
+    },
+];
