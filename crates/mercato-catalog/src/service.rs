@@ -1,5 +1,5 @@
 use crate::model::*;
-use mercato_core::{Currency, Error, ErrorCode, Id, Money};
+use mercato_core::{Currency, Error, Id, Money};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::{Param, Row};
 use mercato_platform::events::{EventBus, emit};
@@ -590,14 +590,14 @@ impl CatalogService {
         let mut out = HashMap::with_capacity(skus.len());
         let mut missing = Vec::new();
         for sku in skus {
-            let cached = match self.inner.sku_products.get(&sku) {
-                Some(product) => match self.get_by_id(Id(product)).await {
-                    Ok(p) => sku_info(&p, &sku),
-                    Err(e) if e.code == ErrorCode::NotFound => None,
-                    Err(e) => return Err(e),
-                },
-                None => None,
-            };
+            // Only what L1 holds now: a product that must be loaded is read
+            // with the others in one query below, not one load per line.
+            let cached = self
+                .inner
+                .sku_products
+                .get(&sku)
+                .and_then(|product| self.inner.products.peek(&product).flatten())
+                .and_then(|p| sku_info(&p, &sku));
             match cached {
                 Some(info) => {
                     out.insert(sku, info);

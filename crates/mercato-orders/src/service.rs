@@ -395,6 +395,7 @@ impl OrdersService {
         let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
         let history_id = self.inner.ids.next();
         let discounts = cart.discounts;
+        let counts_uses = !discounts.is_empty();
         let promotions = self.inner.promotions.clone();
         let (k, b) = (key, body.clone());
         let written = self
@@ -402,13 +403,14 @@ impl OrdersService {
             .db
             .write(move |tx| {
                 let now = now_ms();
+                let mut released = Vec::new();
                 match earlier_checkout(tx, customer, &k, &fingerprint, now)? {
                     Some(Earlier::Done(body, id)) => return Ok(Written::Replay(body, id)),
                     Some(Earlier::Abandoned(old)) => {
                         // An attempt of an earlier version crashed after
                         // reserving: what it held comes back first.
                         mercato_promotions::release_in(tx, old)?;
-                        mercato_inventory::transition_in(tx, old, "held", "released")?;
+                        released = mercato_inventory::transition_in(tx, old, "held", "released")?.unwrap_or_default();
                         tx.execute(
                             "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
                             params![customer, &k],
@@ -429,7 +431,8 @@ impl OrdersService {
                         _ => Err(in_progress(1)),
                     };
                 }
-                let skus = mercato_inventory::reserve_in(tx, order_id, &lines)?;
+                let mut skus = mercato_inventory::reserve_in(tx, order_id, &lines)?;
+                skus.append(&mut released);
                 promotions.redeem_in(tx, order_id, customer, &discounts)?;
                 insert_order(tx, &order, history_id, Some(cart_id), Some(&k))?;
                 mercato_cart::convert_in(tx, cart_id, order_id)?;
@@ -440,7 +443,10 @@ impl OrdersService {
             Written::Replay(body, order_id) => Ok(Placed { body, order_id, replayed: true }),
             Written::Placed(skus) => {
                 self.inner.inventory.stock_written(&skus);
-                self.inner.promotions.redeemed();
+                if counts_uses {
+                    // Only then did cached promotion counts change.
+                    self.inner.promotions.redeemed();
+                }
                 self.inner.bus.wake();
                 Ok(Placed { body, order_id, replayed: false })
             }

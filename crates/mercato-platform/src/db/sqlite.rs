@@ -108,19 +108,9 @@ impl Sqlite {
     {
         let permit = self.reader_slots.clone().acquire_owned().await.map_err(|_| Error::unavailable("closed"))?;
         let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = readers.lock().pop().expect("a permit guarantees an idle reader");
-            let result = {
-                let mut tx = SqliteTx { conn: &conn };
-                catch_unwind(AssertUnwindSafe(|| body(&mut tx)))
-                    .unwrap_or_else(|_| Err(Error::internal("read body panicked")))
-            };
-            readers.lock().push(conn);
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| Error::internal(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || run_read(&readers, permit, body))
+            .await
+            .map_err(|e| Error::internal(format!("read task failed: {e}")))?
     }
 
     /// Runs a short read on the calling thread when a reader is idle. A point
@@ -135,15 +125,7 @@ impl Sqlite {
         let Ok(permit) = self.reader_slots.clone().try_acquire_owned() else {
             return self.read(body).await;
         };
-        let conn = self.readers.lock().pop().expect("a permit guarantees an idle reader");
-        let result = {
-            let mut tx = SqliteTx { conn: &conn };
-            catch_unwind(AssertUnwindSafe(|| body(&mut tx)))
-                .unwrap_or_else(|_| Err(Error::internal("read body panicked")))
-        };
-        self.readers.lock().push(conn);
-        drop(permit);
-        result
+        run_read(&self.readers, permit, body)
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -153,6 +135,23 @@ impl Sqlite {
             write_queue: self.queued.load(Ordering::Relaxed),
         }
     }
+}
+
+/// Runs `body` on an idle reader (the permit guarantees there is one) and puts
+/// the reader back.
+fn run_read<T>(
+    readers: &Mutex<Vec<Connection>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    body: impl FnOnce(&mut dyn Tx) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let conn = readers.lock().pop().expect("a permit guarantees an idle reader");
+    let result = {
+        let mut tx = SqliteTx { conn: &conn };
+        catch_unwind(AssertUnwindSafe(|| body(&mut tx))).unwrap_or_else(|_| Err(Error::internal("read body panicked")))
+    };
+    readers.lock().push(conn);
+    drop(permit);
+    result
 }
 
 /// Takes the first job, then whatever else is already queued (up to
