@@ -4,17 +4,16 @@
 //! (subtotal - discount [+ shipping]) rounded half away from zero once, on the
 //! whole order (not per line), as most tax authorities compute invoices.
 
-use mercato_core::{Currency, Error, Id, Money};
+use mercato_core::{Currency, Error, Id, Money, Options};
 use mercato_platform::config::ShippingMethod;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PricedLine {
     pub sku: String,
     pub product_id: Id,
     pub name: String,
-    pub options: BTreeMap<String, String>,
+    pub options: Options,
     pub quantity: i64,
     pub unit_price: Money,
     pub line_total: Money,
@@ -73,7 +72,7 @@ mod tests {
             sku: "S".into(),
             product_id: Id(1),
             name: "n".into(),
-            options: BTreeMap::new(),
+            options: Options::default(),
             quantity: qty,
             unit_price: unit,
             line_total: line_total(unit, qty).unwrap(),

@@ -1,8 +1,7 @@
 //! Catalog types and the rules that validate them. No I/O.
 
-use mercato_core::{Currency, Error, Id, Millis, Money};
+use mercato_core::{Currency, Error, Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,7 +41,7 @@ pub struct Category {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Variant {
     pub sku: String,
-    pub options: BTreeMap<String, String>,
+    pub options: Options,
     pub price: Money,
     pub weight_grams: i64,
 }
@@ -63,6 +62,18 @@ pub struct Product {
     pub updated_at: Millis,
 }
 
+impl Product {
+    /// Bytes this product holds, for caches bounded by memory.
+    pub fn heap_size(&self) -> usize {
+        std::mem::size_of::<Product>()
+            + self.slug.capacity()
+            + self.name.capacity()
+            + self.description.capacity()
+            + self.variants.capacity() * std::mem::size_of::<Variant>()
+            + self.variants.iter().map(|v| v.sku.capacity() + v.options.heap_size()).sum::<usize>()
+    }
+}
+
 /// A listing row: enough to draw a product card.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProductSummary {
@@ -81,7 +92,7 @@ pub struct SkuInfo {
     pub category_id: Id,
     pub product_name: String,
     pub status: ProductStatus,
-    pub options: BTreeMap<String, String>,
+    pub options: Options,
     pub price: Money,
     pub weight_grams: i64,
 }
@@ -130,7 +141,7 @@ pub struct Page<T> {
 #[derive(Debug, Clone)]
 pub struct NewVariant {
     pub sku: String,
-    pub options: BTreeMap<String, String>,
+    pub options: Options,
     pub price: Money,
     pub weight_grams: i64,
 }
@@ -236,7 +247,7 @@ pub fn validate_weight(w: i64) -> Result<i64, Error> {
     Ok(w)
 }
 
-pub fn validate_options(o: &BTreeMap<String, String>) -> Result<(), Error> {
+pub fn validate_options(o: &Options) -> Result<(), Error> {
     if o.len() > 10 || o.iter().any(|(k, v)| k.is_empty() || k.len() > 50 || v.len() > 100) {
         return Err(Error::field("options", "at most 10 options, names 1-50 and values up to 100 characters"));
     }
@@ -319,7 +330,7 @@ mod tests {
         let usd = Currency::USD;
         let variant = |sku: &str, amount: i64, cur: Currency| NewVariant {
             sku: sku.into(),
-            options: BTreeMap::new(),
+            options: Options::default(),
             price: Money::new(amount, cur),
             weight_grams: 100,
         };

@@ -130,7 +130,7 @@ impl CatalogService {
                 ids,
                 bus,
                 currency,
-                products: cache.tiered("product"),
+                products: cache.tiered_weighed("product", Product::heap_size),
                 slugs: cache.tiered("slug"),
                 tree: cache.tiered("categories"),
                 tree_key: TREE.to_string(),

@@ -8,10 +8,12 @@
 pub mod error;
 pub mod id;
 pub mod money;
+pub mod options;
 
 pub use error::{Error, ErrorCode, Result};
 pub use id::Id;
 pub use money::{Currency, Money};
+pub use options::Options;
 
 /// Milliseconds since the Unix epoch. Domain functions take `now` as an argument
 /// instead of reading a clock, so they stay pure and testable.

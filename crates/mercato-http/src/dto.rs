@@ -1,9 +1,8 @@
 //! The JSON shapes of the public API. Only this crate knows them; domain types
 //! are converted here, so a domain refactor cannot silently change the API.
 
-use mercato_core::{Id, Millis, Money};
+use mercato_core::{Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use utoipa::ToSchema;
 
 /// RFC 3339 UTC timestamp from epoch milliseconds.
@@ -148,7 +147,8 @@ impl From<mercato_catalog::ProductSummary> for ProductSummaryDto {
 #[derive(Serialize, ToSchema)]
 pub struct VariantDto {
     pub sku: String,
-    pub options: BTreeMap<String, String>,
+    #[schema(value_type = HashMap<String, String>)]
+    pub options: Options,
     pub price: MoneyDto,
     pub weight_grams: i64,
     /// Units available to buy now (display value; may lag by seconds).
@@ -186,7 +186,8 @@ pub struct NewVariantRequest {
     pub sku: String,
     pub price: MoneyDto,
     #[serde(default)]
-    pub options: BTreeMap<String, String>,
+    #[schema(value_type = HashMap<String, String>)]
+    pub options: Options,
     #[serde(default)]
     pub weight_grams: i64,
     /// Initial available units (recorded as an inventory adjustment).
@@ -290,7 +291,8 @@ pub struct LineDto {
     #[schema(value_type = String)]
     pub product_id: Id,
     pub name: String,
-    pub options: BTreeMap<String, String>,
+    #[schema(value_type = HashMap<String, String>)]
+    pub options: Options,
     pub quantity: i64,
     pub unit_price: MoneyDto,
     pub line_total: MoneyDto,

@@ -11,12 +11,17 @@ use bytes::Bytes;
 use http::HeaderValue;
 use mercato_catalog::{Category, Product};
 use moka::sync::Cache;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 pub struct Rendered {
-    pub product: Arc<Product>,
-    pub categories: Arc<Vec<Category>>,
+    /// Weak, so that a page outliving its product in the product cache does
+    /// not keep the product's strings and variants alive (on a large catalog
+    /// that doubled the memory of the two caches). The allocation itself stays
+    /// while the page does, so its address cannot be reused by a newer value
+    /// and pointer equality still means "the same value".
+    pub product: Weak<Product>,
+    pub categories: Weak<Vec<Category>>,
     pub stock_generations: Vec<u64>,
     pub rendered_at: Instant,
     pub body: Bytes,
@@ -30,10 +35,19 @@ pub struct ProductPages {
 }
 
 impl ProductPages {
-    pub fn new(max_entries: u64, ttl: Duration) -> Self {
+    /// Pages are bounded by memory (`max_bytes`), like the product cache.
+    pub fn new(max_bytes: u64, ttl: Duration) -> Self {
         // Entries are valid for at most the availability TTL; the TTL here
         // only frees memory of pages nobody asks for.
-        ProductPages { pages: Cache::builder().max_capacity(max_entries).time_to_live(ttl).build(), ttl }
+        let pages = Cache::builder()
+            .max_capacity(max_bytes)
+            // The page, its ETag and generations, and moka's bookkeeping.
+            .weigher(|_: &i64, r: &Arc<Rendered>| {
+                u32::try_from(256 + r.body.len() + r.stock_generations.len() * 8).unwrap_or(u32::MAX)
+            })
+            .time_to_live(ttl)
+            .build();
+        ProductPages { pages, ttl }
     }
 
     /// The page if it is still exactly what rendering would produce now.
@@ -44,16 +58,16 @@ impl ProductPages {
         generation: impl Fn(&str) -> u64,
     ) -> Option<Arc<Rendered>> {
         let r = self.pages.get(&product.id.0)?;
-        let current = Arc::ptr_eq(&r.product, product)
-            && Arc::ptr_eq(&r.categories, categories)
+        let current = std::ptr::eq(r.product.as_ptr(), Arc::as_ptr(product))
+            && std::ptr::eq(r.categories.as_ptr(), Arc::as_ptr(categories))
             && r.rendered_at.elapsed() < self.ttl
             && product.variants.iter().zip(&r.stock_generations).all(|(v, g)| generation(&v.sku) == *g);
         current.then_some(r)
     }
 
-    pub fn put(&self, page: Rendered) -> Arc<Rendered> {
+    pub fn put(&self, product_id: i64, page: Rendered) -> Arc<Rendered> {
         let page = Arc::new(page);
-        self.pages.insert(page.product.id.0, page.clone());
+        self.pages.insert(product_id, page.clone());
         page
     }
 }

@@ -1,8 +1,7 @@
 //! Order types and the order state machine. No I/O.
 
-use mercato_core::{Error, Id, Millis, Money};
+use mercato_core::{Error, Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -149,7 +148,7 @@ pub struct OrderItem {
     pub sku: String,
     pub product_id: Id,
     pub name: String,
-    pub options: BTreeMap<String, String>,
+    pub options: Options,
     pub quantity: i64,
     pub unit_price: Money,
     pub line_total: Money,

@@ -277,8 +277,12 @@ impl Default for PaymentsConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
-    /// Entries kept in the in-process cache.
+    /// Entries kept in each in-process cache (products excepted).
     pub l1_max_entries: u64,
+    /// Megabytes of products kept in process; rendered product pages get
+    /// half as much again. Bounded by memory, not entries, so that a large
+    /// catalog cannot grow the process without bound.
+    pub l1_max_mb: u64,
     /// Seconds an in-process entry lives without being invalidated.
     pub l1_ttl_secs: u64,
     /// Shared second-level cache and coordination store, e.g.
@@ -305,6 +309,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {
             l1_max_entries: 50_000,
+            l1_max_mb: 64,
             l1_ttl_secs: 60,
             redis_url: Secret::default(),
             l2_ttl_secs: 300,

@@ -12,7 +12,8 @@ pub async fn doc_for(state: &AppState, p: &Product) -> Result<SearchDoc, Error> 
     path.reverse();
     let cats = state.catalog.categories().await?;
     let names = path.iter().filter_map(|id| cats.iter().find(|c| c.id == *id).map(|c| c.name.clone())).collect();
-    let mut option_values: Vec<String> = p.variants.iter().flat_map(|v| v.options.values().cloned()).collect();
+    let mut option_values: Vec<String> =
+        p.variants.iter().flat_map(|v| v.options.values().map(str::to_string)).collect();
     option_values.sort();
     option_values.dedup();
     Ok(SearchDoc {

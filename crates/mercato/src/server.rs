@@ -74,6 +74,7 @@ fn cache_hub(config: &Config, redis: Option<Redis>) -> CacheHub {
     let c = &config.cache;
     let options = CacheOptions {
         l1_max_entries: c.l1_max_entries,
+        l1_max_bytes: c.l1_max_mb << 20,
         l1_ttl: Duration::from_secs(c.l1_ttl_secs),
         l2_ttl: Duration::from_secs(c.l2_ttl_secs),
         jitter_percent: c.ttl_jitter_percent,
@@ -178,6 +179,7 @@ impl Shop {
         );
         flash.load_open().await?;
         let page_entries = config.cache.l1_max_entries;
+        let page_bytes = (config.cache.l1_max_mb << 20) / 2;
         let shown_ttl = inventory.shown_ttl();
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
@@ -193,7 +195,7 @@ impl Shop {
             webhooks,
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
-            product_pages: mercato_http::render::ProductPages::new(page_entries, shown_ttl),
+            product_pages: mercato_http::render::ProductPages::new(page_bytes, shown_ttl),
             search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });

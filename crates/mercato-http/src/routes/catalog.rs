@@ -13,6 +13,7 @@ use mercato_catalog::{
 };
 use mercato_core::{Error, Id};
 use serde::Deserialize;
+use std::sync::Arc;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -194,7 +195,17 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     let body =
         Bytes::from(serde_json::to_vec(&dto_of(&p, category, &available)).map_err(|e| Error::internal(e.to_string()))?);
     let etag = etag_of(&body);
-    let page = s.product_pages.put(Rendered { product: p, categories, stock_generations, rendered_at, body, etag });
+    let page = s.product_pages.put(
+        p.id.0,
+        Rendered {
+            product: Arc::downgrade(&p),
+            categories: Arc::downgrade(&categories),
+            stock_generations,
+            rendered_at,
+            body,
+            etag,
+        },
+    );
     Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE))
 }
 
