@@ -37,7 +37,7 @@ pub struct Placed {
 }
 
 pub enum PaymentResult {
-    Paid(Payment, Box<Order>),
+    Paid(Payment),
     Processing(Payment),
 }
 
@@ -62,6 +62,22 @@ enum PaidOutcome {
     /// The payment landed on a cancelled order.
     Refund,
     Nothing,
+}
+
+/// The order is paid (its payment just succeeded): the transition and, in
+/// the same transaction, its held units sold. Already paid (a duplicate
+/// report): nothing. Cancelled meanwhile: the payment must be refunded.
+fn paid_in(tx: &mut dyn Tx, hid: Id, id: Id) -> Result<PaidOutcome, Error> {
+    match transition(tx, hid, id, Action::Pay, None, "payment", None) {
+        Ok(_) => {
+            Ok(PaidOutcome::Paid(mercato_inventory::transition_in(tx, id, "held", "committed")?.unwrap_or_default()))
+        }
+        Err(e) if e.code == ErrorCode::IllegalTransition => {
+            let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+            Ok(if status == "cancelled" { PaidOutcome::Refund } else { PaidOutcome::Nothing })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 enum Written {
@@ -568,30 +584,48 @@ impl OrdersService {
                 .with_details(serde_json::json!({ "reason": "payment window closed" })));
         }
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        let locked = self
-            .inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                Ok(tx.execute(
-                    "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment'                      AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
-                    params![now + lease, id, now],
-                )?)
-            })
-            .await?;
-        if locked == 0 {
-            let current = self.get(id).await?;
-            return Err(match current.status {
-                OrderStatus::PendingPayment => {
-                    Error::conflict("a payment for this order is already in progress").with_retry_after(2)
-                }
-                other => Error::illegal_transition(other.as_str(), "pay"),
-            });
-        }
-        let outcome = self.inner.payments.pay(id, order.total, card_number).await;
-        if !matches!(outcome, Ok(PayOutcome::Processing(_))) {
-            // Succeeded: the Pay transition clears the lease itself. Declined or
-            // failed: the customer may try again (or cancel) right away.
+        let hid = self.inner.ids.next();
+        // Claiming the order (a lease, so one payment runs at a time) commits
+        // with the payment attempt; the order's payment with the payment's.
+        let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let claim = claimed.clone();
+        let begin = move |tx: &mut dyn Tx| {
+            let now = now_ms();
+            let locked = tx.execute(
+                "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment' \
+                 AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
+                params![now + lease, id, now],
+            )?;
+            if locked == 0 {
+                let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+                return Err(match status.as_str() {
+                    "pending_payment" => {
+                        Error::conflict("a payment for this order is already in progress").with_retry_after(2)
+                    }
+                    other => Error::illegal_transition(other, "pay"),
+                });
+            }
+            claim.store(true, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        };
+        let settled = move |tx: &mut dyn Tx, succeeded: Option<&Payment>| match succeeded {
+            Some(_) => paid_in(tx, hid, id),
+            // Declined: the customer may try again (or cancel) right away.
+            None => {
+                tx.execute(
+                    "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
+                    params![id],
+                )?;
+                Ok(PaidOutcome::Nothing)
+            }
+        };
+        let result = self.inner.payments.pay_with(id, order.total, card_number, begin, settled).await;
+        let failed_after_claim = result.as_ref().is_err_and(|e| e.code != ErrorCode::PaymentDeclined)
+            && claimed.load(std::sync::atomic::Ordering::Relaxed);
+        if failed_after_claim {
+            // The provider could not be reached (a decline clears the claim in
+            // its own transaction; a refused claim never held it): do not
+            // leave the order claimed.
             let _ = self
                 .inner
                 .db
@@ -603,19 +637,18 @@ impl OrdersService {
                 })
                 .await;
         }
-        match outcome? {
-            PayOutcome::Succeeded(payment) => {
-                self.on_payment_succeeded(id).await?;
-                let order = self.get(id).await?;
-                if order.status == OrderStatus::Cancelled {
+        match result? {
+            (PayOutcome::Succeeded(payment), paid) => {
+                self.inner.bus.wake();
+                if self.after_paid(id, paid.unwrap_or(PaidOutcome::Nothing)).await? {
                     return Err(Error::illegal_transition("cancelled", "pay").with_details(
                         serde_json::json!({ "reason": "the order was cancelled; the payment was refunded" }),
                     ));
                 }
-                Ok(PaymentResult::Paid(payment, Box::new(order)))
+                Ok(PaymentResult::Paid(payment))
             }
             // The lease stays until the webhook settles it or it runs out.
-            PayOutcome::Processing(payment) => Ok(PaymentResult::Processing(payment)),
+            (PayOutcome::Processing(payment), _) => Ok(PaymentResult::Processing(payment)),
         }
     }
 
@@ -637,23 +670,15 @@ impl OrdersService {
             return Ok(());
         }
         let hid = self.inner.ids.next();
-        let outcome = self
-            .inner
-            .db
-            .write(move |tx| match transition(tx, hid, id, Action::Pay, None, "payment", None) {
-                // Paid: the held units are sold in the same transaction.
-                Ok(_) => Ok(PaidOutcome::Paid(
-                    mercato_inventory::transition_in(tx, id, "held", "committed")?.unwrap_or_default(),
-                )),
-                Err(e) if e.code == ErrorCode::IllegalTransition => {
-                    // Already paid (a duplicate report): nothing to do. Cancelled: refund.
-                    let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
-                    Ok(if status == "cancelled" { PaidOutcome::Refund } else { PaidOutcome::Nothing })
-                }
-                Err(e) => Err(e),
-            })
-            .await?;
+        let outcome = self.inner.db.write(move |tx| paid_in(tx, hid, id)).await?;
         self.inner.bus.wake();
+        self.after_paid(id, outcome).await?;
+        Ok(())
+    }
+
+    /// What follows a committed [`paid_in`]: displayed stock, or the refund
+    /// of a payment that landed on a cancelled order (then `true`).
+    async fn after_paid(&self, id: Id, outcome: PaidOutcome) -> Result<bool, Error> {
         match outcome {
             PaidOutcome::Paid(skus) => self.inner.inventory.stock_written(&skus),
             PaidOutcome::Refund => {
@@ -661,10 +686,11 @@ impl OrdersService {
                 let refund =
                     self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
                 self.add_refunded(id, refund.amount.amount).await?;
+                return Ok(true);
             }
             PaidOutcome::Nothing => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn expire(&self, id: Id) -> Result<bool, Error> {

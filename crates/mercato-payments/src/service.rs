@@ -140,40 +140,70 @@ impl PaymentsService {
         Ok(self.inner.db.lookup(move |tx| intent_by_order(tx, order)).await?.map(|(p, _)| p))
     }
 
-    /// Charges the card for `amount` against `order`'s intent. The caller (the
-    /// orders domain) has checked that the order is awaiting payment.
+    /// Charges the card for `amount` against `order`'s intent, with no steps
+    /// of the caller's in its transactions (see [`Self::pay_with`]).
     pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
+        Ok(self.pay_with(order, amount, card_number, |_| Ok(()), |_, _| Ok(())).await?.0)
+    }
+
+    /// Charges the card for `amount` against `order`'s intent. The caller (the
+    /// orders domain) has checked that the order is awaiting payment, and
+    /// brings its own steps into the two transactions: `begin` runs in the one
+    /// that starts the attempt (claiming the order), `settled` in the one that
+    /// applies a final answer from the provider, with the payment if it newly
+    /// succeeded (marking the order paid). Each pair commits together or not
+    /// at all, and a payment costs two writes. `settled` does not run while
+    /// the provider's answer is pending (a webhook or reconciliation settles
+    /// it later, through the `payment.succeeded` event). Both may run more than
+    /// once: a transaction can be retried (PostgreSQL serialization failures).
+    pub async fn pay_with<T, B, S>(
+        &self,
+        order: Id,
+        amount: Money,
+        card_number: &str,
+        mut begin: B,
+        mut settled: S,
+    ) -> Result<(PayOutcome, Option<T>), Error>
+    where
+        T: Send + 'static,
+        B: FnMut(&mut dyn Tx) -> Result<(), Error> + Send + 'static,
+        S: FnMut(&mut dyn Tx, Option<&Payment>) -> Result<T, Error> + Send + 'static,
+    {
         let card = card::validate(card_number)?;
         let intent_id = self.inner.ids.next();
         let attempt = self.inner.ids.next();
         let last4 = card[card.len() - 4..].to_string();
-        self.inner
+        let started = self
+            .inner
             .db
             .write(move |tx| {
+                begin(tx)?;
                 let now = now_ms();
                 tx.execute(
                     "INSERT INTO payment_intents (id, order_id, amount, currency, status, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, 'requires_payment', $5, $5) ON CONFLICT (order_id) DO NOTHING",
                     params![intent_id, order, amount.amount, amount.currency.as_str(), now],
                 )?;
-                let claimed = tx.execute(
-                    "UPDATE payment_intents SET status = 'processing', attempt_id = $1, last_error = NULL, updated_at = $2 \
-                     WHERE order_id = $3 AND status = 'requires_payment'",
+                let claimed = tx.query_opt(
+                    &format!(
+                        "UPDATE payment_intents SET status = 'processing', attempt_id = $1, last_error = NULL, updated_at = $2 \
+                         WHERE order_id = $3 AND status = 'requires_payment' RETURNING {INTENT_COLUMNS}"
+                    ),
                     params![attempt, now, order],
                 )?;
-                if claimed == 0 {
+                let Some(row) = claimed else {
                     let (current, _) = intent_by_order(tx, order)?.ok_or_else(|| Error::internal("intent vanished"))?;
                     return Err(match current.status {
                         PaymentStatus::Succeeded => Error::illegal_transition("paid", "pay"),
                         _ => Error::conflict("a payment for this order is already being processed").with_retry_after(2),
                     });
-                }
-                let intent = intent_by_order(tx, order)?.ok_or_else(|| Error::internal("intent vanished"))?.0;
+                };
+                let (intent, _) = intent_from(&row)?;
                 tx.execute(
                     "INSERT INTO payment_attempts (id, intent_id, card_last4, status, created_at) VALUES ($1, $2, $3, 'processing', $4)",
                     params![attempt, intent.id, &last4, now],
                 )?;
-                Ok(())
+                Ok(intent)
             })
             .await?;
 
@@ -182,13 +212,27 @@ impl PaymentsService {
             // The intent stays `processing`; reconciliation asks the provider later.
             Err(e) => return Err(Error::unavailable(format!("payment provider unavailable: {}", e.message))),
         };
+        if let ChargeOutcome::Pending { .. } = outcome {
+            return Ok((PayOutcome::Processing(started), None));
+        }
         let o = outcome.clone();
-        let newly = self.inner.db.write(move |tx| settle(tx, attempt, &o)).await?;
+        let (newly, after) = self
+            .inner
+            .db
+            .write(move |tx| {
+                let newly = settle(tx, attempt, &o)?;
+                let after = settled(tx, newly.as_ref())?;
+                Ok((newly, after))
+            })
+            .await?;
         self.inner.bus.wake();
-        let payment = self.for_order(order).await?.ok_or_else(|| Error::internal("intent vanished"))?;
+        let payment = match newly {
+            Some(p) => p,
+            None => self.for_order(order).await?.ok_or_else(|| Error::internal("intent vanished"))?,
+        };
         match outcome {
-            ChargeOutcome::Succeeded { .. } => Ok(PayOutcome::Succeeded(newly.unwrap_or(payment))),
-            ChargeOutcome::Pending { .. } => Ok(PayOutcome::Processing(payment)),
+            ChargeOutcome::Succeeded { .. } => Ok((PayOutcome::Succeeded(payment), Some(after))),
+            ChargeOutcome::Pending { .. } => unreachable!("answered above"),
             ChargeOutcome::Declined { code, message } => Err(Error::new(ErrorCode::PaymentDeclined, message)
                 .with_details(serde_json::json!({ "decline_code": code, "payment_id": payment.id }))),
         }

@@ -125,7 +125,7 @@ async fn pay_order(
         return Err(Error::field("method", "the test provider accepts only 'test_card'").into());
     }
     Ok(match s.orders.pay(p.customer_id, id, &req.card_number).await? {
-        PaymentResult::Paid(payment, _) => json_response(StatusCode::CREATED, &PaymentDto::from(payment)),
+        PaymentResult::Paid(payment) => json_response(StatusCode::CREATED, &PaymentDto::from(payment)),
         PaymentResult::Processing(payment) => json_response(StatusCode::ACCEPTED, &PaymentDto::from(payment)),
     })
 }
