@@ -23,6 +23,32 @@ pub struct Sqlite {
     readers_total: usize,
 }
 
+/// How often the checkpointer copies committed WAL frames into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Copies the WAL into the database file (and fsyncs it) off the writer's
+/// path: auto-checkpoints ran inside the commit of whichever write crossed
+/// 1,000 pages, which under checkout load (about 15,000 WAL pages a second)
+/// was many times a second. PASSIVE never blocks the writer or readers.
+/// Measured: checkout 1,616-1,766 -> 2,291-2,436 iterations/s. (Mapping the
+/// database into memory as well was slower, 2,050-2,116, and each
+/// connection's mapping counted again in RSS.) Stops once every handle to the
+/// database is gone.
+fn checkpointer(conn: Connection, alive: std::sync::Weak<AtomicUsize>) {
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        if alive.upgrade().is_none() {
+            return;
+        }
+        let frames =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)));
+        match frames {
+            Ok((wal, copied)) => tracing::debug!(wal, copied, "sqlite checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "sqlite checkpoint failed"),
+        }
+    }
+}
+
 fn configure(conn: &Connection, sync: Synchronous, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -37,6 +63,9 @@ fn configure(conn: &Connection, sync: Synchronous, cache_kib: i64) -> rusqlite::
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "cache_size", -cache_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoints run on their own thread (`checkpointer`); this is only the
+    // safety net should that thread fall far behind.
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     conn.set_prepared_statement_cache_capacity(256);
     Ok(())
 }
@@ -68,6 +97,13 @@ impl Sqlite {
         std::thread::Builder::new()
             .name(format!("sqlite-writer-{name}"))
             .spawn(move || writer_loop(writer, rx, max_batch, queued_w))
+            .map_err(|e| DbError::Other(e.to_string()))?;
+        let checkpoints = Connection::open(path).map_err(map_err)?;
+        checkpoints.busy_timeout(std::time::Duration::from_secs(5)).map_err(map_err)?;
+        let alive = Arc::downgrade(&queued);
+        std::thread::Builder::new()
+            .name(format!("sqlite-checkpoint-{name}"))
+            .spawn(move || checkpointer(checkpoints, alive))
             .map_err(|e| DbError::Other(e.to_string()))?;
         Ok(Sqlite {
             jobs,
