@@ -33,6 +33,16 @@ pub fn metrics_handle() -> PrometheusHandle {
             let handle = recorder.handle();
             // A second recorder (another test server in this process) keeps the first.
             let _ = metrics::set_global_recorder(recorder);
+            // Histograms keep every recorded sample until upkeep folds them
+            // into buckets; without it a shop nobody scrapes grew by 8 bytes
+            // per request (half a megabyte a second under load).
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
             handle
         })
         .clone()
