@@ -588,17 +588,29 @@ impl CatalogService {
     /// database. Checkout prices with [`Self::skus`].
     pub async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         let mut out = HashMap::with_capacity(skus.len());
-        let mut missing = Vec::new();
+        let mut uncached = Vec::new();
         for sku in skus {
-            // Only what L1 holds now: a product that must be loaded is read
-            // with the others in one query below, not one load per line.
-            let cached = self
-                .inner
-                .sku_products
-                .get(&sku)
-                .and_then(|product| self.inner.products.peek(&product).flatten())
-                .and_then(|p| sku_info(&p, &sku));
-            match cached {
+            let product = self.inner.sku_products.get(&sku);
+            match product.and_then(|p| self.inner.products.peek(&p).flatten()).and_then(|p| sku_info(&p, &sku)) {
+                Some(info) => {
+                    out.insert(sku, info);
+                }
+                None => uncached.push((sku, product)),
+            }
+        }
+        // A few products of known SKUs are loaded into the product cache, so
+        // that the next pricing of these lines (every add answers the priced
+        // cart) is answered from memory; many (a long cart after eviction)
+        // are read with the unknown SKUs in one query rather than one load
+        // per line.
+        let mut missing = Vec::new();
+        let few = uncached.len() <= 4;
+        for (sku, product) in uncached {
+            let loaded = match product {
+                Some(id) if few => self.get_by_id(Id(id)).await.ok().and_then(|p| sku_info(&p, &sku)),
+                _ => None,
+            };
+            match loaded {
                 Some(info) => {
                     out.insert(sku, info);
                 }
