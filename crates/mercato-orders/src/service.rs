@@ -608,10 +608,11 @@ impl OrdersService {
             claim.store(true, std::sync::atomic::Ordering::Relaxed);
             Ok(())
         };
-        let settled = move |tx: &mut dyn Tx, succeeded: Option<&Payment>| match succeeded {
-            Some(_) => paid_in(tx, hid, id),
+        let settled = move |tx: &mut dyn Tx, succeeded: bool| match succeeded {
+            // Idempotent: an order a webhook already marked paid stays as it is.
+            true => paid_in(tx, hid, id),
             // Declined: the customer may try again (or cancel) right away.
-            None => {
+            false => {
                 tx.execute(
                     "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
                     params![id],

@@ -150,8 +150,8 @@ impl PaymentsService {
     /// orders domain) has checked that the order is awaiting payment, and
     /// brings its own steps into the two transactions: `begin` runs in the one
     /// that starts the attempt (claiming the order), `settled` in the one that
-    /// applies a final answer from the provider, with the payment if it newly
-    /// succeeded (marking the order paid). Each pair commits together or not
+    /// applies a final answer from the provider, told whether it succeeded
+    /// (even if a webhook or reconciliation recorded that first) (marking the order paid). Each pair commits together or not
     /// at all, and a payment costs two writes. `settled` does not run while
     /// the provider's answer is pending (a webhook or reconciliation settles
     /// it later, through the `payment.succeeded` event). Both may run more than
@@ -167,7 +167,7 @@ impl PaymentsService {
     where
         T: Send + 'static,
         B: FnMut(&mut dyn Tx) -> Result<(), Error> + Send + 'static,
-        S: FnMut(&mut dyn Tx, Option<&Payment>) -> Result<T, Error> + Send + 'static,
+        S: FnMut(&mut dyn Tx, bool) -> Result<T, Error> + Send + 'static,
     {
         let card = card::validate(card_number)?;
         let intent_id = self.inner.ids.next();
@@ -216,12 +216,13 @@ impl PaymentsService {
             return Ok((PayOutcome::Processing(started), None));
         }
         let o = outcome.clone();
+        let succeeded = matches!(outcome, ChargeOutcome::Succeeded { .. });
         let (newly, after) = self
             .inner
             .db
             .write(move |tx| {
                 let newly = settle(tx, attempt, &o)?;
-                let after = settled(tx, newly.as_ref())?;
+                let after = settled(tx, succeeded)?;
                 Ok((newly, after))
             })
             .await?;
