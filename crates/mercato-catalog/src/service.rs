@@ -1,5 +1,5 @@
 use crate::model::*;
-use mercato_core::{Currency, Error, Id, Money};
+use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::{Param, Row};
 use mercato_platform::events::{EventBus, emit};
@@ -607,7 +607,12 @@ impl CatalogService {
         let few = uncached.len() <= 4;
         for (sku, product) in uncached {
             let loaded = match product {
-                Some(id) if few => self.get_by_id(Id(id)).await.ok().and_then(|p| sku_info(&p, &sku)),
+                Some(id) if few => match self.get_by_id(Id(id)).await {
+                    Ok(p) => sku_info(&p, &sku),
+                    // A product deleted since: the join below decides.
+                    Err(e) if e.code == ErrorCode::NotFound => None,
+                    Err(e) => return Err(e),
+                },
                 _ => None,
             };
             match loaded {

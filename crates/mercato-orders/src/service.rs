@@ -80,6 +80,15 @@ fn paid_in(tx: &mut dyn Tx, hid: Id, id: Id) -> Result<PaidOutcome, Error> {
     }
 }
 
+/// Lets another payment of unpaid order `id` start at once.
+fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
+        params![id],
+    )?;
+    Ok(())
+}
+
 enum Written {
     Placed(Vec<String>),
     Replay(String, Id),
@@ -613,10 +622,7 @@ impl OrdersService {
             true => paid_in(tx, hid, id),
             // Declined: the customer may try again (or cancel) right away.
             false => {
-                tx.execute(
-                    "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
-                    params![id],
-                )?;
+                release_payment_lease_in(tx, id)?;
                 Ok(PaidOutcome::Nothing)
             }
         };
@@ -627,20 +633,10 @@ impl OrdersService {
             // The provider could not be reached (a decline clears the claim in
             // its own transaction; a refused claim never held it): do not
             // leave the order claimed.
-            let _ = self
-                .inner
-                .db
-                .write(move |tx| {
-                    Ok(tx.execute(
-                        "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
-                        params![id],
-                    )?)
-                })
-                .await;
+            let _ = self.inner.db.write(move |tx| release_payment_lease_in(tx, id)).await;
         }
         match result? {
             (PayOutcome::Succeeded(payment), paid) => {
-                self.inner.bus.wake();
                 if self.after_paid(id, paid.unwrap_or(PaidOutcome::Nothing)).await? {
                     return Err(Error::illegal_transition("cancelled", "pay").with_details(
                         serde_json::json!({ "reason": "the order was cancelled; the payment was refunded" }),

@@ -150,8 +150,9 @@ impl PaymentsService {
     /// orders domain) has checked that the order is awaiting payment, and
     /// brings its own steps into the two transactions: `begin` runs in the one
     /// that starts the attempt (claiming the order), `settled` in the one that
-    /// applies a final answer from the provider, told whether it succeeded
-    /// (even if a webhook or reconciliation recorded that first) (marking the order paid). Each pair commits together or not
+    /// applies a final answer from the provider (marking the order paid),
+    /// told whether the provider said yes, even if a webhook or
+    /// reconciliation recorded that first. Each pair commits together or not
     /// at all, and a payment costs two writes. `settled` does not run while
     /// the provider's answer is pending (a webhook or reconciliation settles
     /// it later, through the `payment.succeeded` event). Both may run more than
@@ -212,16 +213,17 @@ impl PaymentsService {
             // The intent stays `processing`; reconciliation asks the provider later.
             Err(e) => return Err(Error::unavailable(format!("payment provider unavailable: {}", e.message))),
         };
-        if let ChargeOutcome::Pending { .. } = outcome {
-            return Ok((PayOutcome::Processing(started), None));
-        }
-        let o = outcome.clone();
-        let succeeded = matches!(outcome, ChargeOutcome::Succeeded { .. });
+        let declined = match &outcome {
+            ChargeOutcome::Pending { .. } => return Ok((PayOutcome::Processing(started), None)),
+            ChargeOutcome::Succeeded { .. } => None,
+            ChargeOutcome::Declined { code, message } => Some((code.clone(), message.clone())),
+        };
+        let succeeded = declined.is_none();
         let (newly, after) = self
             .inner
             .db
             .write(move |tx| {
-                let newly = settle(tx, attempt, &o)?;
+                let newly = settle(tx, attempt, &outcome)?;
                 let after = settled(tx, succeeded)?;
                 Ok((newly, after))
             })
@@ -231,10 +233,9 @@ impl PaymentsService {
             Some(p) => p,
             None => self.for_order(order).await?.ok_or_else(|| Error::internal("intent vanished"))?,
         };
-        match outcome {
-            ChargeOutcome::Succeeded { .. } => Ok((PayOutcome::Succeeded(payment), Some(after))),
-            ChargeOutcome::Pending { .. } => unreachable!("answered above"),
-            ChargeOutcome::Declined { code, message } => Err(Error::new(ErrorCode::PaymentDeclined, message)
+        match declined {
+            None => Ok((PayOutcome::Succeeded(payment), Some(after))),
+            Some((code, message)) => Err(Error::new(ErrorCode::PaymentDeclined, message)
                 .with_details(serde_json::json!({ "decline_code": code, "payment_id": payment.id }))),
         }
     }
