@@ -206,7 +206,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, 
         }
         queued.fetch_sub(batch.len(), Ordering::Relaxed);
         let mut finishers = Vec::with_capacity(batch.len());
-        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(map_err);
+        let begin = run_cached(&conn, "BEGIN IMMEDIATE").map_err(map_err);
         if let Err(e) = begin {
             // Dropping a job drops its reply channel: each caller gets "unavailable".
             batch.clear();
@@ -217,7 +217,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, 
         for job in batch.drain(..) {
             finishers.push(job(&mut tx));
         }
-        let commit = conn.execute_batch("COMMIT").map_err(map_err);
+        let commit = run_cached(&conn, "COMMIT").map_err(map_err);
         if commit.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -228,6 +228,13 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, 
     }
 }
 
+/// Runs a statement without parameters from the statement cache: the
+/// writer's transaction and savepoint statements run several times per commit
+/// group, and `execute_batch` would parse each one anew.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
+}
+
 pub struct SqliteTx<'c> {
     conn: &'c Connection,
 }
@@ -236,13 +243,13 @@ impl SqliteTx<'_> {
     /// Runs one body in its own savepoint so its failure rolls back only its own
     /// writes, never a neighbour's in the same commit group.
     fn savepoint<T>(&mut self, body: &mut dyn FnMut(&mut dyn Tx) -> Result<T, Error>) -> Result<T, Error> {
-        if let Err(e) = self.conn.execute_batch("SAVEPOINT body") {
+        if let Err(e) = run_cached(self.conn, "SAVEPOINT body") {
             return Err(map_err(e).into());
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| body(self)))
             .unwrap_or_else(|_| Err(Error::internal("transaction body panicked")));
         let end = match outcome {
-            Ok(_) => self.conn.execute_batch("RELEASE body"),
+            Ok(_) => run_cached(self.conn, "RELEASE body"),
             Err(_) => self.conn.execute_batch("ROLLBACK TO body; RELEASE body"),
         };
         match (outcome, end) {
@@ -253,27 +260,24 @@ impl SqliteTx<'_> {
     }
 }
 
-/// `$1` → `?1`: SQLite would treat `$1` as a *named* parameter and number it by
-/// first appearance, which silently misbinds when a query mentions `$2` first.
-fn translate(sql: &str) -> std::borrow::Cow<'_, str> {
-    if !sql.contains('$') {
-        return sql.into();
-    }
-    let mut out = String::with_capacity(sql.len());
-    let bytes = sql.as_bytes();
-    for (i, ch) in sql.char_indices() {
-        if ch == '$' && bytes.get(i + 1).is_some_and(|b| b.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(ch);
-        }
-    }
-    out.into()
-}
-
+/// Statements keep PostgreSQL's `$1` placeholders: SQLite reads `$1` as a
+/// *named* parameter, numbered by first appearance, so each value is bound by
+/// its name rather than its position (a query may mention `$2` first). The
+/// SQL text is then used as written, and the statement cache is keyed by it
+/// without rewriting it on every call.
 fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> rusqlite::Result<()> {
+    const NAMES: [&str; 24] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14", "$15", "$16", "$17",
+        "$18", "$19", "$20", "$21", "$22", "$23", "$24",
+    ];
     for (i, p) in params.iter().enumerate() {
-        let idx = i + 1;
+        let idx = match NAMES.get(i) {
+            Some(name) => stmt.parameter_index(name)?,
+            None => stmt.parameter_index(&format!("${}", i + 1))?,
+        };
+        // A value the statement never mentions is skipped: PostgreSQL refuses
+        // such a call outright, so its test suite catches the mistake.
+        let Some(idx) = idx else { continue };
         match p {
             Param::Null => stmt.raw_bind_parameter(idx, rusqlite::types::Null)?,
             Param::Int(v) => stmt.raw_bind_parameter(idx, v)?,
@@ -286,17 +290,15 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> rusqlite::R
 
 impl Tx for SqliteTx<'_> {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
-        let sql = translate(sql);
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
         bind(&mut stmt, params).map_err(map_err)?;
         let n = stmt.raw_execute().map(|n| n as u64).map_err(map_err);
-        note_scan(&stmt, &sql);
+        note_scan(&stmt, sql);
         n
     }
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
-        let sql = translate(sql);
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(map_err)?;
+        let mut stmt = self.conn.prepare_cached(sql).map_err(map_err)?;
         bind(&mut stmt, params).map_err(map_err)?;
         let ncols = stmt.column_count();
         let mut rows = stmt.raw_query();
@@ -315,7 +317,7 @@ impl Tx for SqliteTx<'_> {
             out.push(Row(cells));
         }
         drop(rows);
-        note_scan(&stmt, &sql);
+        note_scan(&stmt, sql);
         Ok(out)
     }
 
@@ -362,8 +364,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_translated_positionally() {
-        assert_eq!(translate("SELECT $2, $1, $10"), "SELECT ?2, ?1, ?10");
-        assert_eq!(translate("SELECT '$' || x"), "SELECT '$' || x");
+    fn placeholders_are_bound_by_number_not_by_first_appearance() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut tx = SqliteTx { conn: &conn };
+        let args: Vec<Param<'_>> = (1..=10).map(Param::Int).collect();
+        let rows = tx.query("SELECT $2, $1, $10, $2 + $1", &args).unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 2);
+        assert_eq!(rows[0].int(1).unwrap(), 1);
+        assert_eq!(rows[0].int(2).unwrap(), 10);
+        assert_eq!(rows[0].int(3).unwrap(), 3);
+        let rows = tx.query("SELECT '$1' || $1", &[Param::Text("x")]).unwrap();
+        assert_eq!(rows[0].str(0).unwrap(), "$1x");
     }
 }
