@@ -1,5 +1,6 @@
 use crate::model::{self, MAX_DESCRIPTION_LEN, RetryPolicy};
 use mercato_core::{Error, Id, Millis};
+use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::Param;
 use mercato_platform::events::{Event, EventBus};
 use mercato_platform::ids::IdGen;
@@ -145,7 +146,13 @@ pub(crate) struct Inner {
     bus: EventBus,
     /// Wakes the dispatcher when a delivery became due.
     pub(crate) wake: Notify,
+    /// The active endpoints and their patterns, which every event is matched
+    /// against (see [`WebhooksService::with_cache`]).
+    active: Option<Tiered<u8, Vec<(Id, Vec<String>)>>>,
 }
+
+/// The one key of the active-endpoints cache.
+const ACTIVE: u8 = 0;
 
 const ENDPOINT_COLUMNS: &str = "id, url, description, events, active, created_at, updated_at";
 const DELIVERY_COLUMNS: &str =
@@ -244,8 +251,48 @@ fn clean_description(d: Option<String>) -> Result<Option<String>, Error> {
 impl WebhooksService {
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
         WebhooksService {
-            inner: Arc::new(Inner { db, ids, bus, wake: Notify::new() }),
+            inner: Arc::new(Inner { db, ids, bus, wake: Notify::new(), active: None }),
             opts: DispatchOptions::default(),
+        }
+    }
+
+    /// Keeps the active endpoints in `hub`'s cache. Every event is matched
+    /// against them, and under checkout load that was several reads of this
+    /// table per order. Endpoint changes invalidate the entry on every
+    /// instance. The delivery insert still re-reads the endpoint inside its
+    /// transaction, so a paused or deleted endpoint never gets a new delivery.
+    /// Call before [`Self::subscribe`].
+    pub fn with_cache(mut self, hub: &CacheHub) -> Self {
+        let inner = Arc::get_mut(&mut self.inner).expect("with_cache is called before the service is shared");
+        inner.active = Some(hub.tiered_sized("webhook-endpoints", 1));
+        self
+    }
+
+    /// Active endpoints with their event patterns.
+    async fn active_endpoints(&self) -> Result<Arc<Vec<(Id, Vec<String>)>>, Error> {
+        let db = self.inner.db.clone();
+        let load = move || async move {
+            db.lookup(|tx| {
+                let mut out = Vec::new();
+                for r in tx.query("SELECT id, events FROM webhook_endpoints WHERE active = 1", params![])? {
+                    out.push((r.id(0)?, parse_events(r.str(1)?)?));
+                }
+                Ok(out)
+            })
+            .await
+        };
+        match &self.inner.active {
+            Some(cache) => {
+                Ok(cache.get_or_load(&ACTIVE, || async { load().await.map(Some) }).await?.unwrap_or_default())
+            }
+            None => Ok(Arc::new(load().await?)),
+        }
+    }
+
+    /// After an endpoint was created, changed or deleted.
+    async fn endpoints_changed(&self) {
+        if let Some(cache) = &self.inner.active {
+            cache.invalidate(&ACTIVE).await;
         }
     }
 
@@ -310,6 +357,7 @@ impl WebhooksService {
                 endpoint_by_id(tx, id)
             })
             .await?;
+        self.endpoints_changed().await;
         endpoint.secret = Some(secret);
         Ok(endpoint)
     }
@@ -363,6 +411,7 @@ impl WebhooksService {
                 endpoint_by_id(tx, id)
             })
             .await?;
+        self.endpoints_changed().await;
         self.inner.wake.notify_one(); // reactivated: its pending deliveries may be due
         Ok(endpoint)
     }
@@ -390,7 +439,9 @@ impl WebhooksService {
                 )?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.endpoints_changed().await;
+        Ok(())
     }
 
     /// An endpoint's deliveries, newest first, each with its attempts. Pass
@@ -482,22 +533,13 @@ impl WebhooksService {
     }
 
     async fn record_event(&self, e: Event) -> Result<(), Error> {
-        let kind = e.kind.clone();
-        // Every event passes here; the endpoint table is a handful of rows an
-        // admin registered, so it is read inline rather than on the blocking pool.
         let wanted: Vec<Id> = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                let mut out = Vec::new();
-                for r in tx.query("SELECT id, events FROM webhook_endpoints WHERE active = 1", params![])? {
-                    if model::matches(&parse_events(r.str(1)?)?, &kind) {
-                        out.push(r.id(0)?);
-                    }
-                }
-                Ok(out)
-            })
-            .await?;
+            .active_endpoints()
+            .await?
+            .iter()
+            .filter(|(_, patterns)| model::matches(patterns, &e.kind))
+            .map(|(id, _)| *id)
+            .collect();
         if wanted.is_empty() {
             return Ok(());
         }

@@ -163,7 +163,7 @@ impl Shop {
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("opening the search index (is another mercato process using this data dir?)")?;
-        let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone());
+        let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone()).with_cache(&cache);
         let flash = mercato_flashsale::FlashSalesService::new(
             db.clone(),
             ids.clone(),
