@@ -55,6 +55,32 @@ struct CartRow {
     id: Id,
 }
 
+/// What pricing needs of a cart, read in one transaction.
+struct CartState {
+    shipping_method: String,
+    customer: Option<Id>,
+    coupon: Option<String>,
+    /// (sku, quantity), oldest line first.
+    lines: Vec<(String, i64)>,
+}
+
+/// Cart `cart` as pricing needs it. Writes that change a cart read this in
+/// their own transaction: the writer's pages are current and cached, while a
+/// reader after any commit starts from an empty page cache (SQLite's WAL
+/// readers drop it whenever the database changed), so a second read
+/// transaction cost more than the write itself.
+fn cart_state_in(tx: &mut dyn Tx, cart: Id) -> Result<CartState, Error> {
+    let row = tx
+        .query_opt("SELECT shipping_method, customer_id, coupon_code FROM carts WHERE id = $1", params![cart])?
+        .ok_or_else(|| Error::not_found("no cart"))?;
+    let lines = tx
+        .query("SELECT sku, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, sku", params![cart])?
+        .iter()
+        .map(|r| Ok((r.text(0)?, r.int(1)?)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    Ok(CartState { shipping_method: row.text(0)?, customer: row.opt_int(1)?.map(Id), coupon: row.opt_text(2)?, lines })
+}
+
 /// Where a cart's catalog facts come from.
 #[derive(Clone, Copy)]
 enum Facts {
@@ -167,34 +193,25 @@ impl CartService {
     /// Checks that `sku` can be bought in `quantity` (display stock: a sale is
     /// only decided at checkout, against the source of truth).
     async fn check_purchasable(&self, sku: &str, quantity: i64) -> Result<(), Error> {
-        let info = self.inner.catalog.skus_shown(vec![sku.to_string()]).await?;
-        match info.get(sku) {
-            Some(i) if i.status == ProductStatus::Published => {}
-            _ => return Err(Error::not_found(format!("SKU {sku} not found"))),
-        }
-        let available = self.inner.inventory.available(&[sku.to_string()]).await?.get(sku).copied().unwrap_or(0);
+        self.check_published(sku).await?;
+        let available = self.available(sku).await?;
         if quantity > available {
-            return Err(Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
-                .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": quantity })));
+            return Err(out_of_stock(sku, available, quantity));
         }
         Ok(())
     }
 
-    /// The owner's active cart and how many units of `sku` it holds, in one read.
-    async fn cart_and_line(&self, owner: &CartOwner, sku: &str) -> Result<Option<(Id, i64)>, Error> {
-        let (owner, s) = (owner.clone(), sku.to_string());
-        self.inner
-            .db
-            .lookup(move |tx| {
-                let Some(cart) = find_active(tx, &owner)? else { return Ok(None) };
-                let held = tx
-                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart.id, &s])?
-                    .map(|r| r.int(0))
-                    .transpose()?
-                    .unwrap_or(0);
-                Ok(Some((cart.id, held)))
-            })
-            .await
+    async fn check_published(&self, sku: &str) -> Result<(), Error> {
+        let info = self.inner.catalog.skus_shown(vec![sku.to_string()]).await?;
+        match info.get(sku) {
+            Some(i) if i.status == ProductStatus::Published => Ok(()),
+            _ => Err(Error::not_found(format!("SKU {sku} not found"))),
+        }
+    }
+
+    /// Units of `sku` on display as available.
+    async fn available(&self, sku: &str) -> Result<i64, Error> {
+        Ok(self.inner.inventory.available(&[sku.to_string()]).await?.get(sku).copied().unwrap_or(0))
     }
 
     /// Adds `quantity` units of `sku` (on top of any already in the cart).
@@ -205,24 +222,41 @@ impl CartService {
         quantity: i64,
     ) -> Result<(PricedCart, Option<String>), Error> {
         self.check_quantity(quantity)?;
-        // Validate before creating anything: a rejected add leaves no empty cart
+        self.check_published(sku).await?;
+        // Display stock (cached); the units the line will hold are known only
+        // inside the write, which checks them against it.
+        let available = self.available(sku).await?;
+        // Validated inside the write, so a rejected add leaves no empty cart
         // behind (the cart is created in the same transaction as its first line).
-        let current = self.cart_and_line(owner, sku).await?.map_or(0, |(_, held)| held);
-        self.check_quantity(current + quantity).map_err(|_| {
-            Error::field("quantity", format!("a line holds at most {} units", self.inner.shop.max_line_quantity))
-        })?;
-        self.check_purchasable(sku, current + quantity).await?;
         let fresh = self.fresh_cart(owner);
         let (s, max, max_lines) =
             (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
-        let (cart, token) = self
+        let (cart, token, state) = self
             .inner
             .db
             .write(move |tx| {
                 let (cart, token) = fresh.ensure_in(tx)?;
-                let lines =
-                    tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
+                let held = tx
+                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?
+                    .map(|r| r.int(0))
+                    .transpose()?;
+                let wanted = held.unwrap_or(0) + quantity;
+                if wanted > max {
+                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
+                }
+                if wanted > available {
+                    return Err(out_of_stock(&s, available, wanted));
+                }
+                if held.is_none() {
+                    let lines =
+                        tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
+                    if lines >= max_lines {
+                        return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
+                    }
+                }
                 let now = now_ms();
+                // Added to what the line holds when the row is written, not
+                // to what was read: concurrent adds to one line both count.
                 let changed = tx.execute(
                     "INSERT INTO cart_lines (cart_id, sku, quantity, added_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity \
@@ -232,16 +266,11 @@ impl CartService {
                 if changed == 0 {
                     return Err(Error::field("quantity", format!("a line holds at most {max} units")));
                 }
-                let after =
-                    tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
-                if after > lines && after > max_lines {
-                    return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
-                }
                 tx.execute("UPDATE carts SET updated_at = $1 WHERE id = $2", params![now, cart])?;
-                Ok((cart, token))
+                Ok((cart, token, cart_state_in(tx, cart)?))
             })
             .await?;
-        Ok((self.priced(cart).await?, token))
+        Ok((self.priced_state(cart, state, Facts::Shown).await?, token))
     }
 
     pub async fn set_quantity(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<PricedCart, Error> {
@@ -249,7 +278,8 @@ impl CartService {
         let cart = self.existing(owner).await?;
         self.check_purchasable(sku, quantity).await?;
         let s = sku.to_string();
-        self.inner
+        let state = self
+            .inner
             .db
             .write(move |tx| {
                 let n = tx.execute(
@@ -259,26 +289,27 @@ impl CartService {
                 if n == 0 {
                     return Err(Error::not_found(format!("SKU {s} is not in the cart")));
                 }
-                Ok(())
+                cart_state_in(tx, cart)
             })
             .await?;
-        self.priced(cart).await
+        self.priced_state(cart, state, Facts::Shown).await
     }
 
     pub async fn remove(&self, owner: &CartOwner, sku: &str) -> Result<PricedCart, Error> {
         let cart = self.existing(owner).await?;
         let s = sku.to_string();
-        self.inner
+        let state = self
+            .inner
             .db
             .write(move |tx| {
                 let n = tx.execute("DELETE FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?;
                 if n == 0 {
                     return Err(Error::not_found(format!("SKU {s} is not in the cart")));
                 }
-                Ok(())
+                cart_state_in(tx, cart)
             })
             .await?;
-        self.priced(cart).await
+        self.priced_state(cart, state, Facts::Shown).await
     }
 
     pub async fn set_shipping_method(
@@ -343,27 +374,13 @@ impl CartService {
 
     /// Prices cart `cart` from catalog facts and current promotions.
     async fn priced_from(&self, cart: Id, facts: Facts) -> Result<PricedCart, Error> {
-        let (method, customer, coupon, lines) = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                let row = tx
-                    .query_opt(
-                        "SELECT shipping_method, customer_id, coupon_code FROM carts WHERE id = $1",
-                        params![cart],
-                    )?
-                    .ok_or_else(|| Error::not_found("no cart"))?;
-                let lines = tx
-                    .query(
-                        "SELECT sku, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, sku",
-                        params![cart],
-                    )?
-                    .iter()
-                    .map(|r| Ok((r.text(0)?, r.int(1)?)))
-                    .collect::<Result<Vec<_>, Error>>()?;
-                Ok((row.text(0)?, row.opt_int(1)?.map(Id), row.opt_text(2)?, lines))
-            })
-            .await?;
+        let state = self.inner.db.lookup(move |tx| cart_state_in(tx, cart)).await?;
+        self.priced_state(cart, state, facts).await
+    }
+
+    /// Prices cart `cart` as `state` describes it.
+    async fn priced_state(&self, cart: Id, state: CartState, facts: Facts) -> Result<PricedCart, Error> {
+        let CartState { shipping_method: method, customer, coupon, lines } = state;
         let skus = lines.iter().map(|(s, _)| s.clone()).collect();
         let info = match facts {
             Facts::Shown => self.inner.catalog.skus_shown(skus).await?,
@@ -523,6 +540,11 @@ impl CartService {
         }
         Ok(())
     }
+}
+
+fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {
+    Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
+        .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": requested }))
 }
 
 /// Retires `cart` because `order` was placed from it, inside the caller's
