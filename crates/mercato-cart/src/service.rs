@@ -1,5 +1,5 @@
 use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
-use mercato_catalog::{CatalogService, ProductStatus};
+use mercato_catalog::{CatalogService, ProductStatus, SkuInfo};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_inventory::InventoryService;
 use mercato_platform::config::{ShippingMethod, ShopConfig};
@@ -8,6 +8,7 @@ use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
 use mercato_promotions::{Applied, EligibleLine, PromotionsService};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Whose cart a request is about.
@@ -82,12 +83,11 @@ fn cart_state_in(tx: &mut dyn Tx, cart: Id) -> Result<CartState, Error> {
 }
 
 /// Where a cart's catalog facts come from.
-#[derive(Clone, Copy)]
 enum Facts {
     /// As product pages show them (cached; for a cart being filled).
     Shown,
-    /// From the database (checkout).
-    Current,
+    /// Read from the database with the cart (checkout).
+    Read(HashMap<String, SkuInfo>),
 }
 
 /// What creating an owner's cart needs, prepared outside the transaction so
@@ -384,7 +384,7 @@ impl CartService {
         let skus = lines.iter().map(|(s, _)| s.clone()).collect();
         let info = match facts {
             Facts::Shown => self.inner.catalog.skus_shown(skus).await?,
-            Facts::Current => self.inner.catalog.skus(skus).await?,
+            Facts::Read(info) => info,
         };
         let mut items = Vec::with_capacity(lines.len());
         let mut eligible = Vec::with_capacity(lines.len());
@@ -514,8 +514,14 @@ impl CartService {
     /// The customer's active cart for checkout, priced from the database's
     /// current prices, never from a cache.
     pub async fn for_checkout(&self, customer: Id) -> Result<PricedCart, Error> {
-        match self.find(&CartOwner::Customer(customer)).await? {
-            Some(cart) => self.priced_from(cart, Facts::Current).await,
+        let read = self.inner.db.lookup(move |tx| checkout_read_in(tx, customer)).await?;
+        self.price_checkout(read).await
+    }
+
+    /// Prices what [`checkout_read_in`] read (an empty cart for `None`).
+    pub async fn price_checkout(&self, read: Option<CheckoutRead>) -> Result<PricedCart, Error> {
+        match read {
+            Some(r) => self.priced_state(r.cart, r.state, Facts::Read(r.facts)).await,
             None => self.empty(),
         }
     }
@@ -540,6 +546,25 @@ impl CartService {
         }
         Ok(())
     }
+}
+
+/// A customer's active cart with the current catalog facts of its SKUs, as
+/// checkout prices it; see [`CartService::price_checkout`].
+pub struct CheckoutRead {
+    cart: Id,
+    state: CartState,
+    facts: HashMap<String, SkuInfo>,
+}
+
+/// Reads customer's active cart for checkout in the caller's transaction
+/// (`None`: there is none), so the checkout can make its other reads in the
+/// same one.
+pub fn checkout_read_in(tx: &mut dyn Tx, customer: Id) -> Result<Option<CheckoutRead>, Error> {
+    let Some(cart) = find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
+    let state = cart_state_in(tx, cart.id)?;
+    let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
+    let facts = mercato_catalog::skus_in(tx, &skus)?;
+    Ok(Some(CheckoutRead { cart: cart.id, state, facts }))
 }
 
 fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {

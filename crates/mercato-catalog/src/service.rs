@@ -87,6 +87,39 @@ fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
 }
 
 /// `sku`'s facts as `product` states them, if it still has that variant.
+/// Current catalog facts of `skus` (those that exist), in the caller's
+/// transaction: checkout reads them with the cart they price.
+pub fn skus_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, SkuInfo>, Error> {
+    let mut out = HashMap::with_capacity(skus.len());
+    if skus.is_empty() {
+        return Ok(out);
+    }
+    let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status, p.category_id \
+         FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku IN ({})",
+        ph.join(", ")
+    );
+    let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
+    for r in tx.query(&sql, &args)? {
+        let v = variant_from(&r, 0)?;
+        out.insert(
+            v.sku.clone(),
+            SkuInfo {
+                sku: v.sku,
+                product_id: r.id(5)?,
+                category_id: r.id(8)?,
+                product_name: r.text(6)?,
+                status: ProductStatus::parse(r.str(7)?)?,
+                options: v.options,
+                price: v.price,
+                weight_grams: v.weight_grams,
+            },
+        );
+    }
+    Ok(out)
+}
+
 fn sku_info(product: &Product, sku: &str) -> Option<SkuInfo> {
     let v = product.variants.iter().find(|v| v.sku == sku)?;
     Some(SkuInfo {
@@ -638,36 +671,7 @@ impl CatalogService {
         if skus.is_empty() {
             return Ok(HashMap::new());
         }
-        self.inner
-            .db
-            .lookup(move |tx| {
-                let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
-                let sql = format!(
-                    "SELECT v.sku, v.options, v.price, v.currency, v.weight_grams, p.id, p.name, p.status, p.category_id \
-                     FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku IN ({})",
-                    ph.join(", ")
-                );
-                let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
-                let mut out = HashMap::new();
-                for r in tx.query(&sql, &args)? {
-                    let v = variant_from(&r, 0)?;
-                    out.insert(
-                        v.sku.clone(),
-                        SkuInfo {
-                            sku: v.sku,
-                            product_id: r.id(5)?,
-                            category_id: r.id(8)?,
-                            product_name: r.text(6)?,
-                            status: ProductStatus::parse(r.str(7)?)?,
-                            options: v.options,
-                            price: v.price,
-                            weight_grams: v.weight_grams,
-                        },
-                    );
-                }
-                Ok(out)
-            })
-            .await
+        self.inner.db.lookup(move |tx| skus_in(tx, &skus)).await
     }
 
     /// Published products in id order after `after`, fully loaded: for

@@ -370,16 +370,29 @@ impl OrdersService {
             Some(k) => k,
             None => format!("auto-{}", mercato_platform::random_token()),
         };
-        // A repeated request is answered from its record before the cart is
-        // looked at: the first one emptied it.
-        if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
-            return Ok(replay);
-        }
-
         if let Some(code) = &shipping_method {
+            if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
+                return Ok(replay);
+            }
             self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
         }
-        let cart = self.inner.cart.for_checkout(customer).await?;
+        // A repeated request is answered from its record before the cart is
+        // looked at (the first one emptied it). Both are read in one
+        // transaction: under write load each read transaction starts from an
+        // empty page cache.
+        let (k, f) = (key.clone(), fingerprint.clone());
+        let (earlier, read) = self
+            .inner
+            .db
+            .lookup(move |tx| match earlier_checkout(tx, customer, &k, &f, now_ms())? {
+                Some(Earlier::Done(body, id)) => Ok((Some((body, id)), None)),
+                _ => Ok((None, mercato_cart::checkout_read_in(tx, customer)?)),
+            })
+            .await?;
+        if let Some((body, order_id)) = earlier {
+            return Ok(Placed { body, order_id, replayed: true });
+        }
+        let cart = self.inner.cart.price_checkout(read).await?;
         if !cart.unavailable.is_empty() {
             return Err(Error::conflict(format!(
                 "no longer available: {}; remove them from the cart",
