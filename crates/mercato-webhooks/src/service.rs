@@ -148,8 +148,11 @@ pub(crate) struct Inner {
     pub(crate) wake: Notify,
     /// The active endpoints and their patterns, which every event is matched
     /// against (see [`WebhooksService::with_cache`]).
-    active: Option<Tiered<u8, Vec<(Id, Vec<String>)>>>,
+    active: Option<Tiered<u8, ActiveEndpoints>>,
 }
+
+/// Each active endpoint with its event patterns.
+type ActiveEndpoints = Vec<(Id, Vec<String>)>;
 
 /// The one key of the active-endpoints cache.
 const ACTIVE: u8 = 0;
@@ -269,7 +272,7 @@ impl WebhooksService {
     }
 
     /// Active endpoints with their event patterns.
-    async fn active_endpoints(&self) -> Result<Arc<Vec<(Id, Vec<String>)>>, Error> {
+    async fn active_endpoints(&self) -> Result<Arc<ActiveEndpoints>, Error> {
         let db = self.inner.db.clone();
         let load = move || async move {
             db.lookup(|tx| {
