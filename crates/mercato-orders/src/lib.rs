@@ -1,18 +1,18 @@
 //! Checkout and the order lifecycle.
 //!
-//! Placing an order is a saga the orders domain owns: claim the idempotency
-//! key (recording the order id it will use), reserve stock in the inventory
-//! domain under that id, then insert the order and complete the claim in one
-//! transaction. Every step is idempotent and keyed by the order id, so a retry
-//! after a crash resumes instead of duplicating, and the sweeper releases the
-//! stock of checkouts that crashed and were never retried. Nothing here needs
-//! the inventory tables to live in the same database as the orders.
+//! Placing an order is one transaction: the Idempotency-Key's record (with
+//! the answer, for replays), the stock reservation, promotion uses, the order
+//! with its items, history and `order.placed` event, and the retired cart. A
+//! checkout is all there or not at all, whatever crashes. Paying is two: the
+//! payment's claim on the order, then its settlement with the order paid and
+//! its units sold. Later moves (cancel, ship, refund) are conditional state
+//! changes, so events delivered twice change nothing.
 
 pub mod model;
 mod service;
 
 pub use model::{Address, Order, OrderItem, OrderStatus};
-pub use service::{AdminFilter, OrdersService, PaymentResult, Placed};
+pub use service::{AdminFilter, OrdersService, PaymentResult, Placed, purge_checkouts};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -89,6 +89,38 @@ fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Error> {
     Ok(())
 }
 
+/// Finished checkouts forgotten per write job by [`purge_checkouts`].
+const PURGE_BATCH: u64 = 1_000;
+
+/// Forgets finished checkouts that ended before `cutoff` (ms): past it, a
+/// request with the same key is a new checkout, as with every other
+/// Idempotency-Key. Each record keeps its whole answer (about 1.4 KB an
+/// order) and nothing else removes them. Deletes in batches, so the writer is
+/// never held for long; returns how many went.
+pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
+    let mut total = 0;
+    loop {
+        // A finished checkout's lease_until is the time it finished, and
+        // (state, lease_until) is indexed.
+        let n = db
+            .write(move |tx| {
+                Ok(tx.execute(
+                    &format!(
+                        "DELETE FROM checkouts WHERE (customer_id, idempotency_key) IN \
+                         (SELECT customer_id, idempotency_key FROM checkouts \
+                          WHERE state = 'done' AND lease_until < $1 LIMIT {PURGE_BATCH})"
+                    ),
+                    params![cutoff],
+                )?)
+            })
+            .await?;
+        total += n;
+        if n < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
 /// What paying an order needs to know of it.
 struct Payable {
     customer_id: Id,
@@ -506,6 +538,12 @@ impl OrdersService {
             Some(Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
             _ => None,
         })
+    }
+
+    /// Forgets finished checkouts older than the replay window of
+    /// Idempotency-Keys (24 hours).
+    pub async fn purge_checkouts(&self) -> Result<u64, Error> {
+        purge_checkouts(&self.inner.db, now_ms() - mercato_platform::idempotency::RETENTION_MS).await
     }
 
     pub async fn get(&self, id: Id) -> Result<Order, Error> {

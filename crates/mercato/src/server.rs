@@ -330,6 +330,9 @@ impl Shop {
                 if ticks.is_multiple_of(3600) {
                     let _ = customers.purge_sessions().await;
                     let _ = mercato_platform::idempotency::purge(&db).await;
+                    if let Err(e) = orders.purge_checkouts().await {
+                        tracing::warn!(error = %e, "purging finished checkouts failed");
+                    }
                 }
             }
         });
