@@ -247,13 +247,6 @@ impl CartService {
                 if wanted > available {
                     return Err(out_of_stock(&s, available, wanted));
                 }
-                if held.is_none() {
-                    let lines =
-                        tx.query_one("SELECT COUNT(*) FROM cart_lines WHERE cart_id = $1", params![cart])?.int(0)?;
-                    if lines >= max_lines {
-                        return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
-                    }
-                }
                 let now = now_ms();
                 // Added to what the line holds when the row is written, not
                 // to what was read: concurrent adds to one line both count.
@@ -267,7 +260,14 @@ impl CartService {
                     return Err(Error::field("quantity", format!("a line holds at most {max} units")));
                 }
                 tx.execute("UPDATE carts SET updated_at = $1 WHERE id = $2", params![now, cart])?;
-                Ok((cart, token, cart_state_in(tx, cart)?))
+                let state = cart_state_in(tx, cart)?;
+                // Counted after the insert and after the cart row's update:
+                // on PostgreSQL that update waits for any concurrent add to
+                // this cart to commit, so this count includes its line.
+                if held.is_none() && state.lines.len() as i64 > max_lines {
+                    return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
+                }
+                Ok((cart, token, state))
             })
             .await?;
         Ok((self.priced_state(cart, state, Facts::Shown).await?, token))

@@ -408,3 +408,52 @@ async fn refused_multi_line_orders_reserve_nothing() {
     let replay = srv.place_order(token, &format!("multi-{i}")).await;
     assert_eq!(id_of(&replay.body["id"]), id_of(&r.body["id"]), "the retried key does not replay its order");
 }
+
+/// `shop.max_cart_lines` holds when adds of new lines race: each add counts
+/// the lines after its insert and after updating the cart row, which on
+/// PostgreSQL waits for a concurrent add to the same cart to commit.
+#[tokio::test]
+async fn a_cart_never_exceeds_its_line_limit_under_concurrent_adds() {
+    let srv = Arc::new(TestServer::start_with(0, &[("MERCATO_SHOP_MAX_CART_LINES", "3")]));
+    let admin = srv.admin_token().await;
+    let mut skus = Vec::new();
+    for _ in 0..7 {
+        skus.push(srv.quick_sku(&admin, 1000, 50).await);
+    }
+    let customer = srv.new_customer().await;
+    srv.add_to_cart(&customer, &skus[0], 1).await.expect(200);
+
+    // Six new lines at once for two free places.
+    let mut adds = JoinSet::new();
+    for sku in skus[1..].iter().cloned() {
+        let (srv, customer) = (srv.clone(), customer.clone());
+        adds.spawn(async move { srv.add_to_cart(&customer, &sku, 1).await });
+    }
+    let (mut added, mut refused) = (0, 0);
+    while let Some(r) = adds.join_next().await {
+        let r = r.unwrap();
+        match r.status {
+            200 => added += 1,
+            _ => {
+                r.expect_problem(422, "validation");
+                refused += 1;
+            }
+        }
+    }
+    let cart = srv.get("/cart", Some(&customer)).await;
+    let lines = cart.body["items"].as_array().map(Vec::len).unwrap_or(0);
+    assert_eq!(lines, 3, "the cart fills up to its limit and no further: {}", cart.text);
+    assert_eq!((added, refused), (2, 4), "two adds landed, the rest were refused");
+    // A line already in the cart can still grow.
+    let r = srv.add_to_cart(&customer, &skus[0], 2).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(cart_quantity(&r.body, &skus[0]), 3, "{}", r.text);
+}
+
+fn cart_quantity(cart: &serde_json::Value, sku: &str) -> i64 {
+    cart["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|l| l["sku"] == sku))
+        .and_then(|l| l["quantity"].as_i64())
+        .unwrap_or(0)
+}
