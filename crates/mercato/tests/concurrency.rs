@@ -425,8 +425,8 @@ async fn a_cart_never_exceeds_its_line_limit_under_concurrent_adds() {
 
     // Six new lines at once for two free places.
     let mut adds = JoinSet::new();
-    for sku in skus[1..].iter().cloned() {
-        let (srv, customer) = (srv.clone(), customer.clone());
+    for sku in &skus[1..] {
+        let (srv, customer, sku) = (srv.clone(), customer.clone(), sku.clone());
         adds.spawn(async move { srv.add_to_cart(&customer, &sku, 1).await });
     }
     let (mut added, mut refused) = (0, 0);
