@@ -93,12 +93,15 @@ async fn framework_level_errors_are_problem_json() {
     check("DELETE /categories (method not allowed)", &r, 405);
     let r = srv.get("/no/such/route", None).await;
     check("GET unknown route", &r, 404);
+    let r = srv.get("/products/{bad id}", None).await;
+    check("GET /products/<unencoded braces>", &r, 404);
+    // Last: the server answers 413 without reading the body and then closes
+    // the connection, and the client may already have picked that pooled
+    // connection for a next request (a CI run failed with IncompleteMessage).
     let big =
         format!(r#"{{"email":"big@example.com","password":"long-enough-pw","name":"{}"}}"#, "x".repeat(400 * 1024));
     let r = srv.raw(Method::POST, "/auth/register", None, &big, Some("application/json")).await;
     check("400 KiB body", &r, 413);
-    let r = srv.get("/products/{bad id}", None).await;
-    check("GET /products/<unencoded braces>", &r, 404);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
