@@ -74,7 +74,16 @@ fn paid_in(tx: &mut dyn Tx, hid: Id, id: Id) -> Result<PaidOutcome, Error> {
         }
         Err(e) if e.code == ErrorCode::IllegalTransition => {
             let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
-            Ok(if status == "cancelled" { PaidOutcome::Refund } else { PaidOutcome::Nothing })
+            if status != "cancelled" {
+                return Ok(PaidOutcome::Nothing);
+            }
+            // Cancelled after it was paid (an admin cancel, which refunds it
+            // itself): this is a late report of the payment already applied,
+            // not a payment that landed on a cancelled order.
+            let was_paid = tx
+                .query_opt("SELECT 1 FROM order_history WHERE order_id = $1 AND to_status = 'paid'", params![id])?
+                .is_some();
+            Ok(if was_paid { PaidOutcome::Nothing } else { PaidOutcome::Refund })
         }
         Err(e) => Err(e),
     }

@@ -1683,3 +1683,52 @@ async fn admin_order_lifecycle_and_refunds() {
         srv.collect_all("/admin/orders?status=cancelled", Some(&admin)).await.iter().map(|o| id_of(&o["id"])).collect();
     assert_eq!(cancelled, HashSet::from([o2.clone(), o3_id.clone()]));
 }
+
+/// A paid order that an admin cancelled (and so refunded) hears of its
+/// payment again: `payment.succeeded` is delivered at least once, and under
+/// load it can arrive after the cancel. That late report must not be taken
+/// for a payment that landed on a cancelled order. It used to be: the
+/// subscriber tried to refund again, failed (nothing left to refund), and the
+/// relay, which stops at an event a subscriber refuses, stalled behind it.
+#[tokio::test]
+async fn a_late_payment_event_for_an_admin_cancelled_order_changes_nothing() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let sku = srv.quick_sku(&admin, 1500, 20).await;
+    let customer = srv.new_customer().await;
+    let order = srv.order_one(&customer, &sku, 1).await;
+    let id = id_of(&order["id"]);
+    srv.pay(&customer, &id, CARD_OK).await.expect(201);
+    let r = send(srv.rb(Method::POST, &format!("/admin/orders/{id}/cancel"), Some(&admin))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let total = amount(&order["total"]);
+    assert_eq!(amount(&r.body["refunded"]), total, "{}", r.text);
+
+    // Deliver the payment's event again, as after a crash between a
+    // subscriber's work and the relay's mark.
+    let mut srv = srv;
+    srv.sigterm_and_wait(Duration::from_secs(10)).expect("the server stops");
+    let db = srv.open_database();
+    let aggregate = id.clone();
+    let marked = db
+        .write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE outbox SET delivered_at = NULL WHERE kind = 'payment.succeeded' AND aggregate_id = $1",
+                mercato_platform::params![&aggregate],
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(marked, 1, "the order's payment.succeeded event");
+    drop(db);
+    let srv = srv.restart();
+
+    let drained = poll_until(Duration::from_secs(5), || async {
+        srv.metric("outbox_delivered_total").await >= 1.0 && srv.metric("outbox_pending_batch").await == 0.0
+    })
+    .await;
+    assert!(drained, "the relay is stuck: outbox_pending_batch {}", srv.metric("outbox_pending_batch").await);
+    let o = srv.get(&format!("/orders/{id}"), Some(&customer)).await;
+    assert_eq!(o.body["status"], json!("cancelled"), "{}", o.text);
+    assert_eq!(amount(&o.body["refunded"]), total, "refunded once: {}", o.text);
+}

@@ -417,6 +417,20 @@ impl TestServer {
         self.data_dir.as_ref().expect("data dir").path()
     }
 
+    /// The server's database, opened from the test (after stopping the
+    /// server, to change what it will find when it starts again).
+    pub fn open_database(&self) -> mercato_platform::Db {
+        match self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL") {
+            Some((_, url)) => mercato_platform::Db::open_postgres(url, "test", 2, 10_000).expect("opening PostgreSQL"),
+            None => mercato_platform::Db::open_sqlite(
+                &self.data_path().join("mercato.db"),
+                "test",
+                mercato_platform::db::DbOptions::default(),
+            )
+            .expect("opening SQLite"),
+        }
+    }
+
     /// `http://host:port` + `path` (for /healthz, /metrics, ...).
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
