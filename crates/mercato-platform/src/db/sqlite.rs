@@ -306,6 +306,9 @@ fn bind(stmt: &mut rusqlite::Statement<'_>, params: &[Param<'_>]) -> rusqlite::R
     ];
     for (i, p) in params.iter().enumerate() {
         let idx = match NAMES.get(i) {
+            // Most statements mention $1, $2, ... in order, so the i-th
+            // parameter is usually the one: no search by name.
+            Some(name) if stmt.parameter_name(i + 1) == Some(name) => Some(i + 1),
             Some(name) => stmt.parameter_index(name)?,
             None => stmt.parameter_index(&format!("${}", i + 1))?,
         };
