@@ -511,14 +511,8 @@ impl CartService {
             .await
     }
 
-    /// The customer's active cart for checkout, priced from the database's
-    /// current prices, never from a cache.
-    pub async fn for_checkout(&self, customer: Id) -> Result<PricedCart, Error> {
-        let read = self.inner.db.lookup(move |tx| checkout_read_in(tx, customer)).await?;
-        self.price_checkout(read).await
-    }
-
-    /// Prices what [`checkout_read_in`] read (an empty cart for `None`).
+    /// Prices what [`checkout_read_in`] read (an empty cart for `None`): the
+    /// database's current catalog facts, never a cache.
     pub async fn price_checkout(&self, read: Option<CheckoutRead>) -> Result<PricedCart, Error> {
         match read {
             Some(r) => self.priced_state(r.cart, r.state, Facts::Read(r.facts)).await,

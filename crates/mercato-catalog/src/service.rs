@@ -618,7 +618,7 @@ impl CatalogService {
     /// product cache, which every catalog write invalidates (on other
     /// instances through Redis), so a cart is as fresh as the product pages it
     /// was filled from. What the cache cannot answer is read from the
-    /// database. Checkout prices with [`Self::skus`].
+    /// database. Checkout prices with [`skus_in`], in its own read.
     pub async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         let mut out = HashMap::with_capacity(skus.len());
         let mut uncached = Vec::new();

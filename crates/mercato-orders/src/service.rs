@@ -411,28 +411,31 @@ impl OrdersService {
             Some(k) => k,
             None => format!("auto-{}", mercato_platform::random_token()),
         };
-        if let Some(code) = &shipping_method {
-            if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
-                return Ok(replay);
-            }
-            self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
-        }
         // A repeated request is answered from its record before the cart is
         // looked at (the first one emptied it). Both are read in one
         // transaction: under write load each read transaction starts from an
-        // empty page cache.
-        let (k, f) = (key.clone(), fingerprint.clone());
+        // empty page cache. A request that also sets the shipping method
+        // reads the cart after setting it.
+        let (k, f, read_cart) = (key.clone(), fingerprint.clone(), shipping_method.is_none());
         let (earlier, read) = self
             .inner
             .db
             .lookup(move |tx| match earlier_checkout(tx, customer, &k, &f, now_ms())? {
                 Some(Earlier::Done(body, id)) => Ok((Some((body, id)), None)),
-                _ => Ok((None, mercato_cart::checkout_read_in(tx, customer)?)),
+                _ if read_cart => Ok((None, mercato_cart::checkout_read_in(tx, customer)?)),
+                _ => Ok((None, None)),
             })
             .await?;
         if let Some((body, order_id)) = earlier {
             return Ok(Placed { body, order_id, replayed: true });
         }
+        let read = match &shipping_method {
+            None => read,
+            Some(code) => {
+                self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
+                self.inner.db.lookup(move |tx| mercato_cart::checkout_read_in(tx, customer)).await?
+            }
+        };
         let cart = self.inner.cart.price_checkout(read).await?;
         if !cart.unavailable.is_empty() {
             return Err(Error::conflict(format!(

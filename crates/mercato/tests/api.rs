@@ -1233,13 +1233,9 @@ async fn totals_with_tax_rate_and_order_amounts() {
 
     // shipping_method given on the order itself
     srv.add_to_cart(&customer, &cheap, 1).await.expect(200);
-    let r = srv
-        .place_order_with(
-            &customer,
-            &unique_str("tax"),
-            json!({"shipping_address": address(), "shipping_method": "express"}),
-        )
-        .await;
+    let key = unique_str("tax");
+    let body = json!({"shipping_address": address(), "shipping_method": "express"});
+    let r = srv.place_order_with(&customer, &key, body.clone()).await;
     assert_eq!(r.status, 201, "{}", r.text);
     let o = &r.body;
     assert_eq!(
@@ -1247,6 +1243,14 @@ async fn totals_with_tax_rate_and_order_amounts() {
         (501, 1499, 165, 2165),
         "express order: {o}"
     );
+    // Its retry is answered from the record, before the shipping method would
+    // be set on a cart again: no new cart appears.
+    let again = srv.place_order_with(&customer, &key, body).await;
+    assert_eq!(again.status, 201, "{}", again.text);
+    assert_eq!(again.header("idempotent-replayed").as_deref(), Some("true"), "{}", again.text);
+    assert_eq!(again.body["id"], o["id"]);
+    let cart = srv.get("/cart", Some(&customer)).await;
+    assert!(cart.body["id"].is_null(), "a replay created a cart: {}", cart.text);
 }
 
 // ---------------------------------------------------------------- orders
