@@ -199,10 +199,22 @@ fn run_read<T>(
     body: impl FnOnce(&mut dyn Tx) -> Result<T, Error>,
 ) -> Result<T, Error> {
     let conn = readers.lock().pop().expect("a permit guarantees an idle reader");
-    let result = {
-        let mut tx = SqliteTx { conn: &conn };
-        catch_unwind(AssertUnwindSafe(|| body(&mut tx))).unwrap_or_else(|_| Err(Error::internal("read body panicked")))
+    // One read transaction for the whole body: its statements see one
+    // snapshot, and the WAL read lock and page-cache check are taken once
+    // instead of once per statement.
+    let result = match run_cached(&conn, "BEGIN") {
+        Ok(()) => {
+            let mut tx = SqliteTx { conn: &conn };
+            catch_unwind(AssertUnwindSafe(|| body(&mut tx)))
+                .unwrap_or_else(|_| Err(Error::internal("read body panicked")))
+        }
+        Err(e) => Err(map_err(e).into()),
     };
+    // A reader must never go back to the pool inside a transaction: it would
+    // keep serving that old snapshot.
+    if !conn.is_autocommit() && run_cached(&conn, "COMMIT").is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     readers.lock().push(conn);
     drop(permit);
     result
