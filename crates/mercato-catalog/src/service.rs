@@ -75,6 +75,23 @@ fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
     let Some(row) = tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"), params![id])? else {
         return Ok(None);
     };
+    with_variants(tx, &row).map(Some)
+}
+
+/// A product by id or slug (as [`CatalogService::get`] takes them), in the
+/// caller's transaction.
+fn product_in(tx: &mut dyn Tx, reference: &str) -> Result<Option<Product>, Error> {
+    let row = match reference.parse::<i64>() {
+        Ok(id) if id > 0 => {
+            tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"), params![id])?
+        }
+        _ => tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = $1"), params![reference])?,
+    };
+    row.map(|row| with_variants(tx, &row)).transpose()
+}
+
+fn with_variants(tx: &mut dyn Tx, row: &Row) -> Result<Product, Error> {
+    let id = row.id(0)?;
     let variants = tx
         .query(
             "SELECT sku, options, price, currency, weight_grams FROM variants WHERE product_id = $1 ORDER BY position",
@@ -83,7 +100,7 @@ fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
         .iter()
         .map(|r| variant_from(r, 0))
         .collect::<Result<Vec<_>, _>>()?;
-    product_from(&row, variants).map(Some)
+    product_from(row, variants)
 }
 
 /// `sku`'s facts as `product` states them, if it still has that variant.
@@ -491,6 +508,85 @@ impl CatalogService {
             return Err(Error::not_found("product not found"));
         }
         Ok(product)
+    }
+
+    /// Like [`get`](Self::get), and when the product is in no cache, reads it
+    /// together with `also` (what the caller needs next about it, such as its
+    /// stock) in one read of the database: a product page on a catalog larger
+    /// than the cache is one trip to the database instead of three. `also` is
+    /// `None` when the product came from a cache (or from a shared L2, which
+    /// this does not bypass).
+    pub async fn get_with<T, F>(
+        &self,
+        reference: &str,
+        published_only: bool,
+        also: F,
+    ) -> Result<(Arc<Product>, Option<T>), Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx, &Product) -> Result<T, Error> + Send + 'static,
+    {
+        let by_id = match reference.parse::<i64>() {
+            Ok(id) if id > 0 => Some(Id(id)),
+            _ => None,
+        };
+        let cached_id = match by_id {
+            Some(id) => Some(Some(id.0)),
+            None => self.inner.slugs.peek(&reference.to_string()).map(|id| id.as_deref().copied()),
+        };
+        let shown = |p: Arc<Product>| {
+            if published_only && p.status != ProductStatus::Published {
+                return Err(Error::not_found("product not found"));
+            }
+            Ok(p)
+        };
+        match cached_id {
+            Some(None) => return Err(Error::not_found("product not found")),
+            Some(Some(id)) => {
+                if let Some(p) = self.inner.products.peek(&id) {
+                    let p = p.ok_or_else(|| Error::not_found("product not found"))?;
+                    if by_id.is_some() || p.slug == reference {
+                        return Ok((shown(p)?, None));
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(id) = by_id
+            && !self.inner.known.may_exist(id)
+        {
+            metrics::counter!("mercato_cache_filtered_total", "cache" => "product").increment(1);
+            return Err(Error::not_found("product not found"));
+        }
+        if self.inner.products.shared() {
+            return Ok((self.get(reference, published_only).await?, None));
+        }
+        let tickets = (self.inner.slugs.ticket(), self.inner.products.ticket());
+        let r = reference.to_string();
+        let read = self
+            .inner
+            .db
+            .lookup(move |tx| {
+                let Some(p) = product_in(tx, &r)? else { return Ok(None) };
+                let extra =
+                    if published_only && p.status != ProductStatus::Published { None } else { Some(also(tx, &p)?) };
+                Ok(Some((p, extra)))
+            })
+            .await?;
+        metrics::counter!("mercato_cache_loads_total", "cache" => "product").increment(1);
+        let slug = by_id.is_none().then(|| reference.to_string());
+        let Some((product, extra)) = read else {
+            if let Some(slug) = slug {
+                self.inner.slugs.adopt(&slug, None, tickets.0);
+            }
+            return Err(Error::not_found("product not found"));
+        };
+        let id = product.id.0;
+        let product = self.inner.products.adopt(&id, Some(product), tickets.1).expect("adopted a value");
+        if let Some(slug) = slug {
+            self.inner.slugs.adopt(&slug, Some(id), tickets.0);
+        }
+        Ok((shown(product)?, extra))
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {

@@ -11,7 +11,8 @@
 mod service;
 
 pub use service::{
-    Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock, reserve_in, transition_in,
+    Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock, available_in, reserve_in,
+    transition_in,
 };
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {

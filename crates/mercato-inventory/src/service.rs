@@ -62,6 +62,21 @@ fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -
     )
 }
 
+/// `skus`' available units as the stock table holds them, in the caller's
+/// transaction (0 for a SKU without a stock row).
+pub fn available_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
+    let mut found: HashMap<String, i64> = skus.iter().map(|s| (s.clone(), 0)).collect();
+    if skus.is_empty() {
+        return Ok(found);
+    }
+    let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
+    let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
+    for r in tx.query(&format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")), &args)? {
+        found.insert(r.text(0)?, r.int(1)?);
+    }
+    Ok(found)
+}
+
 fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
     tx.query_opt("SELECT available, reserved, sold FROM stock WHERE sku = $1", params![sku])?
         .map(|r| Ok::<_, Error>(Stock { available: r.int(0)?, reserved: r.int(1)?, sold: r.int(2)? }))
@@ -194,6 +209,25 @@ impl InventoryService {
         self.inner.shown_gen.current(sku)
     }
 
+    /// Taken before an [`available_in`] read whose answer is to be kept with
+    /// [`Self::adopt_shown`].
+    pub fn shown_ticket(&self) -> u64 {
+        self.inner.shown_gen.epoch()
+    }
+
+    /// Keeps displayed availability the caller read with [`available_in`]
+    /// after taking `ticket`. Returns false, keeping nothing, when some SKU's
+    /// availability was invalidated since: the answer may predate that write.
+    pub fn adopt_shown(&self, ticket: u64, found: &HashMap<String, i64>) -> bool {
+        if self.inner.shown_gen.epoch() != ticket {
+            return false;
+        }
+        for (sku, n) in found {
+            self.inner.shown.insert(sku.clone(), *n);
+        }
+        true
+    }
+
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
         let shown_ttl = match db.dialect() {
             Dialect::Sqlite => SOLE_WRITER_SHOWN_TTL,
@@ -247,23 +281,7 @@ impl InventoryService {
                     let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
                     metrics::counter!("mercato_cache_loads_total", "cache" => "stock").increment(1);
                     let skus = missing.clone();
-                    let found = self
-                        .inner
-                        .db
-                        .lookup(move |tx| {
-                            let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
-                            let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
-                            let rows = tx.query(
-                                &format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")),
-                                &args,
-                            )?;
-                            let mut found: HashMap<String, i64> = skus.iter().map(|s| (s.clone(), 0)).collect();
-                            for r in rows {
-                                found.insert(r.text(0)?, r.int(1)?);
-                            }
-                            Ok(found)
-                        })
-                        .await?;
+                    let found = self.inner.db.lookup(move |tx| available_in(tx, &skus)).await?;
                     // Stored inside the flight, so nobody can miss both the
                     // flight and its result.
                     for (sku, g) in missing.iter().zip(seen) {

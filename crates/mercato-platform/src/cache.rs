@@ -593,6 +593,36 @@ where
         self.inner.l1.insert(key.clone(), Entry { value, generation, expires });
     }
 
+    /// Whether misses go to a shared L2 before the database. A caller that
+    /// would read the database itself to save a round trip should not bypass
+    /// the L2 that protects a shared database from every instance's misses.
+    pub fn shared(&self) -> bool {
+        self.inner.hub.redis().is_some()
+    }
+
+    /// Taken before reading the source of truth for values to [`adopt`]:
+    /// for reads that learn their keys as they go (a product found by slug).
+    ///
+    /// [`adopt`]: Tiered::adopt
+    pub fn ticket(&self) -> u64 {
+        self.inner.generations.epoch()
+    }
+
+    /// Puts into L1 a value the caller read from the source of truth after
+    /// taking `ticket`, unless some invalidation happened since (the value
+    /// may then be older than it); L2 is left to versioned fills. Returns the
+    /// value as shared.
+    pub fn adopt(&self, key: &K, value: Option<V>, ticket: u64) -> Option<Arc<V>> {
+        let value = value.map(Arc::new);
+        // Sampled before the check: an invalidation after the check moves the
+        // key's generation past it, and the entry is dropped on its next read.
+        let generation = self.inner.generations.current(key);
+        if self.inner.generations.epoch() == ticket {
+            self.store(key, value.clone(), generation);
+        }
+        value
+    }
+
     /// Puts a value just written by this instance into L1 (not L2: a filler
     /// elsewhere may hold an older read, and only the versioned fill may win).
     pub fn prime(&self, key: &K, value: Arc<V>) {
@@ -700,6 +730,27 @@ mod tests {
         assert_eq!(slow.await.unwrap().unwrap().as_deref().map(String::as_str), Some("old"));
         let now = cache.get_or_load(&1, || async { Ok(Some("new".to_string())) }).await.unwrap();
         assert_eq!(now.as_deref().map(String::as_str), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn an_adopted_read_is_kept_only_if_nothing_was_invalidated_since_its_ticket() {
+        let cache: Tiered<i64, String> = hub().tiered("t");
+        let ticket = cache.ticket();
+        // Another key's write lands while the read is in flight: the reader
+        // did not know its key yet, so it cannot tell and keeps nothing.
+        cache.invalidate(&2).await;
+        let served = cache.adopt(&1, Some("read before".to_string()), ticket);
+        assert_eq!(served.as_deref().map(String::as_str), Some("read before"), "the caller still gets what it read");
+        assert!(cache.peek(&1).is_none());
+        let ticket = cache.ticket();
+        cache.adopt(&1, Some("quiet".to_string()), ticket);
+        assert_eq!(cache.peek(&1).flatten().as_deref().map(String::as_str), Some("quiet"));
+        // Absence is adopted too (a slug that names nothing).
+        let ticket = cache.ticket();
+        cache.adopt(&3, None, ticket);
+        assert_eq!(cache.peek(&3), Some(None));
+        cache.invalidate(&1).await;
+        assert!(cache.peek(&1).is_none(), "an invalidation still drops an adopted entry");
     }
 
     #[tokio::test]

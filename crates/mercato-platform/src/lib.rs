@@ -128,7 +128,14 @@ impl Generation {
 /// A [`Generation`] per key (hashed into shards, 256 by default), for caches
 /// whose writes touch a few keys at a time: a write to one key does not stop
 /// fills of the others (except the few sharing its shard).
-pub struct KeyedGeneration(Box<[Generation]>);
+///
+/// An `epoch` counts every bump of any key. A reader that does not yet know
+/// which keys it will read (a product found by slug) takes the epoch before
+/// reading and fills only if it is unchanged afterwards.
+pub struct KeyedGeneration {
+    shards: Box<[Generation]>,
+    epoch: Generation,
+}
 
 impl Default for KeyedGeneration {
     fn default() -> Self {
@@ -138,22 +145,30 @@ impl Default for KeyedGeneration {
 
 impl KeyedGeneration {
     pub fn with_shards(n: usize) -> Self {
-        KeyedGeneration((0..n.max(1)).map(|_| Generation::default()).collect())
+        KeyedGeneration { shards: (0..n.max(1)).map(|_| Generation::default()).collect(), epoch: Generation::default() }
     }
     fn shard<K: std::hash::Hash + ?Sized>(&self, key: &K) -> &Generation {
         use std::hash::{BuildHasher, BuildHasherDefault};
         let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
-        &self.0[(h % self.0.len() as u64) as usize]
+        &self.shards[(h % self.shards.len() as u64) as usize]
     }
     pub fn current<K: std::hash::Hash + ?Sized>(&self, key: &K) -> u64 {
         self.shard(key).current()
     }
     pub fn bump<K: std::hash::Hash + ?Sized>(&self, key: &K) {
-        self.shard(key).bump()
+        // The epoch first: a reader that finds it unchanged after sampling a
+        // key's generation sampled it before this bump.
+        self.epoch.bump();
+        self.shard(key).bump();
     }
     /// Every key at once (a cache dropped whole).
     pub fn bump_all(&self) {
-        self.0.iter().for_each(Generation::bump)
+        self.epoch.bump();
+        self.shards.iter().for_each(Generation::bump);
+    }
+    /// Moves whenever any key's generation does, just before it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.current()
     }
     pub fn unchanged<K: std::hash::Hash + ?Sized>(&self, key: &K, seen: u64) -> bool {
         self.shard(key).unchanged(seen)

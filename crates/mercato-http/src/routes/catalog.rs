@@ -177,17 +177,37 @@ fn json_with_etag(body: Bytes, etag: &HeaderValue, headers: &HeaderMap, max_age:
     responses((status = 200, body = ProductDto), (status = 304), (status = 404, body = Problem)))]
 async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     const MAX_AGE: u32 = 5;
-    let p = s.catalog.get(&id, true).await?;
-    let categories = s.catalog.categories().await?;
-    if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
-        return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
-    }
-    // Sampled before the reads they vouch for: a write during rendering makes
+    // Taken before the reads they vouch for: a write during rendering makes
     // the page stale at once.
-    let rendered_at = std::time::Instant::now();
-    let stock_generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
-    let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
-    let available = s.inventory.available(&skus).await?;
+    let mut rendered_at = std::time::Instant::now();
+    let stock_ticket = s.inventory.shown_ticket();
+    // A product in no cache comes with its stock in the same read.
+    let (p, fresh) = s
+        .catalog
+        .get_with(&id, true, |tx, p| {
+            let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
+            mercato_inventory::available_in(tx, &skus)
+        })
+        .await?;
+    let categories = s.catalog.categories().await?;
+    let (stock_generations, available, keep) = match fresh {
+        Some(available) => {
+            // Equal to what they were before the read when nothing was
+            // invalidated since the ticket; otherwise the page is not kept.
+            let generations = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
+            let keep = s.inventory.adopt_shown(stock_ticket, &available);
+            (generations, available, keep)
+        }
+        None => {
+            if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
+                return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
+            }
+            rendered_at = std::time::Instant::now();
+            let generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
+            let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
+            (generations, s.inventory.available(&skus).await?, true)
+        }
+    };
     let category = match categories.iter().find(|c| c.id == p.category_id) {
         Some(c) => c.clone(),
         None => s.catalog.category(&p.category_id.to_string()).await?,
@@ -195,6 +215,9 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     let body =
         Bytes::from(serde_json::to_vec(&dto_of(&p, category, &available)).map_err(|e| Error::internal(e.to_string()))?);
     let etag = etag_of(&body);
+    if !keep {
+        return Ok(json_with_etag(body, &etag, &headers, MAX_AGE));
+    }
     let page = s.product_pages.put(
         p.id.0,
         Rendered {
