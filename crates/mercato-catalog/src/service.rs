@@ -35,6 +35,9 @@ struct Inner {
     /// product cache. Never trusted alone: the cached product must still list
     /// the SKU, or the lookup goes to the database.
     sku_products: moka::sync::Cache<String, i64>,
+    /// Product pages' reads that miss every cache, by reference (see
+    /// `get_with`): concurrent misses for one product share one read.
+    page_reads: mercato_platform::cache::SingleFlight<String, Option<Arc<Product>>>,
 }
 
 const TREE: &str = "all";
@@ -187,6 +190,7 @@ impl CatalogService {
                 listings: cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100)),
                 known,
                 sku_products: moka::sync::Cache::new(cache.options().l1_max_entries * 2),
+                page_reads: Default::default(),
             }),
         })
     }
@@ -513,9 +517,10 @@ impl CatalogService {
     /// Like [`get`](Self::get), and when the product is in no cache, reads it
     /// together with `also` (what the caller needs next about it, such as its
     /// stock) in one read of the database: a product page on a catalog larger
-    /// than the cache is one trip to the database instead of three. `also` is
-    /// `None` when the product came from a cache (or from a shared L2, which
-    /// this does not bypass).
+    /// than the cache is one trip to the database instead of four. `also` is
+    /// `None` when the product came from a cache, from a concurrent caller's
+    /// read (concurrent misses for one reference share one read), or from a
+    /// shared L2, which this does not bypass.
     pub async fn get_with<T, F>(
         &self,
         reference: &str,
@@ -530,27 +535,12 @@ impl CatalogService {
             Ok(id) if id > 0 => Some(Id(id)),
             _ => None,
         };
-        let cached_id = match by_id {
-            Some(id) => Some(Some(id.0)),
-            None => self.inner.slugs.peek(&reference.to_string()).map(|id| id.as_deref().copied()),
+        let shown = |p: Option<Arc<Product>>| match p {
+            Some(p) if !published_only || p.status == ProductStatus::Published => Ok(p),
+            _ => Err(Error::not_found("product not found")),
         };
-        let shown = |p: Arc<Product>| {
-            if published_only && p.status != ProductStatus::Published {
-                return Err(Error::not_found("product not found"));
-            }
-            Ok(p)
-        };
-        match cached_id {
-            Some(None) => return Err(Error::not_found("product not found")),
-            Some(Some(id)) => {
-                if let Some(p) = self.inner.products.peek(&id) {
-                    let p = p.ok_or_else(|| Error::not_found("product not found"))?;
-                    if by_id.is_some() || p.slug == reference {
-                        return Ok((shown(p)?, None));
-                    }
-                }
-            }
-            None => {}
+        if let Some(cached) = self.cached(reference, by_id) {
+            return Ok((shown(cached)?, None));
         }
         if let Some(id) = by_id
             && !self.inner.known.may_exist(id)
@@ -561,32 +551,71 @@ impl CatalogService {
         if self.inner.products.shared() {
             return Ok((self.get(reference, published_only).await?, None));
         }
-        let tickets = (self.inner.slugs.ticket(), self.inner.products.ticket());
-        let r = reference.to_string();
-        let read = self
+        // Only the caller whose read runs gets `also`'s answer; the others
+        // find the product in the cache it filled.
+        let mut extra = None;
+        let slot = &mut extra;
+        let flight = reference.to_string();
+        let key = flight.clone();
+        let product = self
             .inner
-            .db
-            .lookup(move |tx| {
-                let Some(p) = product_in(tx, &r)? else { return Ok(None) };
-                let extra =
-                    if published_only && p.status != ProductStatus::Published { None } else { Some(also(tx, &p)?) };
-                Ok(Some((p, extra)))
+            .page_reads
+            .run(&flight, || async move {
+                // A caller that missed just before the previous read stored
+                // its result finds it here.
+                if let Some(cached) = self.cached(&key, by_id) {
+                    return Ok(cached);
+                }
+                let tickets = (self.inner.slugs.ticket(), self.inner.products.ticket());
+                let r = key.clone();
+                let read = self
+                    .inner
+                    .db
+                    .lookup(move |tx| {
+                        let Some(p) = product_in(tx, &r)? else { return Ok(None) };
+                        let extra = if published_only && p.status != ProductStatus::Published {
+                            None
+                        } else {
+                            Some(also(tx, &p)?)
+                        };
+                        Ok(Some((p, extra)))
+                    })
+                    .await?;
+                metrics::counter!("mercato_cache_loads_total", "cache" => "product").increment(1);
+                let Some((product, answer)) = read else {
+                    if by_id.is_none() {
+                        self.inner.slugs.adopt(&key, None, tickets.0);
+                    }
+                    return Ok(None);
+                };
+                *slot = answer;
+                let id = product.id.0;
+                let product = self.inner.products.adopt(&id, Some(product), tickets.1);
+                if by_id.is_none() {
+                    self.inner.slugs.adopt(&key, Some(id), tickets.0);
+                }
+                Ok(product)
             })
             .await?;
-        metrics::counter!("mercato_cache_loads_total", "cache" => "product").increment(1);
-        let slug = by_id.is_none().then(|| reference.to_string());
-        let Some((product, extra)) = read else {
-            if let Some(slug) = slug {
-                self.inner.slugs.adopt(&slug, None, tickets.0);
-            }
-            return Err(Error::not_found("product not found"));
-        };
-        let id = product.id.0;
-        let product = self.inner.products.adopt(&id, Some(product), tickets.1).expect("adopted a value");
-        if let Some(slug) = slug {
-            self.inner.slugs.adopt(&slug, Some(id), tickets.0);
-        }
         Ok((shown(product)?, extra))
+    }
+
+    /// The product `reference` names, if the caches know it: `Some(None)` for
+    /// a cached "does not exist".
+    fn cached(&self, reference: &str, by_id: Option<Id>) -> Option<Option<Arc<Product>>> {
+        let id = match by_id {
+            Some(id) => id.0,
+            None => match self.inner.slugs.peek(&reference.to_string())? {
+                None => return Some(None),
+                Some(id) => *id,
+            },
+        };
+        let p = self.inner.products.peek(&id)?;
+        // A product whose slug changed since the slug was cached: read again.
+        match p {
+            Some(p) if by_id.is_none() && p.slug != reference => None,
+            p => Some(p),
+        }
     }
 
     pub async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {

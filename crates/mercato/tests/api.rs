@@ -676,6 +676,52 @@ async fn detail_reflects_category_and_stock_changes_immediately() {
     );
 }
 
+/// A product page missing every cache is one read of the database (product,
+/// variants and stock together), and a burst of requests for it shares that
+/// read instead of each making its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_requests_for_a_cold_product_page_make_one_database_read() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let cat = srv.create_category(&admin, &unique_str("Cold"), None).await;
+    let sku = unique_str("COLD").to_uppercase();
+    let name = unique_str("QA Cold Page");
+    let p = srv.create_product(&admin, &id_of(&cat["id"]), &name, &[(&sku, 1000, 7)]).await;
+    let slug = p["slug"].as_str().expect("slug").to_string();
+    // The creation's events must be delivered before the restart: a relay
+    // delivering them during the burst would (rightly) invalidate the product.
+    let indexed = poll_until(Duration::from_secs(10), || async {
+        srv.get(&format!("/search?q={}", urlencode(&name)), None).await.body["hits"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|x| x["slug"] == json!(slug)))
+    })
+    .await;
+    assert!(indexed, "the product's events were never delivered");
+    // A restart empties every cache: the first request is cold.
+    let srv = std::sync::Arc::new(srv.restart());
+    srv.get("/categories", None).await.expect(200);
+    let product_loads = srv.metric("mercato_cache_loads_total{cache=\"product\"}").await;
+    let stock_loads = srv.metric("mercato_cache_loads_total{cache=\"stock\"}").await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (srv, path) = (srv.clone(), format!("/products/{slug}"));
+            tokio::spawn(async move { srv.get(&path, None).await })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text);
+        let available = r.body["variants"][0]["available"].clone();
+        assert!(available == json!(7) || available == json!(true), "{}", r.text);
+    }
+    let loads = srv.metric("mercato_cache_loads_total{cache=\"product\"}").await - product_loads;
+    assert_eq!(loads, 1.0, "product reads for one cold page");
+    // The first read brings the stock along; a request that looks before that
+    // read has kept it may read the stock once more.
+    let stock = srv.metric("mercato_cache_loads_total{cache=\"stock\"}").await - stock_loads;
+    assert!(stock <= 1.0, "{stock} separate stock reads");
+}
+
 #[tokio::test]
 async fn category_filter_includes_nested_subcategories_and_cursors_are_stable() {
     let srv = TestServer::start(0);
