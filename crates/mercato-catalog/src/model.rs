@@ -63,6 +63,11 @@ pub struct Product {
 }
 
 impl Product {
+    /// Its variants' SKUs, in order.
+    pub fn skus(&self) -> Vec<String> {
+        self.variants.iter().map(|v| v.sku.clone()).collect()
+    }
+
     /// Bytes this product holds, for caches bounded by memory.
     pub fn heap_size(&self) -> usize {
         std::mem::size_of::<Product>()

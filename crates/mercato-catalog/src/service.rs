@@ -81,15 +81,17 @@ fn load_product(tx: &mut dyn Tx, id: Id) -> Result<Option<Product>, Error> {
     with_variants(tx, &row).map(Some)
 }
 
-/// A product by id or slug (as [`CatalogService::get`] takes them), in the
-/// caller's transaction.
-fn product_in(tx: &mut dyn Tx, reference: &str) -> Result<Option<Product>, Error> {
-    let row = match reference.parse::<i64>() {
-        Ok(id) if id > 0 => {
-            tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = $1"), params![id])?
-        }
-        _ => tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = $1"), params![reference])?,
-    };
+/// The id a product reference names, if it is one; otherwise it is a slug.
+fn id_reference(reference: &str) -> Option<Id> {
+    reference.parse::<i64>().ok().filter(|id| *id > 0).map(Id)
+}
+
+/// A product by id, or else by slug, in the caller's transaction.
+fn product_in(tx: &mut dyn Tx, id: Option<Id>, slug: &str) -> Result<Option<Product>, Error> {
+    if let Some(id) = id {
+        return load_product(tx, id);
+    }
+    let row = tx.query_opt(&format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE slug = $1"), params![slug])?;
     row.map(|row| with_variants(tx, &row)).transpose()
 }
 
@@ -106,7 +108,6 @@ fn with_variants(tx: &mut dyn Tx, row: &Row) -> Result<Product, Error> {
     product_from(row, variants)
 }
 
-/// `sku`'s facts as `product` states them, if it still has that variant.
 /// Current catalog facts of `skus` (those that exist), in the caller's
 /// transaction: checkout reads them with the cart they price.
 pub fn skus_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, SkuInfo>, Error> {
@@ -140,6 +141,7 @@ pub fn skus_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, SkuIn
     Ok(out)
 }
 
+/// `sku`'s facts as `product` states them, if it still has that variant.
 fn sku_info(product: &Product, sku: &str) -> Option<SkuInfo> {
     let v = product.variants.iter().find(|v| v.sku == sku)?;
     Some(SkuInfo {
@@ -481,9 +483,9 @@ impl CatalogService {
     /// A product by id or slug. With `published_only`, drafts and archived
     /// products are reported as not found.
     pub async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
-        let id = match reference.parse::<i64>() {
-            Ok(id) if id > 0 => Id(id),
-            _ => {
+        let id = match id_reference(reference) {
+            Some(id) => id,
+            None => {
                 let db = self.inner.db.clone();
                 let slug = reference.to_string();
                 let key = slug.clone();
@@ -506,7 +508,7 @@ impl CatalogService {
         if published_only && product.status != ProductStatus::Published {
             return Err(Error::not_found("product not found"));
         }
-        if reference.parse::<i64>().is_err() && product.slug != reference {
+        if id_reference(reference).is_none() && product.slug != reference {
             // A stale slug mapping (the slug changed): look again.
             self.inner.slugs.invalidate(&reference.to_string()).await;
             return Err(Error::not_found("product not found"));
@@ -531,10 +533,7 @@ impl CatalogService {
         T: Send + 'static,
         F: FnOnce(&mut dyn Tx, &Product) -> Result<T, Error> + Send + 'static,
     {
-        let by_id = match reference.parse::<i64>() {
-            Ok(id) if id > 0 => Some(Id(id)),
-            _ => None,
-        };
+        let by_id = id_reference(reference);
         let shown = |p: Option<Arc<Product>>| match p {
             Some(p) if !published_only || p.status == ProductStatus::Published => Ok(p),
             _ => Err(Error::not_found("product not found")),
@@ -572,7 +571,7 @@ impl CatalogService {
                     .inner
                     .db
                     .lookup(move |tx| {
-                        let Some(p) = product_in(tx, &r)? else { return Ok(None) };
+                        let Some(p) = product_in(tx, by_id, &r)? else { return Ok(None) };
                         let extra = if published_only && p.status != ProductStatus::Published {
                             None
                         } else {
@@ -791,7 +790,8 @@ impl CatalogService {
     }
 
     /// Current facts about `skus` (missing SKUs are simply absent), always
-    /// from the database: checkout must price from the source of truth.
+    /// from the database, for decisions a cache must not make (a flash sale's
+    /// SKU, an admin's stock change). Checkout reads [`skus_in`] with its cart.
     pub async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         if skus.is_empty() {
             return Ok(HashMap::new());

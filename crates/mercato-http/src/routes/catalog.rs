@@ -105,8 +105,7 @@ fn page_dto(page: &Page<ProductSummary>) -> PageDto<ProductSummaryDto> {
 }
 
 pub async fn product_dto(s: &AppState, p: &Product) -> Result<ProductDto, Error> {
-    let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
-    let available = s.inventory.available(&skus).await?;
+    let available = s.inventory.available(&p.skus()).await?;
     let category = s.catalog.category(&p.category_id.to_string()).await?;
     Ok(dto_of(p, category, &available))
 }
@@ -182,19 +181,15 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     let mut rendered_at = std::time::Instant::now();
     let stock_ticket = s.inventory.shown_ticket();
     // A product in no cache comes with its stock in the same read.
-    let (p, fresh) = s
-        .catalog
-        .get_with(&id, true, |tx, p| {
-            let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
-            mercato_inventory::available_in(tx, &skus)
-        })
-        .await?;
+    let (p, fresh) = s.catalog.get_with(&id, true, |tx, p| mercato_inventory::available_in(tx, &p.skus())).await?;
     let categories = s.catalog.categories().await?;
+    let generations =
+        |p: &Product| -> Vec<u64> { p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect() };
     let (stock_generations, available, keep) = match fresh {
         Some(available) => {
-            // Equal to what they were before the read when nothing was
-            // invalidated since the ticket; otherwise the page is not kept.
-            let generations = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
+            // Sampled before the ticket is checked: then they equal what they
+            // were before the read, or the check fails and the page is not kept.
+            let generations = generations(&p);
             let keep = s.inventory.adopt_shown(stock_ticket, &available);
             (generations, available, keep)
         }
@@ -203,9 +198,8 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
                 return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
             }
             rendered_at = std::time::Instant::now();
-            let generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
-            let skus: Vec<String> = p.variants.iter().map(|v| v.sku.clone()).collect();
-            (generations, s.inventory.available(&skus).await?, true)
+            let generations = generations(&p);
+            (generations, s.inventory.available(&p.skus()).await?, true)
         }
     };
     let category = match categories.iter().find(|c| c.id == p.category_id) {
