@@ -7,7 +7,7 @@ pub mod pricing;
 mod service;
 
 pub use pricing::{PricedLine, Totals};
-pub use service::{CartOwner, CartService, CheckoutRead, PricedCart, checkout_read_in, convert_in};
+pub use service::{CartOwner, CartService, CheckoutRead, PricedCart};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -520,11 +520,29 @@ impl CartService {
         }
     }
 
+    /// Reads `customer`'s active cart as checkout prices it (`None`: there
+    /// is none): the cart from this domain's database, then the current
+    /// catalog facts of its SKUs from the catalog, not its display cache.
+    pub async fn checkout_read(&self, customer: Id) -> Result<Option<CheckoutRead>, Error> {
+        let found = self
+            .inner
+            .db
+            .lookup(move |tx| {
+                let Some(cart) = find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
+                Ok(Some((cart.id, cart_state_in(tx, cart.id)?)))
+            })
+            .await?;
+        let Some((cart, state)) = found else { return Ok(None) };
+        let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
+        let facts = self.inner.catalog.skus(skus).await?;
+        Ok(Some(CheckoutRead { cart, state, facts }))
+    }
+
     /// Retires `cart` because `order` was placed from it. Idempotent.
     pub async fn mark_converted(&self, cart: Id, order: Id) -> Result<(), Error> {
-        // Checkout retires the cart in its own transaction; this is the
-        // `order.placed` subscriber's safety net, so it usually has nothing to
-        // do and a read says so without queueing a write.
+        // Checkout retires the cart as its last step; the `order.placed`
+        // subscriber is the safety net for a crash before it, so it usually
+        // has nothing to do and a read says so without queueing a write.
         let active = self
             .inner
             .db
@@ -550,25 +568,14 @@ pub struct CheckoutRead {
     facts: HashMap<String, SkuInfo>,
 }
 
-/// Reads customer's active cart for checkout in the caller's transaction
-/// (`None`: there is none), so the checkout can make its other reads in the
-/// same one.
-pub fn checkout_read_in(tx: &mut dyn Tx, customer: Id) -> Result<Option<CheckoutRead>, Error> {
-    let Some(cart) = find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
-    let state = cart_state_in(tx, cart.id)?;
-    let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
-    let facts = mercato_catalog::skus_in(tx, &skus)?;
-    Ok(Some(CheckoutRead { cart: cart.id, state, facts }))
-}
-
 fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {
     Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
         .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": requested }))
 }
 
-/// Retires `cart` because `order` was placed from it, inside the caller's
-/// transaction. Returns whether this call retired it (false: already retired).
-pub fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
+/// Retires `cart` because `order` was placed from it. Returns whether this
+/// call retired it (false: already retired).
+fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
     let n = tx.execute(
         "UPDATE carts SET status = 'converted', order_id = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
         params![order, now_ms(), cart],

@@ -36,7 +36,7 @@ struct Inner {
     /// the SKU, or the lookup goes to the database.
     sku_products: moka::sync::Cache<String, i64>,
     /// Product pages' reads that miss every cache, by reference (see
-    /// `get_with`): concurrent misses for one product share one read.
+    /// `page_product`): concurrent misses for one product share one read.
     page_reads: mercato_platform::cache::SingleFlight<String, Option<Arc<Product>>>,
 }
 
@@ -516,30 +516,19 @@ impl CatalogService {
         Ok(product)
     }
 
-    /// Like [`get`](Self::get), and when the product is in no cache, reads it
-    /// together with `also` (what the caller needs next about it, such as its
-    /// stock) in one read of the database: a product page on a catalog larger
-    /// than the cache is one trip to the database instead of four. `also` is
-    /// `None` when the product came from a cache, from a concurrent caller's
-    /// read (concurrent misses for one reference share one read), or from a
-    /// shared L2, which this does not bypass.
-    pub async fn get_with<T, F>(
-        &self,
-        reference: &str,
-        published_only: bool,
-        also: F,
-    ) -> Result<(Arc<Product>, Option<T>), Error>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut dyn Tx, &Product) -> Result<T, Error> + Send + 'static,
-    {
+    /// Like [`get`](Self::get), for a product page: a product in no cache is
+    /// read with its variants in one read of the database, found by slug or
+    /// id (one trip instead of two), and concurrent misses for one reference
+    /// share that read. With a shared L2 this is [`get`](Self::get), so the
+    /// L2 still shields a shared database from every instance's misses.
+    pub async fn page_product(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
         let by_id = id_reference(reference);
         let shown = |p: Option<Arc<Product>>| match p {
             Some(p) if !published_only || p.status == ProductStatus::Published => Ok(p),
             _ => Err(Error::not_found("product not found")),
         };
         if let Some(cached) = self.cached(reference, by_id) {
-            return Ok((shown(cached)?, None));
+            return shown(cached);
         }
         if let Some(id) = by_id
             && !self.inner.known.may_exist(id)
@@ -548,12 +537,8 @@ impl CatalogService {
             return Err(Error::not_found("product not found"));
         }
         if self.inner.products.shared() {
-            return Ok((self.get(reference, published_only).await?, None));
+            return self.get(reference, published_only).await;
         }
-        // Only the caller whose read runs gets `also`'s answer; the others
-        // find the product in the cache it filled.
-        let mut extra = None;
-        let slot = &mut extra;
         let flight = reference.to_string();
         let key = flight.clone();
         let product = self
@@ -567,27 +552,14 @@ impl CatalogService {
                 }
                 let tickets = (self.inner.slugs.ticket(), self.inner.products.ticket());
                 let r = key.clone();
-                let read = self
-                    .inner
-                    .db
-                    .lookup(move |tx| {
-                        let Some(p) = product_in(tx, by_id, &r)? else { return Ok(None) };
-                        let extra = if published_only && p.status != ProductStatus::Published {
-                            None
-                        } else {
-                            Some(also(tx, &p)?)
-                        };
-                        Ok(Some((p, extra)))
-                    })
-                    .await?;
+                let read = self.inner.db.lookup(move |tx| product_in(tx, by_id, &r)).await?;
                 metrics::counter!("mercato_cache_loads_total", "cache" => "product").increment(1);
-                let Some((product, answer)) = read else {
+                let Some(product) = read else {
                     if by_id.is_none() {
                         self.inner.slugs.adopt(&key, None, tickets.0);
                     }
                     return Ok(None);
                 };
-                *slot = answer;
                 let id = product.id.0;
                 let product = self.inner.products.adopt(&id, Some(product), tickets.1);
                 if by_id.is_none() {
@@ -596,7 +568,7 @@ impl CatalogService {
                 Ok(product)
             })
             .await?;
-        Ok((shown(product)?, extra))
+        shown(product)
     }
 
     /// The product `reference` names, if the caches know it: `Some(None)` for

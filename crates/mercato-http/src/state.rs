@@ -37,7 +37,11 @@ impl std::ops::Deref for AppState {
 
 pub struct Services {
     pub config: Arc<Config>,
+    /// The platform's database (stored Idempotency-Key answers).
     pub db: Db,
+    /// Every domain's database, for health and metrics only: handlers reach
+    /// a domain's data through its service.
+    pub dbs: mercato_platform::Databases,
     pub catalog: CatalogService,
     pub inventory: InventoryService,
     pub customers: CustomersService,

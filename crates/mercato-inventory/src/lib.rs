@@ -10,10 +10,7 @@
 
 mod service;
 
-pub use service::{
-    Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock, available_in, reserve_in,
-    transition_in,
-};
+pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

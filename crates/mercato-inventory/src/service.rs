@@ -64,7 +64,7 @@ fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -
 
 /// `skus`' available units as the stock table holds them, in the caller's
 /// transaction (0 for a SKU without a stock row).
-pub fn available_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
+fn available_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
     let mut found: HashMap<String, i64> = skus.iter().map(|s| (s.clone(), 0)).collect();
     if skus.is_empty() {
         return Ok(found);
@@ -92,11 +92,12 @@ fn open_reservation(tx: &mut dyn Tx, id: Id, now: i64) -> Result<bool, Error> {
     )? == 1)
 }
 
-/// Holds `lines` for `reservation` inside the caller's transaction: all or
-/// nothing, each line a conditional decrement. Returns the SKUs whose stock
-/// moved (none when the reservation already existed: an earlier attempt made
-/// it). Call [`InventoryService::stock_written`] after the commit.
-pub fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Vec<String>, Error> {
+/// Holds `lines` for `reservation`: all or nothing, each line a conditional
+/// decrement. Returns the SKUs whose stock moved (none when the reservation
+/// is already held: an earlier attempt made it). A reservation released
+/// before (a compensated checkout) is refused, so a step arriving late holds
+/// nothing.
+fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Vec<String>, Error> {
     let mut lines = lines.to_vec();
     // A fixed lock order across transactions avoids deadlocks on row-locking backends.
     lines.sort_by(|a, b| a.sku.cmp(&b.sku));
@@ -105,7 +106,11 @@ pub fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Ve
     }
     let now = now_ms();
     if !open_reservation(tx, reservation, now)? {
-        return Ok(vec![]); // already reserved by an earlier attempt
+        let state = tx.query_one("SELECT state FROM reservations WHERE id = $1", params![reservation])?.text(0)?;
+        if state == "held" {
+            return Ok(vec![]); // already reserved by an earlier attempt
+        }
+        return Err(Error::conflict(format!("reservation {reservation} was {state}; it cannot be held again")));
     }
     for l in &lines {
         let ok = tx.execute(
@@ -132,10 +137,10 @@ pub fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Ve
 }
 
 /// Moves reservation `reservation` from state `from` to `to` ("held" to
-/// "committed" or "released", "committed" to "restocked") inside the caller's
-/// transaction. Returns the SKUs whose stock moved, or None when the
-/// reservation was not in state `from` (moved already, or never made).
-pub fn transition_in(
+/// "committed" or "released", "committed" to "restocked"). Returns the SKUs
+/// whose stock moved, or None when the reservation was not in state `from`
+/// (moved already, or never made).
+fn transition_in(
     tx: &mut dyn Tx,
     reservation: Id,
     from: &'static str,
@@ -207,25 +212,6 @@ impl InventoryService {
     /// is unchanged and they are younger than [`Self::shown_ttl`].
     pub fn shown_generation(&self, sku: &str) -> u64 {
         self.inner.shown_gen.current(sku)
-    }
-
-    /// Taken before an [`available_in`] read whose answer is to be kept with
-    /// [`Self::adopt_shown`].
-    pub fn shown_ticket(&self) -> u64 {
-        self.inner.shown_gen.epoch()
-    }
-
-    /// Keeps displayed availability the caller read with [`available_in`]
-    /// after taking `ticket`. Returns false, keeping nothing, when some SKU's
-    /// availability was invalidated since: the answer may predate that write.
-    pub fn adopt_shown(&self, ticket: u64, found: &HashMap<String, i64>) -> bool {
-        if self.inner.shown_gen.epoch() != ticket {
-            return false;
-        }
-        for (sku, n) in found {
-            self.inner.shown.insert(sku.clone(), *n);
-        }
-        true
     }
 
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
@@ -432,10 +418,9 @@ impl InventoryService {
         Ok(())
     }
 
-    /// After a commit that moved stock of `skus` (through [`reserve_in`] or
-    /// [`transition_in`] inside another domain's transaction): drops their
-    /// displayed availability and wakes the event relay.
-    pub fn stock_written(&self, skus: &[String]) {
+    /// After a commit that moved stock of `skus`: drops their displayed
+    /// availability and wakes the event relay.
+    fn stock_written(&self, skus: &[String]) {
         if !skus.is_empty() {
             self.invalidate(skus);
             self.inner.bus.wake();
@@ -447,8 +432,24 @@ impl InventoryService {
         self.transition(reservation, "held", "committed").await
     }
 
-    /// Held units go back to available (the order was cancelled or expired).
+    /// Held units go back to available (the order was cancelled or expired,
+    /// or its checkout gave up). A reservation never made is recorded as
+    /// released, so a reserve arriving after its compensation holds nothing.
     pub async fn release(&self, reservation: Id) -> Result<bool, Error> {
+        if self.reservation_state(reservation).await?.is_none() {
+            self.inner
+                .db
+                .write(move |tx| {
+                    let now = now_ms();
+                    tx.execute(
+                        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'released', $2, $2) \
+                         ON CONFLICT (id) DO NOTHING",
+                        params![reservation, now],
+                    )?;
+                    Ok(())
+                })
+                .await?;
+        }
         self.transition(reservation, "held", "released").await
     }
 

@@ -1,18 +1,20 @@
 //! Checkout and the order lifecycle.
 //!
-//! Placing an order is one transaction: the Idempotency-Key's record (with
-//! the answer, for replays), the stock reservation, promotion uses, the order
-//! with its items, history and `order.placed` event, and the retired cart. A
-//! checkout is all there or not at all, whatever crashes. Paying is two: the
-//! payment's claim on the order, then its settlement with the order paid and
-//! its units sold. Later moves (cancel, ship, refund) are conditional state
-//! changes, so events delivered twice change nothing.
+//! Placing an order is a saga over the inventory, promotions and cart
+//! domains (see `checkout`), since each may live in a database of its own:
+//! its steps are idempotent on the order id, and a checkout that stops
+//! half-way is compensated, never left holding stock. Paying claims the
+//! order, lets the payments domain charge, then marks the order paid; its
+//! units are sold by the inventory domain. Later moves (cancel, ship, refund)
+//! are conditional state changes, so events delivered twice change nothing.
 
+mod checkout;
 pub mod model;
 mod service;
 
+pub use checkout::{Placed, purge_checkouts};
 pub use model::{Address, Order, OrderItem, OrderStatus};
-pub use service::{AdminFilter, OrdersService, PaymentResult, Placed, purge_checkouts};
+pub use service::{AdminFilter, OrdersService, PaymentResult};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -1,7 +1,7 @@
 use crate::model::{Action, Address, HistoryEntry, Order, OrderItem, OrderStatus, next};
 use mercato_cart::CartService;
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
-use mercato_inventory::{InventoryService, Line};
+use mercato_inventory::InventoryService;
 use mercato_payments::{PayOutcome, Payment, PaymentsService};
 use mercato_platform::config::OrdersConfig;
 use mercato_platform::db::Param;
@@ -16,24 +16,16 @@ pub struct OrdersService {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    db: Db,
-    ids: IdGen,
-    bus: EventBus,
-    cart: CartService,
-    inventory: InventoryService,
+pub(crate) struct Inner {
+    pub(crate) db: Db,
+    pub(crate) ids: IdGen,
+    pub(crate) bus: EventBus,
+    pub(crate) cart: CartService,
+    pub(crate) inventory: InventoryService,
     payments: PaymentsService,
-    promotions: PromotionsService,
-    cfg: OrdersConfig,
+    pub(crate) promotions: PromotionsService,
+    pub(crate) cfg: OrdersConfig,
     currency: Currency,
-}
-
-/// The answer to a checkout: the order as first created, and whether this was a
-/// replay of an earlier request with the same key.
-pub struct Placed {
-    pub body: String,
-    pub order_id: Id,
-    pub replayed: bool,
 }
 
 pub enum PaymentResult {
@@ -47,31 +39,21 @@ pub struct AdminFilter {
     pub customer_id: Option<Id>,
 }
 
-/// What an earlier request with the same Idempotency-Key left behind.
-enum Earlier {
-    /// It placed an order: its answer is replayed.
-    Done(String, Id),
-    /// It was abandoned (a crash of an earlier version, mid-saga): what it
-    /// held is given back and the checkout starts over.
-    Abandoned(Id),
-}
-
 enum PaidOutcome {
-    /// The order is now paid; its held units of these SKUs were sold.
-    Paid(Vec<String>),
+    /// The order is now paid; its held units are to be sold.
+    Paid,
     /// The payment landed on a cancelled order.
     Refund,
     Nothing,
 }
 
-/// The order is paid (its payment just succeeded): the transition and, in
-/// the same transaction, its held units sold. Already paid (a duplicate
-/// report): nothing. Cancelled meanwhile: the payment must be refunded.
+/// The order is paid (its payment just succeeded). Already paid (a
+/// duplicate report): nothing. Cancelled meanwhile: the payment must be
+/// refunded. Its held units are sold by the inventory domain afterwards
+/// (directly, and by the `order.paid` subscriber after a crash).
 fn paid_in(tx: &mut dyn Tx, hid: Id, id: Id) -> Result<PaidOutcome, Error> {
     match transition(tx, hid, id, Action::Pay, None, "payment", None) {
-        Ok(_) => {
-            Ok(PaidOutcome::Paid(mercato_inventory::transition_in(tx, id, "held", "committed")?.unwrap_or_default()))
-        }
+        Ok(_) => Ok(PaidOutcome::Paid),
         Err(e) if e.code == ErrorCode::IllegalTransition => {
             let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
             if status != "cancelled" {
@@ -98,84 +80,12 @@ fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Error> {
     Ok(())
 }
 
-/// Finished checkouts forgotten per write job by [`purge_checkouts`].
-const PURGE_BATCH: u64 = 1_000;
-
-/// Forgets finished checkouts that ended before `cutoff` (ms): past it, a
-/// request with the same key is a new checkout, as with every other
-/// Idempotency-Key. Each record keeps its whole answer (about 1.4 KB an
-/// order) and nothing else removes them. Deletes in batches, so the writer is
-/// never held for long; returns how many went.
-pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
-    let mut total = 0;
-    loop {
-        // A finished checkout's lease_until is the time it finished, and
-        // (state, lease_until) is indexed.
-        let n = db
-            .write(move |tx| {
-                Ok(tx.execute(
-                    &format!(
-                        "DELETE FROM checkouts WHERE (customer_id, idempotency_key) IN \
-                         (SELECT customer_id, idempotency_key FROM checkouts \
-                          WHERE state = 'done' AND lease_until < $1 LIMIT {PURGE_BATCH})"
-                    ),
-                    params![cutoff],
-                )?)
-            })
-            .await?;
-        total += n;
-        if n < PURGE_BATCH {
-            return Ok(total);
-        }
-    }
-}
-
 /// What paying an order needs to know of it.
 struct Payable {
     customer_id: Id,
     status: OrderStatus,
     total: Money,
     payment_due_at: Option<i64>,
-}
-
-enum Written {
-    Placed(Vec<String>),
-    Replay(String, Id),
-}
-
-fn in_progress(retry_after_secs: u64) -> Error {
-    Error::new(ErrorCode::IdempotencyInProgress, "a request with this Idempotency-Key is in progress")
-        .with_retry_after(retry_after_secs)
-}
-
-/// The record of an earlier checkout with `key`, if any. Errors when it was
-/// made with a different body, or is still being worked on.
-fn earlier_checkout(
-    tx: &mut dyn Tx,
-    customer: Id,
-    key: &str,
-    fingerprint: &str,
-    now: i64,
-) -> Result<Option<Earlier>, Error> {
-    let Some(row) = tx.query_opt(
-        "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
-        params![customer, key],
-    )?
-    else {
-        return Ok(None);
-    };
-    if row.str(0)? != fingerprint {
-        return Err(Error::new(
-            ErrorCode::IdempotencyMismatch,
-            "this Idempotency-Key was used with a different request body",
-        ));
-    }
-    let (order_id, lease_until) = (row.id(1)?, row.int(3)?);
-    match row.str(2)? {
-        "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
-        "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
-        _ => Ok(Some(Earlier::Abandoned(order_id))),
-    }
 }
 
 const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
@@ -314,7 +224,7 @@ fn transition(
 
 /// Writes a new order: its row, items, first history entry and the
 /// `order.placed` event, in the caller's transaction.
-fn insert_order(
+pub(crate) fn insert_order(
     tx: &mut dyn Tx,
     o: &Order,
     history_id: Id,
@@ -389,173 +299,8 @@ impl OrdersService {
         OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, promotions, cfg, currency }) }
     }
 
-    /// Turns the customer's cart into an order, at most once per key.
-    ///
-    /// Everything the order changes (the key's record, the stock reservation,
-    /// promotion uses, the order and its `order.placed` event, the retired
-    /// cart) is written in one transaction: a checkout is all there or not at
-    /// all, whatever crashes, and it costs one commit instead of a saga's five.
-    pub async fn place(
-        &self,
-        customer: Id,
-        address: Address,
-        shipping_method: Option<String>,
-        key: Option<String>,
-        fingerprint: String,
-    ) -> Result<Placed, Error> {
-        let address = address.validate()?;
-        let key = match key {
-            Some(k) if k.is_empty() || k.len() > 255 => {
-                return Err(Error::validation("Idempotency-Key must be 1 to 255 characters"));
-            }
-            Some(k) => k,
-            None => format!("auto-{}", mercato_platform::random_token()),
-        };
-        // A repeated request is answered from its record before the cart is
-        // looked at (the first one emptied it). Both are read in one
-        // transaction: under write load each read transaction starts from an
-        // empty page cache. A request that also sets the shipping method
-        // reads the cart after setting it.
-        let (k, f, read_cart) = (key.clone(), fingerprint.clone(), shipping_method.is_none());
-        let (earlier, read) = self
-            .inner
-            .db
-            .lookup(move |tx| match earlier_checkout(tx, customer, &k, &f, now_ms())? {
-                Some(Earlier::Done(body, id)) => Ok((Some((body, id)), None)),
-                _ if read_cart => Ok((None, mercato_cart::checkout_read_in(tx, customer)?)),
-                _ => Ok((None, None)),
-            })
-            .await?;
-        if let Some((body, order_id)) = earlier {
-            return Ok(Placed { body, order_id, replayed: true });
-        }
-        let read = match &shipping_method {
-            None => read,
-            Some(code) => {
-                self.inner.cart.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
-                self.inner.db.lookup(move |tx| mercato_cart::checkout_read_in(tx, customer)).await?
-            }
-        };
-        let cart = self.inner.cart.price_checkout(read).await?;
-        if !cart.unavailable.is_empty() {
-            return Err(Error::conflict(format!(
-                "no longer available: {}; remove them from the cart",
-                cart.unavailable.join(", ")
-            ))
-            .with_details(serde_json::json!({ "unavailable": cart.unavailable })));
-        }
-        let Some(cart_id) = cart.id.filter(|_| !cart.items.is_empty()) else {
-            // A concurrent request with this key may have placed the order
-            // (and emptied the cart) since the first look.
-            if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
-                return Ok(replay);
-            }
-            return Err(Error::new(ErrorCode::EmptyCart, "the cart is empty"));
-        };
-        // A coupon that stopped applying since it was added is an error, not a
-        // silent price change: the customer confirms the new total first.
-        if let Some(problem) = cart.coupon_problem.clone() {
-            return Err(problem);
-        }
-        let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
-        let items = cart
-            .items
-            .iter()
-            .map(|l| OrderItem {
-                sku: l.sku.clone(),
-                product_id: l.product_id,
-                name: l.name.clone(),
-                options: l.options.clone(),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                line_total: l.line_total,
-            })
-            .collect();
-        let order_id = self.inner.ids.next();
-        let order = self.new_order(
-            order_id,
-            customer,
-            items,
-            &cart.totals,
-            cart.discounts.clone(),
-            Some(address),
-            None,
-            cart.shipping_method.clone(),
-        );
-        let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
-        let history_id = self.inner.ids.next();
-        let discounts = cart.discounts;
-        let counts_uses = !discounts.is_empty();
-        let promotions = self.inner.promotions.clone();
-        let (k, b) = (key, body.clone());
-        let written = self
-            .inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let mut released = Vec::new();
-                match earlier_checkout(tx, customer, &k, &fingerprint, now)? {
-                    Some(Earlier::Done(body, id)) => return Ok(Written::Replay(body, id)),
-                    Some(Earlier::Abandoned(old)) => {
-                        // An attempt of an earlier version crashed after
-                        // reserving: what it held comes back first.
-                        mercato_promotions::release_in(tx, old)?;
-                        released = mercato_inventory::transition_in(tx, old, "held", "released")?.unwrap_or_default();
-                        tx.execute(
-                            "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
-                            params![customer, &k],
-                        )?;
-                    }
-                    None => {}
-                }
-                let claimed = tx.execute(
-                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at, response) \
-                     VALUES ($1, $2, $3, $4, 'done', $5, $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-                    params![customer, &k, &fingerprint, order_id, now, &b],
-                )?;
-                if claimed == 0 {
-                    // Another request with this key committed first (on
-                    // PostgreSQL this insert waited for it): its answer is ours.
-                    return match earlier_checkout(tx, customer, &k, &fingerprint, now)? {
-                        Some(Earlier::Done(body, id)) => Ok(Written::Replay(body, id)),
-                        _ => Err(in_progress(1)),
-                    };
-                }
-                let mut skus = mercato_inventory::reserve_in(tx, order_id, &lines)?;
-                skus.append(&mut released);
-                promotions.redeem_in(tx, order_id, customer, &discounts)?;
-                insert_order(tx, &order, history_id, Some(cart_id), Some(&k))?;
-                mercato_cart::convert_in(tx, cart_id, order_id)?;
-                Ok(Written::Placed(skus))
-            })
-            .await;
-        match written? {
-            Written::Replay(body, order_id) => Ok(Placed { body, order_id, replayed: true }),
-            Written::Placed(skus) => {
-                self.inner.inventory.stock_written(&skus);
-                if counts_uses {
-                    // Only then did cached promotion counts change.
-                    self.inner.promotions.redeemed();
-                }
-                self.inner.bus.wake();
-                Ok(Placed { body, order_id, replayed: false })
-            }
-        }
-    }
-
-    /// The stored answer of a finished checkout with this key, if there is one.
-    async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
-        let (k, f) = (key.to_string(), fingerprint.to_string());
-        Ok(match self.inner.db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
-            Some(Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
-            _ => None,
-        })
-    }
-
-    /// Forgets finished checkouts older than the replay window of
-    /// Idempotency-Keys (24 hours).
-    pub async fn purge_checkouts(&self) -> Result<u64, Error> {
-        purge_checkouts(&self.inner.db, now_ms() - mercato_platform::idempotency::RETENTION_MS).await
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 
     pub async fn get(&self, id: Id) -> Result<Order, Error> {
@@ -686,51 +431,39 @@ impl OrdersService {
                 .with_details(serde_json::json!({ "reason": "payment window closed" })));
         }
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        let hid = self.inner.ids.next();
-        // Claiming the order (a lease, so one payment runs at a time) commits
-        // with the payment attempt; the order's payment with the payment's.
-        let claimed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let claim = claimed.clone();
-        let begin = move |tx: &mut dyn Tx| {
-            let now = now_ms();
-            let locked = tx.execute(
-                "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment' \
-                 AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
-                params![now + lease, id, now],
-            )?;
-            if locked == 0 {
-                let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
-                return Err(match status.as_str() {
-                    "pending_payment" => {
-                        Error::conflict("a payment for this order is already in progress").with_retry_after(2)
-                    }
-                    other => Error::illegal_transition(other, "pay"),
-                });
-            }
-            claim.store(true, std::sync::atomic::Ordering::Relaxed);
-            Ok(())
-        };
-        let settled = move |tx: &mut dyn Tx, succeeded: bool| match succeeded {
-            // Idempotent: an order a webhook already marked paid stays as it is.
-            true => paid_in(tx, hid, id),
-            // Declined: the customer may try again (or cancel) right away.
-            false => {
-                release_payment_lease_in(tx, id)?;
-                Ok(PaidOutcome::Nothing)
-            }
-        };
-        let result = self.inner.payments.pay_with(id, order.total, card_number, begin, settled).await;
-        let failed_after_claim = result.as_ref().is_err_and(|e| e.code != ErrorCode::PaymentDeclined)
-            && claimed.load(std::sync::atomic::Ordering::Relaxed);
-        if failed_after_claim {
-            // The provider could not be reached (a decline clears the claim in
-            // its own transaction; a refused claim never held it): do not
-            // leave the order claimed.
-            let _ = self.inner.db.write(move |tx| release_payment_lease_in(tx, id)).await;
-        }
-        match result? {
-            (PayOutcome::Succeeded(payment), paid) => {
-                if self.after_paid(id, paid.unwrap_or(PaidOutcome::Nothing)).await? {
+        // The order is claimed (a lease, so one payment runs at a time and
+        // neither a cancel nor the expiry sweeper slips in) before the
+        // payments domain starts the attempt.
+        self.inner
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let locked = tx.execute(
+                    "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment' \
+                     AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
+                    params![now + lease, id, now],
+                )?;
+                if locked == 0 {
+                    let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+                    return Err(match status.as_str() {
+                        "pending_payment" => {
+                            Error::conflict("a payment for this order is already in progress").with_retry_after(2)
+                        }
+                        other => Error::illegal_transition(other, "pay"),
+                    });
+                }
+                Ok(())
+            })
+            .await?;
+        match self.inner.payments.pay(id, order.total, card_number).await {
+            Ok(PayOutcome::Succeeded(payment)) => {
+                // Idempotent: an order a webhook already marked paid stays
+                // as it is. A crash before this commit is mended by the
+                // `payment.succeeded` subscriber.
+                let hid = self.inner.ids.next();
+                let outcome = self.inner.db.write(move |tx| paid_in(tx, hid, id)).await?;
+                self.inner.bus.wake();
+                if self.after_paid(id, outcome).await? {
                     return Err(Error::illegal_transition("cancelled", "pay").with_details(
                         serde_json::json!({ "reason": "the order was cancelled; the payment was refunded" }),
                     ));
@@ -738,7 +471,14 @@ impl OrdersService {
                 Ok(PaymentResult::Paid(payment))
             }
             // The lease stays until the webhook settles it or it runs out.
-            (PayOutcome::Processing(payment), _) => Ok(PaymentResult::Processing(payment)),
+            Ok(PayOutcome::Processing(payment)) => Ok(PaymentResult::Processing(payment)),
+            Err(e) => {
+                // Declined (the customer may try again, or cancel, at once),
+                // refused, or the provider unreachable: the order is not
+                // claimed any more.
+                let _ = self.inner.db.write(move |tx| release_payment_lease_in(tx, id)).await;
+                Err(e)
+            }
         }
     }
 
@@ -770,7 +510,9 @@ impl OrdersService {
     /// of a payment that landed on a cancelled order (then `true`).
     async fn after_paid(&self, id: Id, outcome: PaidOutcome) -> Result<bool, Error> {
         match outcome {
-            PaidOutcome::Paid(skus) => self.inner.inventory.stock_written(&skus),
+            PaidOutcome::Paid => {
+                self.inner.inventory.commit(id).await?;
+            }
             PaidOutcome::Refund => {
                 tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
                 let refund =
@@ -795,7 +537,7 @@ impl OrdersService {
     }
 
     /// A new unpaid order, due for payment within the configured timeout.
-    fn new_order(
+    pub(crate) fn new_order(
         &self,
         id: Id,
         customer: Id,
@@ -998,36 +740,7 @@ impl OrdersService {
                 n += 1;
             }
         }
-        let stale = self
-            .inner
-            .db
-            .read(move |tx| {
-                tx.query(
-                    "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 200",
-                    params![now],
-                )?
-                .iter()
-                .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
-                .collect::<Result<Vec<_>, Error>>()
-            })
-            .await?;
-        for (customer, key, order_id) in stale {
-            let abandoned = self
-                .inner
-                .db
-                .write(move |tx| {
-                    Ok(tx.execute(
-                        "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending' AND lease_until < $4",
-                        params![customer, &key, order_id, now_ms()],
-                    )?)
-                })
-                .await?;
-            if abandoned == 1 {
-                self.inner.promotions.release(order_id).await?;
-                self.inner.inventory.release(order_id).await?;
-                n += 1;
-            }
-        }
+        n += self.sweep_checkouts(now).await?;
         for payment in self.inner.payments.reconcile(10_000).await? {
             self.on_payment_succeeded(payment.order_id).await?;
             n += 1;

@@ -140,36 +140,13 @@ impl PaymentsService {
         Ok(self.inner.db.lookup(move |tx| intent_by_order(tx, order)).await?.map(|(p, _)| p))
     }
 
-    /// Charges the card for `amount` against `order`'s intent, with no steps
-    /// of the caller's in its transactions (see [`Self::pay_with`]).
-    pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
-        Ok(self.pay_with(order, amount, card_number, |_| Ok(()), |_, _| Ok(())).await?.0)
-    }
-
     /// Charges the card for `amount` against `order`'s intent. The caller (the
-    /// orders domain) has checked that the order is awaiting payment, and
-    /// brings its own steps into the two transactions: `begin` runs in the one
-    /// that starts the attempt (claiming the order), `settled` in the one that
-    /// applies a final answer from the provider (marking the order paid),
-    /// told whether the provider said yes, even if a webhook or
-    /// reconciliation recorded that first. Each pair commits together or not
-    /// at all, and a payment costs two writes. `settled` does not run while
-    /// the provider's answer is pending (a webhook or reconciliation settles
-    /// it later, through the `payment.succeeded` event). Both may run more than
-    /// once: a transaction can be retried (PostgreSQL serialization failures).
-    pub async fn pay_with<T, B, S>(
-        &self,
-        order: Id,
-        amount: Money,
-        card_number: &str,
-        mut begin: B,
-        mut settled: S,
-    ) -> Result<(PayOutcome, Option<T>), Error>
-    where
-        T: Send + 'static,
-        B: FnMut(&mut dyn Tx) -> Result<(), Error> + Send + 'static,
-        S: FnMut(&mut dyn Tx, bool) -> Result<T, Error> + Send + 'static,
-    {
+    /// orders domain) has checked that the order is awaiting payment and
+    /// claimed it. Starting the attempt and applying the provider's final
+    /// answer are one transaction each; a `Pending` answer is settled later
+    /// by the provider's webhook or by reconciliation, and every success is
+    /// announced as `payment.succeeded`.
+    pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
         let card = card::validate(card_number)?;
         let intent_id = self.inner.ids.next();
         let attempt = self.inner.ids.next();
@@ -178,7 +155,6 @@ impl PaymentsService {
             .inner
             .db
             .write(move |tx| {
-                begin(tx)?;
                 let now = now_ms();
                 tx.execute(
                     "INSERT INTO payment_intents (id, order_id, amount, currency, status, created_at, updated_at) \
@@ -214,27 +190,18 @@ impl PaymentsService {
             Err(e) => return Err(Error::unavailable(format!("payment provider unavailable: {}", e.message))),
         };
         let declined = match &outcome {
-            ChargeOutcome::Pending { .. } => return Ok((PayOutcome::Processing(started), None)),
+            ChargeOutcome::Pending { .. } => return Ok(PayOutcome::Processing(started)),
             ChargeOutcome::Succeeded { .. } => None,
             ChargeOutcome::Declined { code, message } => Some((code.clone(), message.clone())),
         };
-        let succeeded = declined.is_none();
-        let (newly, after) = self
-            .inner
-            .db
-            .write(move |tx| {
-                let newly = settle(tx, attempt, &outcome)?;
-                let after = settled(tx, succeeded)?;
-                Ok((newly, after))
-            })
-            .await?;
+        let newly = self.inner.db.write(move |tx| settle(tx, attempt, &outcome)).await?;
         self.inner.bus.wake();
         let payment = match newly {
             Some(p) => p,
             None => self.for_order(order).await?.ok_or_else(|| Error::internal("intent vanished"))?,
         };
         match declined {
-            None => Ok((PayOutcome::Succeeded(payment), Some(after))),
+            None => Ok(PayOutcome::Succeeded(payment)),
             Some((code, message)) => Err(Error::new(ErrorCode::PaymentDeclined, message)
                 .with_details(serde_json::json!({ "decline_code": code, "payment_id": payment.id }))),
         }

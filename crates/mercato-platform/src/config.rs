@@ -88,6 +88,30 @@ pub struct DatabaseConfig {
     pub migrate_on_start: bool,
     /// PostgreSQL: statements (and lock waits) running longer are cancelled.
     pub statement_timeout_ms: u64,
+    /// Domains given a database of their own (`[database.domains.orders]`);
+    /// the others use `url`.
+    pub domains: std::collections::BTreeMap<String, DomainDatabase>,
+}
+
+/// One domain's own database.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainDatabase {
+    /// `postgres://...` or `sqlite:PATH`, as `database.url`.
+    pub url: Secret,
+}
+
+impl DatabaseConfig {
+    /// Where `domain`'s tables live: its own `[database.domains.<domain>]`
+    /// url, else `url`, in which `{domain}` stands for the domain's name
+    /// (one database per domain from a single setting). Empty: the embedded
+    /// default in `data_dir`.
+    pub fn url_for(&self, domain: &str) -> String {
+        match self.domains.get(domain).map(|d| d.url.expose()).filter(|u| !u.is_empty()) {
+            Some(url) => url.replace("{domain}", domain),
+            None => self.url.expose().replace("{domain}", domain),
+        }
+    }
 }
 
 impl Default for DatabaseConfig {
@@ -99,6 +123,7 @@ impl Default for DatabaseConfig {
             max_batch: 64,
             migrate_on_start: true,
             statement_timeout_ms: 5_000,
+            domains: Default::default(),
         }
     }
 }
@@ -372,6 +397,19 @@ impl Config {
                 url.split(':').next().unwrap_or("")
             ));
         }
+        for (domain, d) in &self.database.domains {
+            if !crate::databases::DOMAINS.contains(&domain.as_str()) && domain != crate::databases::PLATFORM {
+                return Err(format!(
+                    "database.domains.{domain}: not a domain; use one of {}, {}",
+                    crate::databases::PLATFORM,
+                    crate::databases::DOMAINS.join(", ")
+                ));
+            }
+            let url = d.url.expose();
+            if !["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)) {
+                return Err(format!("database.domains.{domain}.url: use postgres://... or sqlite:PATH"));
+            }
+        }
         Ok(())
     }
 
@@ -407,8 +445,30 @@ impl figment::Provider for EnvMap {
                     let entry = root
                         .entry(section.to_string())
                         .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
-                    if let figment::value::Value::Dict(_, dict) = entry {
-                        dict.insert(field, parsed);
+                    let figment::value::Value::Dict(_, dict) = entry else { continue };
+                    // MERCATO_DATABASE_DOMAINS_ORDERS_URL: database.domains.orders.url
+                    let nested = (*section == "database")
+                        .then(|| field.strip_prefix("domains_"))
+                        .flatten()
+                        .and_then(|rest| rest.split_once('_'));
+                    match nested {
+                        Some((domain, key)) => {
+                            let domains = dict
+                                .entry("domains".into())
+                                .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+                            if let figment::value::Value::Dict(_, domains) = domains {
+                                let d = domains
+                                    .entry(domain.to_string())
+                                    .or_insert_with(|| figment::value::Value::from(figment::value::Dict::new()));
+                                if let figment::value::Value::Dict(_, d) = d {
+                                    // A URL stays a string even when it looks like something else.
+                                    d.insert(key.to_string(), value.clone().into());
+                                }
+                            }
+                        }
+                        None => {
+                            dict.insert(field, parsed);
+                        }
                     }
                 }
                 None => {
@@ -500,6 +560,27 @@ mod tests {
         assert!(Config::load(None, env(&[("MERCATO_ORDERS_NOPE", "1")])).is_err());
         assert!(Config::load(None, env(&[("MERCATO_LISTEN", "nope")])).is_err());
         assert!(Config::load(None, env(&[("MERCATO_SHOP_CURRENCY", "usd")])).is_err());
+    }
+
+    #[test]
+    fn domains_get_their_own_database_by_table_by_environment_or_by_placeholder() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("MERCATO_DATABASE_URL", "postgres://shop@db/shop"),
+                ("MERCATO_DATABASE_DOMAINS_ORDERS_URL", "postgres://orders_svc@db/orders"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.database.url_for("orders"), "postgres://orders_svc@db/orders");
+        assert_eq!(c.database.url_for("catalog"), "postgres://shop@db/shop");
+        let c = Config::load(None, env(&[("MERCATO_DATABASE_URL", "sqlite:/data/{domain}.db")])).unwrap();
+        assert_eq!(c.database.url_for("cart"), "sqlite:/data/cart.db");
+        assert_eq!(c.database.url_for("platform"), "sqlite:/data/platform.db");
+        let bad = Config::load(None, env(&[("MERCATO_DATABASE_DOMAINS_BASKET_URL", "postgres://x@y/z")]));
+        assert!(bad.unwrap_err().contains("database.domains.basket"));
+        let bad = Config::load(None, env(&[("MERCATO_DATABASE_DOMAINS_CART_URL", "mysql://x@y/z")]));
+        assert!(bad.unwrap_err().contains("database.domains.cart.url"));
     }
 
     #[test]

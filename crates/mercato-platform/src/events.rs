@@ -23,6 +23,9 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
+    /// Unique across every database's outbox: the row's sequence in its
+    /// outbox times [`crate::databases::SOURCES`], plus the outbox's source
+    /// number. Within one outbox, ids grow in commit order.
     pub id: i64,
     pub aggregate: String,
     pub aggregate_id: String,
@@ -86,7 +89,8 @@ impl EventSink for EventBus {
 #[derive(Clone, Default)]
 pub struct EventBus {
     subscribers: Arc<parking_lot::RwLock<Vec<Arc<Subscriber>>>>,
-    wake: Arc<Notify>,
+    /// One per relay (one relay per database).
+    relays: Arc<parking_lot::RwLock<Vec<Arc<Notify>>>>,
 }
 
 impl EventBus {
@@ -110,7 +114,17 @@ impl EventBus {
     /// Tells the relay that new events were committed, so it need not wait for
     /// its next poll.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        // Which outbox the commit wrote is not known here; waking a relay
+        // with nothing to do costs one read.
+        for relay in self.relays.read().iter() {
+            relay.notify_one();
+        }
+    }
+
+    fn relay_waker(&self) -> Arc<Notify> {
+        let notify = Arc::new(Notify::new());
+        self.relays.write().push(notify.clone());
+        notify
     }
 
     async fn deliver(&self, event: &Event) -> Result<(), Error> {
@@ -133,14 +147,17 @@ impl EventBus {
     }
 }
 
-/// Publishes the outbox of `db` to `sink` until the process ends; `bus.wake()`
-/// (called after commits that emitted events) cuts the polling delay.
-pub fn spawn_relay(db: Db, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::task::JoinHandle<()> {
+/// Publishes the outbox of `db` (whose events carry `source`, see
+/// [`Event::id`]) to `sink` until the process ends; `bus.wake()` (called
+/// after commits that emitted events) cuts the polling delay. One relay runs
+/// per database.
+pub fn spawn_relay(db: Db, source: i64, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::task::JoinHandle<()> {
+    let wake = bus.relay_waker();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = 0i64;
         loop {
-            match relay_once(&db, sink.as_ref()).await {
+            match relay_once(&db, source, sink.as_ref()).await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue; // more may be waiting
@@ -165,16 +182,17 @@ pub fn spawn_relay(db: Db, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::ta
                     })
                     .await;
             }
-            let _ = tokio::time::timeout(Duration::from_millis(250), bus.wake.notified()).await;
+            let _ = tokio::time::timeout(Duration::from_millis(250), wake.notified()).await;
         }
     })
 }
 
 /// One pass: delivers up to a batch in id order, stopping at the first event a
 /// subscriber refuses (so per-aggregate order holds), and marks what went out.
-pub async fn relay_once(db: &Db, sink: &dyn EventSink) -> Result<usize, Error> {
+pub async fn relay_once(db: &Db, source: i64, sink: &dyn EventSink) -> Result<usize, Error> {
+    debug_assert!((0..crate::databases::SOURCES).contains(&source));
     let events = db
-        .read(|tx| {
+        .read(move |tx| {
             let rows = tx.query(
                 "SELECT id, aggregate, aggregate_id, kind, payload, created_at FROM outbox \
                  WHERE delivered_at IS NULL ORDER BY id LIMIT 256",
@@ -183,7 +201,7 @@ pub async fn relay_once(db: &Db, sink: &dyn EventSink) -> Result<usize, Error> {
             rows.into_iter()
                 .map(|r| {
                     Ok(Event {
-                        id: r.int(0)?,
+                        id: r.int(0)? * crate::databases::SOURCES + source,
                         aggregate: r.text(1)?,
                         aggregate_id: r.text(2)?,
                         kind: r.text(3)?,
@@ -199,7 +217,7 @@ pub async fn relay_once(db: &Db, sink: &dyn EventSink) -> Result<usize, Error> {
     let mut failure = None;
     for event in &events {
         match sink.publish(event).await {
-            Ok(()) => delivered.push(event.id),
+            Ok(()) => delivered.push(event.id / crate::databases::SOURCES),
             Err(e) => {
                 failure = Some(e);
                 break;

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod databases;
 pub mod db;
 pub mod events;
 pub mod idempotency;
@@ -16,6 +17,7 @@ pub mod secret;
 pub mod signature;
 pub mod telemetry;
 
+pub use databases::Databases;
 pub use db::{Db, DbError, Migration, Row, Tx};
 
 /// RFC 3339 UTC timestamp from epoch milliseconds, always with three

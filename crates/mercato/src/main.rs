@@ -95,8 +95,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve => mercato::server::serve(config).await,
             Command::Migrate => {
-                let db = mercato::server::open_db(&config)?;
-                let n = mercato::server::migrate(&db).await?;
+                let dbs = mercato::server::open_databases(&config)?;
+                let n = mercato::server::migrate(&dbs).await?;
                 println!("applied {n} migration(s)");
                 Ok(())
             }

@@ -14,7 +14,7 @@ use mercato_platform::db::DbOptions;
 use mercato_platform::events::{Event, EventBus, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::{Redis, RedisOptions};
-use mercato_platform::{Db, setting_get_or_init};
+use mercato_platform::{Databases, Db, setting_get_or_init};
 use mercato_promotions::PromotionsService;
 use mercato_search::TantivyEngine;
 use std::net::SocketAddr;
@@ -30,14 +30,12 @@ pub struct Shop {
     pub cache: CacheHub,
 }
 
-pub fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let url = config.database.url.expose();
+/// Opens the database at `url` (empty: the embedded default in `data_dir`).
+fn open_url(config: &Config, url: &str, name: &str) -> anyhow::Result<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Db::open_postgres(
             url,
-            "main",
+            name,
             config.database.pool_size.max(1) as u32,
             config.database.statement_timeout_ms,
         )?);
@@ -46,12 +44,33 @@ pub fn open_db(config: &Config) -> anyhow::Result<Db> {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),
         _ => config.data_dir.join("mercato.db"),
     };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
     let opts = DbOptions {
         readers: config.database.pool_size.max(1),
         synchronous: config.database.synchronous,
         max_batch: config.database.max_batch,
     };
-    Ok(Db::open_sqlite(&path, "main", opts)?)
+    Ok(Db::open_sqlite(&path, name, opts)?)
+}
+
+/// Opens every domain's database: one handle per distinct URL, so domains
+/// that share a database share its pool (and, embedded, its one writer).
+pub fn open_databases(config: &Config) -> anyhow::Result<Databases> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let mut opened: Vec<(String, Db)> = Vec::new();
+    Databases::open(|name| {
+        let url = config.database.url_for(name);
+        if let Some((_, db)) = opened.iter().find(|(u, _)| *u == url) {
+            return Ok(db.clone());
+        }
+        // Named after the first name it serves: "platform" when shared.
+        let db = open_url(config, &url, name).with_context(|| format!("opening the {name} database"))?;
+        opened.push((url, db.clone()));
+        Ok::<_, anyhow::Error>(db)
+    })
 }
 
 /// The shared Redis, when `cache.redis_url` names one (stage 3).
@@ -83,19 +102,30 @@ fn cache_hub(config: &Config, redis: Option<Redis>) -> CacheHub {
     CacheHub::new(redis, c.max_concurrent_loads, options)
 }
 
-/// Applies every component's pending migrations.
-pub async fn migrate(db: &Db) -> anyhow::Result<usize> {
+/// Every domain's migrations, by the name its database is configured under.
+const DOMAIN_MIGRATIONS: &[(&str, &[mercato_platform::Migration])] = &[
+    ("customers", mercato_customers::MIGRATIONS),
+    ("catalog", mercato_catalog::MIGRATIONS),
+    ("inventory", mercato_inventory::MIGRATIONS),
+    ("cart", mercato_cart::MIGRATIONS),
+    ("orders", mercato_orders::MIGRATIONS),
+    ("payments", mercato_payments::MIGRATIONS),
+    ("promotions", mercato_promotions::MIGRATIONS),
+    ("webhooks", mercato_webhooks::MIGRATIONS),
+    ("flashsale", mercato_flashsale::MIGRATIONS),
+];
+
+/// Applies every component's pending migrations, each in its domain's
+/// database; the platform's (outbox, inbox and its shared tables) in every
+/// database.
+pub async fn migrate(dbs: &Databases) -> anyhow::Result<usize> {
     let mut n = 0;
-    n += db.migrate("platform", mercato_platform::MIGRATIONS).await?;
-    n += db.migrate("customers", mercato_customers::MIGRATIONS).await?;
-    n += db.migrate("catalog", mercato_catalog::MIGRATIONS).await?;
-    n += db.migrate("inventory", mercato_inventory::MIGRATIONS).await?;
-    n += db.migrate("cart", mercato_cart::MIGRATIONS).await?;
-    n += db.migrate("orders", mercato_orders::MIGRATIONS).await?;
-    n += db.migrate("payments", mercato_payments::MIGRATIONS).await?;
-    n += db.migrate("promotions", mercato_promotions::MIGRATIONS).await?;
-    n += db.migrate("webhooks", mercato_webhooks::MIGRATIONS).await?;
-    n += db.migrate("flashsale", mercato_flashsale::MIGRATIONS).await?;
+    for (_, db) in dbs.sources() {
+        n += db.migrate("platform", mercato_platform::MIGRATIONS).await?;
+    }
+    for (domain, migrations) in DOMAIN_MIGRATIONS {
+        n += dbs.of(domain).migrate(domain, migrations).await?;
+    }
     Ok(n)
 }
 
@@ -109,21 +139,24 @@ fn id_of(event: &Event, field: &str) -> Option<Id> {
 
 impl Shop {
     pub async fn build(config: Config) -> anyhow::Result<Shop> {
-        let db = open_db(&config)?;
+        let dbs = open_databases(&config)?;
         if config.database.migrate_on_start {
-            migrate(&db).await?;
+            migrate(&dbs).await?;
         }
+        let db = dbs.platform().clone();
         let ids = IdGen::lease(&db).await?;
         let bus = EventBus::new();
         let redis = open_redis(&config)?;
         let currency = config.currency();
         let cache = cache_hub(&config, redis.clone());
-        let catalog = CatalogService::new(db.clone(), ids.clone(), bus.clone(), currency, &cache).await?;
-        let inventory = InventoryService::new(db.clone(), ids.clone(), bus.clone());
-        let customers = CustomersService::new(db.clone(), ids.clone(), bus.clone(), config.auth.clone(), &cache);
-        let promotions = PromotionsService::new(db.clone(), ids.clone(), bus.clone(), currency);
+        let catalog =
+            CatalogService::new(dbs.of("catalog").clone(), ids.clone(), bus.clone(), currency, &cache).await?;
+        let inventory = InventoryService::new(dbs.of("inventory").clone(), ids.clone(), bus.clone());
+        let customers =
+            CustomersService::new(dbs.of("customers").clone(), ids.clone(), bus.clone(), config.auth.clone(), &cache);
+        let promotions = PromotionsService::new(dbs.of("promotions").clone(), ids.clone(), bus.clone(), currency);
         let cart = CartService::new(
-            db.clone(),
+            dbs.of("cart").clone(),
             ids.clone(),
             bus.clone(),
             catalog.clone(),
@@ -141,14 +174,15 @@ impl Shop {
             s => s.to_string(),
         };
         let provider = TestProvider::new(
-            db.clone(),
+            dbs.of("payments").clone(),
             secret.into_bytes(),
             config.payments.async_settle_ms,
             config.payments.webhook_tolerance_secs,
         );
-        let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider.clone()));
+        let payments =
+            PaymentsService::new(dbs.of("payments").clone(), ids.clone(), bus.clone(), Arc::new(provider.clone()));
         let orders = OrdersService::new(
-            db.clone(),
+            dbs.of("orders").clone(),
             ids.clone(),
             bus.clone(),
             cart.clone(),
@@ -163,9 +197,10 @@ impl Shop {
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("opening the search index (is another mercato process using this data dir?)")?;
-        let webhooks = mercato_webhooks::WebhooksService::new(db.clone(), ids.clone(), bus.clone()).with_cache(&cache);
+        let webhooks = mercato_webhooks::WebhooksService::new(dbs.of("webhooks").clone(), ids.clone(), bus.clone())
+            .with_cache(&cache);
         let flash = mercato_flashsale::FlashSalesService::new(
-            db.clone(),
+            dbs.of("flashsale").clone(),
             ids.clone(),
             bus.clone(),
             catalog.clone(),
@@ -184,6 +219,7 @@ impl Shop {
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
+            dbs,
             catalog,
             inventory,
             customers,
@@ -293,7 +329,10 @@ impl Shop {
     /// sender and session clean-up.
     pub fn spawn_workers(&self) {
         // In process: the relay publishes straight to this instance's bus.
-        spawn_relay(self.state.db.clone(), self.bus.clone(), Arc::new(self.bus.clone()));
+        // One relay per database, each reading its own outbox.
+        for (source, db) in self.state.dbs.sources() {
+            spawn_relay(db, source, self.bus.clone(), Arc::new(self.bus.clone()));
+        }
         self.cache.spawn_listener();
         // Products changed through other instances: their events are relayed
         // there, so this instance's search index learns of them from Redis.

@@ -1758,7 +1758,7 @@ async fn a_late_payment_event_for_an_admin_cancelled_order_changes_nothing() {
     // subscriber's work and the relay's mark.
     let mut srv = srv;
     srv.sigterm_and_wait(Duration::from_secs(10)).expect("the server stops");
-    let db = srv.open_database();
+    let db = srv.open_domain_database("payments");
     let aggregate = id.clone();
     let marked = db
         .write(move |tx| {

@@ -178,30 +178,16 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     const MAX_AGE: u32 = 5;
     // Taken before the reads they vouch for: a write during rendering makes
     // the page stale at once.
-    let mut rendered_at = std::time::Instant::now();
-    let stock_ticket = s.inventory.shown_ticket();
-    // A product in no cache comes with its stock in the same read.
-    let (p, fresh) = s.catalog.get_with(&id, true, |tx, p| mercato_inventory::available_in(tx, &p.skus())).await?;
+    let p = s.catalog.page_product(&id, true).await?;
     let categories = s.catalog.categories().await?;
-    let generations =
-        |p: &Product| -> Vec<u64> { p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect() };
-    let (stock_generations, available, keep) = match fresh {
-        Some(available) => {
-            // Sampled before the ticket is checked: then they equal what they
-            // were before the read, or the check fails and the page is not kept.
-            let generations = generations(&p);
-            let keep = s.inventory.adopt_shown(stock_ticket, &available);
-            (generations, available, keep)
-        }
-        None => {
-            if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
-                return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
-            }
-            rendered_at = std::time::Instant::now();
-            let generations = generations(&p);
-            (generations, s.inventory.available(&p.skus()).await?, true)
-        }
-    };
+    if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
+        return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
+    }
+    let rendered_at = std::time::Instant::now();
+    // Sampled before stock is read: a stock write after this point makes the
+    // page stale at once.
+    let stock_generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
+    let available = s.inventory.available(&p.skus()).await?;
     let category = match categories.iter().find(|c| c.id == p.category_id) {
         Some(c) => c.clone(),
         None => s.catalog.category(&p.category_id.to_string()).await?,
@@ -209,9 +195,6 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     let body =
         Bytes::from(serde_json::to_vec(&dto_of(&p, category, &available)).map_err(|e| Error::internal(e.to_string()))?);
     let etag = etag_of(&body);
-    if !keep {
-        return Ok(json_with_etag(body, &etag, &headers, MAX_AGE));
-    }
     let page = s.product_pages.put(
         p.id.0,
         Rendered {

@@ -15,7 +15,11 @@ pub async fn healthz() -> Response {
     (StatusCode::OK, axum::Json(serde_json::json!({ "status": "ok" }))).into_response()
 }
 
-/// The instance can serve traffic: its database answers and it is not draining.
+/// The instance can serve traffic: its database answers and it is not
+/// draining. With domains in databases of their own, "its database" is the
+/// platform's (every mutating request stores its Idempotency-Key answer
+/// there): a domain's database being down fails only the requests that need
+/// it, with a 503, and the instance stays in rotation for the rest.
 pub async fn readyz(State(s): State<AppState>) -> Response {
     let draining = s.draining.load(Ordering::Relaxed);
     // With the database gone, a ping waits out the pool's connection timeout,
@@ -31,13 +35,13 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
 
 /// Prometheus exposition.
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let st = s.db.stats();
-    metrics::gauge!("db_pool_connections", "db" => s.db.name().to_string(), "state" => "total")
-        .set(st.readers_total as f64);
-    metrics::gauge!("db_pool_connections", "db" => s.db.name().to_string(), "state" => "idle")
-        .set(st.readers_idle as f64);
-    metrics::gauge!("db_pool_connections", "db" => s.db.name().to_string(), "state" => "in_use")
-        .set((st.readers_total - st.readers_idle) as f64);
-    metrics::gauge!("db_write_queue", "db" => s.db.name().to_string()).set(st.write_queue as f64);
+    for (_, db) in s.dbs.sources() {
+        let (st, name) = (db.stats(), db.name().to_string());
+        metrics::gauge!("db_pool_connections", "db" => name.clone(), "state" => "total").set(st.readers_total as f64);
+        metrics::gauge!("db_pool_connections", "db" => name.clone(), "state" => "idle").set(st.readers_idle as f64);
+        metrics::gauge!("db_pool_connections", "db" => name.clone(), "state" => "in_use")
+            .set((st.readers_total - st.readers_idle) as f64);
+        metrics::gauge!("db_write_queue", "db" => name).set(st.write_queue as f64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }

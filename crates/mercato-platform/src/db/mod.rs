@@ -251,6 +251,12 @@ impl Db {
         &self.name
     }
 
+    /// True when both handles reach the same database (one was cloned from
+    /// the other).
+    pub fn same(&self, other: &Db) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+
     pub fn dialect(&self) -> Dialect {
         match *self.backend {
             Backend::Sqlite(_) => Dialect::Sqlite,

@@ -177,6 +177,77 @@ pub struct TestServer {
     owns_database: bool,
     /// A private Redis when the suite runs in the stage-3 configuration.
     redis: Option<Arc<mercato_platform::redis::testing::RedisServer>>,
+    /// The per-domain databases and roles of the split PostgreSQL shape.
+    split: Option<Arc<SplitPostgres>>,
+}
+
+/// `MERCATO_TEST_SHAPE=split`: every domain in a database of its own.
+pub fn split_shape() -> bool {
+    std::env::var("MERCATO_TEST_SHAPE").as_deref() == Ok("split")
+}
+
+/// Every domain (and the platform's tables) in a PostgreSQL database of its
+/// own, owned by a role of its own that may connect to nothing else: a
+/// statement reaching another domain's tables fails in the database.
+pub struct SplitPostgres {
+    base: String,
+    /// (name, database, role)
+    parts: Vec<(&'static str, String, String)>,
+}
+
+impl SplitPostgres {
+    pub fn create(base: &str) -> SplitPostgres {
+        let tag = format!("mercato_s_{}_{}", std::process::id(), unique());
+        let names = std::iter::once(mercato_platform::databases::PLATFORM)
+            .chain(mercato_platform::databases::DOMAINS.iter().copied());
+        let parts: Vec<_> = names.map(|n| (n, format!("{tag}_{n}"), format!("{tag}_{n}_svc"))).collect();
+        let (b, p) = (base.to_string(), parts.clone());
+        std::thread::spawn(move || {
+            let mut client =
+                postgres::Client::connect(&b, postgres::NoTls).expect("connecting to MERCATO_TEST_POSTGRES_URL");
+            for (_, db, role) in &p {
+                client
+                    .batch_execute(&format!(
+                        "CREATE ROLE {role} LOGIN; CREATE DATABASE {db} OWNER {role};                          REVOKE ALL ON DATABASE {db} FROM PUBLIC;"
+                    ))
+                    .expect("creating a domain's database and role");
+            }
+        })
+        .join()
+        .expect("creating the split databases");
+        SplitPostgres { base: base.to_string(), parts }
+    }
+
+    /// `MERCATO_DATABASE_DOMAINS_<NAME>_URL` for every part, each through its own role.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let (prefix, _) = self.base.rsplit_once('/').expect("a database url with a path");
+        let host = prefix.rsplit_once('@').map(|(_, h)| h).unwrap_or(prefix.trim_start_matches("postgres://"));
+        self.parts
+            .iter()
+            .map(|(name, db, role)| {
+                (
+                    format!("MERCATO_DATABASE_DOMAINS_{}_URL", name.to_ascii_uppercase()),
+                    format!("postgres://{role}@{host}/{db}"),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for SplitPostgres {
+    fn drop(&mut self) {
+        let (base, parts) = (self.base.clone(), std::mem::take(&mut self.parts));
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut client) = postgres::Client::connect(&base, postgres::NoTls) {
+                for (_, db, role) in parts {
+                    let _ = client.batch_execute(&format!(
+                        "DROP DATABASE IF EXISTS {db} WITH (FORCE); DROP ROLE IF EXISTS {role};"
+                    ));
+                }
+            }
+        })
+        .join();
+    }
 }
 
 /// A PostgreSQL database for several servers at once (drop it with
@@ -219,8 +290,19 @@ impl TestServer {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
-        if let Some(url) = postgres_database() {
-            env.push(("MERCATO_DATABASE_URL".into(), url));
+        let mut split = None;
+        match (std::env::var("MERCATO_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty()), split_shape()) {
+            (Some(base), true) => {
+                let parts = SplitPostgres::create(&base);
+                env.extend(parts.env());
+                split = Some(Arc::new(parts));
+            }
+            (Some(_), false) => env.extend(postgres_database().map(|url| ("MERCATO_DATABASE_URL".to_string(), url))),
+            (None, true) => {
+                let url = format!("sqlite:{}/{{domain}}.db", dir.path().display());
+                env.push(("MERCATO_DATABASE_URL".into(), url));
+            }
+            (None, false) => {}
         }
         // MERCATO_TEST_REDIS=1: every server gets its own Redis as L2 cache and
         // shared store, so the whole suite also runs in the stage-3 shape.
@@ -237,6 +319,7 @@ impl TestServer {
         }
         let mut server = Self::spawn(dir, env);
         server.redis = redis;
+        server.split = split;
         server
     }
 
@@ -359,6 +442,7 @@ impl TestServer {
             stderr,
             owns_database: true,
             redis: None,
+            split: None,
         }
     }
 
@@ -406,10 +490,12 @@ impl TestServer {
         let env = std::mem::take(&mut self.env);
         let owns_database = self.owns_database;
         let redis = self.redis.take();
+        let split = self.split.take();
         drop(self);
         let mut server = Self::spawn(dir, env);
         server.owns_database = owns_database;
         server.redis = redis;
+        server.split = split;
         server
     }
 
@@ -417,11 +503,26 @@ impl TestServer {
         self.data_dir.as_ref().expect("data dir").path()
     }
 
-    /// The server's database, opened from the test (after stopping the
-    /// server, to change what it will find when it starts again).
-    pub fn open_database(&self) -> mercato_platform::Db {
-        match self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL") {
-            Some((_, url)) => mercato_platform::Db::open_postgres(url, "test", 2, 10_000).expect("opening PostgreSQL"),
+    /// The database holding `domain`'s tables, opened from the test (after
+    /// stopping the server, to change what it will find when it starts again).
+    pub fn open_domain_database(&self, domain: &str) -> mercato_platform::Db {
+        let key = format!("MERCATO_DATABASE_DOMAINS_{}_URL", domain.to_ascii_uppercase());
+        let url = self
+            .env
+            .iter()
+            .find(|(k, _)| *k == key)
+            .or_else(|| self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL"))
+            .map(|(_, url)| url.replace("{domain}", domain));
+        match url {
+            Some(url) if url.starts_with("postgres") => {
+                mercato_platform::Db::open_postgres(&url, "test", 2, 10_000).expect("opening PostgreSQL")
+            }
+            Some(url) => mercato_platform::Db::open_sqlite(
+                std::path::Path::new(url.trim_start_matches("sqlite:")),
+                "test",
+                mercato_platform::db::DbOptions::default(),
+            )
+            .expect("opening SQLite"),
             None => mercato_platform::Db::open_sqlite(
                 &self.data_path().join("mercato.db"),
                 "test",

@@ -1,0 +1,413 @@
+//! Checkout: a process across domains, run as a saga keyed by the order id.
+//!
+//! No transaction spans two domains, so each domain may live in a database of
+//! its own. The steps, each idempotent on the order id:
+//!
+//! 1. **begin** (orders): the Idempotency-Key's record, state `pending`, with
+//!    the order id and a lease. It names what a crash left behind.
+//! 2. **reserve** stock (inventory), all lines or none.
+//! 3. **redeem** promotion uses (promotions), all or none.
+//! 4. **place** (orders), the commit point: the record moves from `pending`
+//!    to `done` with the answer, conditionally, in the transaction that writes
+//!    the order, its items, history and `order.placed`.
+//! 5. **retire** the cart (cart); the `order.placed` subscriber repeats it
+//!    after a crash.
+//!
+//! A refusal at 2 or 3 compensates (stock and uses released, the record
+//! dropped, so the key can be retried). A crash between 1 and 4 leaves a
+//! `pending` record: after its lease, the sweeper moves it to `abandoned` and
+//! compensates, and a retry with the key takes it over and compensates first.
+//! Since 4 commits only from `pending`, an order is never placed on a
+//! compensated checkout; a release that finds no reservation leaves a
+//! tombstone, so a late reserve of an abandoned checkout holds nothing.
+
+use crate::model::{Address, OrderItem};
+use crate::service::{OrdersService, insert_order};
+use mercato_core::{Error, ErrorCode, Id};
+use mercato_inventory::Line;
+use mercato_platform::{Db, Tx, now_ms, params};
+
+/// The answer to a checkout: the order as first created, and whether this was a
+/// replay of an earlier request with the same key.
+pub struct Placed {
+    pub body: String,
+    pub order_id: Id,
+    pub replayed: bool,
+}
+
+/// What an earlier request with the same Idempotency-Key left behind.
+enum Earlier {
+    /// It placed an order: its answer is replayed.
+    Done(String, Id),
+    /// It stopped half-way (a crash, or a refusal whose compensation did not
+    /// finish) and its lease ran out: what it held is given back and the
+    /// checkout starts over. `true`: given back already.
+    Abandoned(Id, bool),
+}
+
+fn in_progress(retry_after_secs: u64) -> Error {
+    Error::new(ErrorCode::IdempotencyInProgress, "a request with this Idempotency-Key is in progress")
+        .with_retry_after(retry_after_secs)
+}
+
+/// The record of an earlier checkout with `key`, if any. Errors when it was
+/// made with a different body, or is still being worked on.
+fn earlier_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Option<Earlier>, Error> {
+    let Some(row) = tx.query_opt(
+        "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
+        params![customer, key],
+    )?
+    else {
+        return Ok(None);
+    };
+    if row.str(0)? != fingerprint {
+        return Err(Error::new(
+            ErrorCode::IdempotencyMismatch,
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    let (order_id, lease_until) = (row.id(1)?, row.int(3)?);
+    match row.str(2)? {
+        "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
+        "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
+        state => Ok(Some(Earlier::Abandoned(order_id, state == "released"))),
+    }
+}
+
+/// Step 1's outcome.
+enum Begun {
+    /// The record is ours.
+    Mine,
+    Replay(String, Id),
+    /// An abandoned attempt's record, fenced (`abandoned`): the holds of its
+    /// order must be given back before the key can be used again.
+    Abandoned(Id),
+}
+
+/// Finished checkouts forgotten per write job by [`purge_checkouts`].
+const PURGE_BATCH: u64 = 1_000;
+
+/// Forgets finished checkouts that ended before `cutoff` (ms): past it, a
+/// request with the same key is a new checkout, as with every other
+/// Idempotency-Key. Each record keeps its whole answer (about 1.4 KB an
+/// order) and nothing else removes them. Deletes in batches, so the writer is
+/// never held for long; returns how many went.
+pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
+    let mut total = 0;
+    loop {
+        // A finished checkout's lease_until is the time it finished, and
+        // (state, lease_until) is indexed.
+        let n = db
+            .write(move |tx| {
+                Ok(tx.execute(
+                    &format!(
+                        "DELETE FROM checkouts WHERE (customer_id, idempotency_key) IN \
+                         (SELECT customer_id, idempotency_key FROM checkouts \
+                          WHERE state = 'done' AND lease_until < $1 LIMIT {PURGE_BATCH})"
+                    ),
+                    params![cutoff],
+                )?)
+            })
+            .await?;
+        total += n;
+        if n < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+impl OrdersService {
+    /// Turns the customer's cart into an order, at most once per key (see
+    /// the module's documentation for the steps).
+    pub async fn place(
+        &self,
+        customer: Id,
+        address: Address,
+        shipping_method: Option<String>,
+        key: Option<String>,
+        fingerprint: String,
+    ) -> Result<Placed, Error> {
+        let address = address.validate()?;
+        let key = match key {
+            Some(k) if k.is_empty() || k.len() > 255 => {
+                return Err(Error::validation("Idempotency-Key must be 1 to 255 characters"));
+            }
+            Some(k) => k,
+            None => format!("auto-{}", mercato_platform::random_token()),
+        };
+        // A repeated request is answered from its record before the cart is
+        // looked at (the first one emptied it).
+        if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
+            return Ok(replay);
+        }
+        let cart_service = &self.inner().cart;
+        if let Some(code) = &shipping_method {
+            cart_service.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
+        }
+        let cart = cart_service.price_checkout(cart_service.checkout_read(customer).await?).await?;
+        if !cart.unavailable.is_empty() {
+            return Err(Error::conflict(format!(
+                "no longer available: {}; remove them from the cart",
+                cart.unavailable.join(", ")
+            ))
+            .with_details(serde_json::json!({ "unavailable": cart.unavailable })));
+        }
+        let Some(cart_id) = cart.id.filter(|_| !cart.items.is_empty()) else {
+            // A concurrent request with this key may have placed the order
+            // (and emptied the cart) since the first look.
+            if let Some(replay) = self.replay(customer, &key, &fingerprint).await? {
+                return Ok(replay);
+            }
+            return Err(Error::new(ErrorCode::EmptyCart, "the cart is empty"));
+        };
+        // A coupon that stopped applying since it was added is an error, not a
+        // silent price change: the customer confirms the new total first.
+        if let Some(problem) = cart.coupon_problem.clone() {
+            return Err(problem);
+        }
+        let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
+        let items = cart
+            .items
+            .iter()
+            .map(|l| OrderItem {
+                sku: l.sku.clone(),
+                product_id: l.product_id,
+                name: l.name.clone(),
+                options: l.options.clone(),
+                quantity: l.quantity,
+                unit_price: l.unit_price,
+                line_total: l.line_total,
+            })
+            .collect();
+        let order_id = self.inner().ids.next();
+        let order = self.new_order(
+            order_id,
+            customer,
+            items,
+            &cart.totals,
+            cart.discounts.clone(),
+            Some(address),
+            None,
+            cart.shipping_method.clone(),
+        );
+        let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
+
+        // 1. begin
+        let mut begun = self.begin(customer, &key, &fingerprint, order_id).await?;
+        if let Begun::Abandoned(old) = begun {
+            // An attempt that stopped half-way: what it held comes back first.
+            self.release_abandoned(customer, &key, old).await?;
+            begun = self.begin(customer, &key, &fingerprint, order_id).await?;
+        }
+        match begun {
+            Begun::Mine => {}
+            Begun::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
+            Begun::Abandoned(_) => return Err(in_progress(1)),
+        }
+
+        // 2. reserve, 3. redeem
+        let discounts = cart.discounts;
+        let held = async {
+            self.inner().inventory.reserve(order_id, &lines).await?;
+            self.inner().promotions.redeem(order_id, customer, &discounts).await
+        }
+        .await;
+        if let Err(e) = held {
+            self.abort(customer, &key, order_id).await;
+            return Err(e);
+        }
+
+        // 4. place: the commit point
+        let history_id = self.inner().ids.next();
+        let (k, b) = (key.clone(), body.clone());
+        let placed = self
+            .inner()
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let done = tx.execute(
+                    "UPDATE checkouts SET state = 'done', response = $1, lease_until = $2 \
+                     WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'pending'",
+                    params![&b, now, customer, &k, order_id],
+                )?;
+                if done == 0 {
+                    // The sweeper gave this attempt up (its lease ran out)
+                    // and is giving back what it held.
+                    return Ok(false);
+                }
+                insert_order(tx, &order, history_id, Some(cart_id), Some(&k))?;
+                Ok(true)
+            })
+            .await;
+        match placed {
+            Ok(true) => {}
+            Ok(false) => {
+                self.give_back(order_id).await?;
+                return Err(in_progress(1));
+            }
+            // Not known to have committed: a retry with the key finds the
+            // record, done or pending until the sweeper gives it back.
+            Err(e) => return Err(e),
+        }
+        self.inner().bus.wake();
+
+        // 5. retire the cart
+        if let Err(e) = cart_service.mark_converted(cart_id, order_id).await {
+            tracing::warn!(order_id = %order_id, error = %e, "retiring the cart left to the order.placed subscriber");
+        }
+        Ok(Placed { body, order_id, replayed: false })
+    }
+
+    /// Step 1: the key's record, `pending` under `order_id`, or what an
+    /// earlier request with the key left.
+    async fn begin(&self, customer: Id, key: &str, fingerprint: &str, order_id: Id) -> Result<Begun, Error> {
+        let lease = self.inner().cfg.checkout_lease_ms as i64;
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        self.inner()
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                let claimed = tx.execute(
+                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+                    params![customer, &k, &f, order_id, now + lease, now],
+                )?;
+                if claimed == 1 {
+                    return Ok(Begun::Mine);
+                }
+                // On PostgreSQL the insert waited for a concurrent request
+                // with this key to commit; this read sees its record.
+                match earlier_checkout(tx, customer, &k, &f, now)? {
+                    Some(Earlier::Done(body, id)) => Ok(Begun::Replay(body, id)),
+                    Some(Earlier::Abandoned(old, true)) => {
+                        let taken = tx.execute(
+                            "UPDATE checkouts SET order_id = $1, state = 'pending', lease_until = $2 \
+                             WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'released'",
+                            params![order_id, now + lease, customer, &k, old],
+                        )?;
+                        if taken == 0 {
+                            return Err(in_progress(1));
+                        }
+                        Ok(Begun::Mine)
+                    }
+                    Some(Earlier::Abandoned(old, false)) => {
+                        // Fenced first: the old attempt can no longer place
+                        // its order once its holds are being given back.
+                        tx.execute(
+                            "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 \
+                             AND order_id = $3 AND state = 'pending' AND lease_until <= $4",
+                            params![customer, &k, old, now],
+                        )?;
+                        Ok(Begun::Abandoned(old))
+                    }
+                    None => Err(in_progress(1)),
+                }
+            })
+            .await
+    }
+
+    /// Gives back what abandoned attempt `order_id` held, then marks its
+    /// record `released` (free for the key's next request). Idempotent.
+    async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+        self.give_back(order_id).await?;
+        let k = key.to_string();
+        self.inner()
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE checkouts SET state = 'released' WHERE customer_id = $1 AND idempotency_key = $2 \
+                     AND order_id = $3 AND state = 'abandoned'",
+                    params![customer, &k, order_id],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Compensates a checkout refused at a step: gives back what it held and
+    /// drops its record, so the key may be used again. Failures are left to
+    /// the sweeper, which gives back a `pending` record's holds after its lease.
+    async fn abort(&self, customer: Id, key: &str, order_id: Id) {
+        let released = async {
+            self.give_back(order_id).await?;
+            let k = key.to_string();
+            self.inner()
+                .db
+                .write(move |tx| {
+                    tx.execute(
+                        "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending'",
+                        params![customer, &k, order_id],
+                    )?;
+                    Ok(())
+                })
+                .await
+        }
+        .await;
+        if let Err(e) = released {
+            tracing::warn!(order_id = %order_id, error = %e, "checkout compensation left to the sweeper");
+        }
+    }
+
+    /// Gives back the stock and promotion uses held for `order_id` by a
+    /// checkout that will not place it. Idempotent.
+    pub(crate) async fn give_back(&self, order_id: Id) -> Result<(), Error> {
+        self.inner().inventory.release(order_id).await?;
+        self.inner().promotions.release(order_id).await
+    }
+
+    /// The stored answer of a finished checkout with this key, if there is one.
+    async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        Ok(match self.inner().db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
+            Some(Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
+            _ => None,
+        })
+    }
+
+    /// Forgets finished checkouts older than the replay window of
+    /// Idempotency-Keys (24 hours).
+    pub async fn purge_checkouts(&self) -> Result<u64, Error> {
+        purge_checkouts(&self.inner().db, now_ms() - mercato_platform::idempotency::RETENTION_MS).await
+    }
+
+    /// Gives up checkouts whose lease ran out while `pending` (a crash
+    /// between their first and last step) and gives back what they held.
+    pub(crate) async fn sweep_checkouts(&self, now: i64) -> Result<usize, Error> {
+        // Fenced first, so a slow attempt cannot place its order while its
+        // holds are given back; then every fenced record not yet released
+        // (including those a failed pass left) is released.
+        self.inner()
+            .db
+            .write(move |tx| {
+                Ok(tx.execute(
+                    "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
+                    params![now],
+                )?)
+            })
+            .await?;
+        let abandoned = self
+            .inner()
+            .db
+            .read(move |tx| {
+                tx.query(
+                    "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
+                    params![],
+                )?
+                .iter()
+                .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
+                .collect::<Result<Vec<_>, Error>>()
+            })
+            .await?;
+        let n = abandoned.len();
+        for (customer, key, order_id) in abandoned {
+            self.release_abandoned(customer, &key, order_id).await?;
+        }
+        Ok(n)
+    }
+}
