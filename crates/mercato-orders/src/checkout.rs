@@ -315,43 +315,48 @@ impl OrdersService {
     /// Gives back what abandoned attempt `order_id` held, then marks its
     /// record `released` (free for the key's next request). Idempotent.
     async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
-        self.give_back(order_id).await?;
-        let k = key.to_string();
-        self.inner()
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE checkouts SET state = 'released' WHERE customer_id = $1 AND idempotency_key = $2 \
-                     AND order_id = $3 AND state = 'abandoned'",
-                    params![customer, &k, order_id],
-                )?;
-                Ok(())
-            })
-            .await
+        self.give_back_then(customer, key, order_id, "abandoned", Some("released")).await
     }
 
     /// Compensates a checkout refused at a step: gives back what it held and
     /// drops its record, so the key may be used again. Failures are left to
     /// the sweeper, which gives back a `pending` record's holds after its lease.
     async fn abort(&self, customer: Id, key: &str, order_id: Id) {
-        let released = async {
-            self.give_back(order_id).await?;
-            let k = key.to_string();
-            self.inner()
-                .db
-                .write(move |tx| {
-                    tx.execute(
-                        "DELETE FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = 'pending'",
-                        params![customer, &k, order_id],
-                    )?;
-                    Ok(())
-                })
-                .await
-        }
-        .await;
-        if let Err(e) = released {
+        if let Err(e) = self.give_back_then(customer, key, order_id, "pending", None).await {
             tracing::warn!(order_id = %order_id, error = %e, "checkout compensation left to the sweeper");
         }
+    }
+
+    /// Gives back what `order_id` held, then moves the key's record from
+    /// state `from` to `to` (None: forgets it). The record changes only after
+    /// the holds are back, so a failure leaves it for the sweeper.
+    async fn give_back_then(
+        &self,
+        customer: Id,
+        key: &str,
+        order_id: Id,
+        from: &'static str,
+        to: Option<&'static str>,
+    ) -> Result<(), Error> {
+        self.give_back(order_id).await?;
+        let k = key.to_string();
+        self.inner()
+            .db
+            .write(move |tx| {
+                const WHERE: &str = "customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = $4";
+                match to {
+                    Some(to) => tx.execute(
+                        &format!("UPDATE checkouts SET state = $5 WHERE {WHERE}"),
+                        params![customer, &k, order_id, from, to],
+                    )?,
+                    None => tx.execute(
+                        &format!("DELETE FROM checkouts WHERE {WHERE}"),
+                        params![customer, &k, order_id, from],
+                    )?,
+                };
+                Ok(())
+            })
+            .await
     }
 
     /// Gives back the stock and promotion uses held for `order_id` by a

@@ -205,12 +205,16 @@ impl SplitPostgres {
         std::thread::spawn(move || {
             let mut client =
                 postgres::Client::connect(&b, postgres::NoTls).expect("connecting to MERCATO_TEST_POSTGRES_URL");
+            // One statement per call: CREATE DATABASE cannot run in the
+            // implicit transaction of a multi-statement query.
             for (_, db, role) in &p {
-                client
-                    .batch_execute(&format!(
-                        "CREATE ROLE {role} LOGIN; CREATE DATABASE {db} OWNER {role};                          REVOKE ALL ON DATABASE {db} FROM PUBLIC;"
-                    ))
-                    .expect("creating a domain's database and role");
+                for sql in [
+                    format!("CREATE ROLE {role} LOGIN"),
+                    format!("CREATE DATABASE {db} OWNER {role}"),
+                    format!("REVOKE ALL ON DATABASE {db} FROM PUBLIC"),
+                ] {
+                    client.batch_execute(&sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                }
             }
         })
         .join()
@@ -240,9 +244,8 @@ impl Drop for SplitPostgres {
         let _ = std::thread::spawn(move || {
             if let Ok(mut client) = postgres::Client::connect(&base, postgres::NoTls) {
                 for (_, db, role) in parts {
-                    let _ = client.batch_execute(&format!(
-                        "DROP DATABASE IF EXISTS {db} WITH (FORCE); DROP ROLE IF EXISTS {role};"
-                    ));
+                    let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+                    let _ = client.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
                 }
             }
         })
