@@ -10,7 +10,7 @@ pub mod model;
 mod service;
 
 pub use model::*;
-pub use service::{CatalogService, skus_in};
+pub use service::CatalogService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -108,9 +108,8 @@ fn with_variants(tx: &mut dyn Tx, row: &Row) -> Result<Product, Error> {
     product_from(row, variants)
 }
 
-/// Current catalog facts of `skus` (those that exist), in the caller's
-/// transaction: checkout reads them with the cart they price.
-pub fn skus_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, SkuInfo>, Error> {
+/// Current catalog facts of `skus` (those that exist).
+fn skus_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, SkuInfo>, Error> {
     let mut out = HashMap::with_capacity(skus.len());
     if skus.is_empty() {
         return Ok(out);
@@ -714,7 +713,7 @@ impl CatalogService {
     /// product cache, which every catalog write invalidates (on other
     /// instances through Redis), so a cart is as fresh as the product pages it
     /// was filled from. What the cache cannot answer is read from the
-    /// database. Checkout prices with [`skus_in`], in its own read.
+    /// database. Checkout prices with [`Self::skus`].
     pub async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         let mut out = HashMap::with_capacity(skus.len());
         let mut uncached = Vec::new();
@@ -763,7 +762,7 @@ impl CatalogService {
 
     /// Current facts about `skus` (missing SKUs are simply absent), always
     /// from the database, for decisions a cache must not make (a flash sale's
-    /// SKU, an admin's stock change). Checkout reads [`skus_in`] with its cart.
+    /// SKU, an admin's stock change, the prices checkout charges).
     pub async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         if skus.is_empty() {
             return Ok(HashMap::new());

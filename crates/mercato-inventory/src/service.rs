@@ -432,10 +432,17 @@ impl InventoryService {
         self.transition(reservation, "held", "committed").await
     }
 
-    /// Held units go back to available (the order was cancelled or expired,
-    /// or its checkout gave up). A reservation never made is recorded as
-    /// released, so a reserve arriving after its compensation holds nothing.
+    /// Held units go back to available (the order was cancelled or expired).
     pub async fn release(&self, reservation: Id) -> Result<bool, Error> {
+        self.transition(reservation, "held", "released").await
+    }
+
+    /// Gives up `reservation` for good, on behalf of a process that will not
+    /// use it (a checkout given up by the sweeper or by a retry): held units
+    /// go back to available, and a reservation never made is recorded as
+    /// released, so the process's own reserve, should it arrive late, holds
+    /// nothing. Idempotent.
+    pub async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
         if self.reservation_state(reservation).await?.is_none() {
             self.inner
                 .db
@@ -450,6 +457,7 @@ impl InventoryService {
                 })
                 .await?;
         }
+        // A reserve that committed first kept its row: release it.
         self.transition(reservation, "held", "released").await
     }
 

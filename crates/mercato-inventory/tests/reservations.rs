@@ -125,3 +125,30 @@ async fn an_allocation_splits_unit_by_unit_and_takes_units_back() {
     assert_eq!((f.available, f.reserved, f.sold), (3, 1, 1), "order 5 still holds one unit");
     assert_eq!(f.available + f.reserved + f.sold, 5);
 }
+
+#[tokio::test]
+async fn an_abandoned_reservation_cannot_be_held_later_and_a_held_one_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let inv = service(&dir).await;
+    inv.set_available("A", 5, "receive", "test").await.unwrap();
+
+    // A checkout given up before its reserve ran: the late reserve holds nothing.
+    assert!(!inv.abandon(Id(7)).await.unwrap(), "nothing was held");
+    let err = inv.reserve(Id(7), &[line("A", 2)]).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict);
+    let a = inv.stock("A").await.unwrap();
+    assert_eq!((a.available, a.reserved), (5, 0));
+
+    // Given up after its reserve: the units come back, once.
+    inv.reserve(Id(8), &[line("A", 3)]).await.unwrap();
+    assert!(inv.abandon(Id(8)).await.unwrap());
+    assert!(!inv.abandon(Id(8)).await.unwrap());
+    let a = inv.stock("A").await.unwrap();
+    assert_eq!((a.available, a.reserved), (5, 0));
+
+    // A plain release of a reservation never made records nothing: orders
+    // cancel only what they reserved.
+    assert!(!inv.release(Id(9)).await.unwrap());
+    inv.reserve(Id(9), &[line("A", 1)]).await.unwrap();
+    assert_eq!(inv.stock("A").await.unwrap().reserved, 1);
+}

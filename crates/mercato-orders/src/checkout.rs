@@ -18,8 +18,8 @@
 //! `pending` record: after its lease, the sweeper moves it to `abandoned` and
 //! compensates, and a retry with the key takes it over and compensates first.
 //! Since 4 commits only from `pending`, an order is never placed on a
-//! compensated checkout; a release that finds no reservation leaves a
-//! tombstone, so a late reserve of an abandoned checkout holds nothing.
+//! compensated checkout; abandoning a reservation that was never made leaves
+//! a tombstone, so a late reserve of an abandoned checkout holds nothing.
 
 use crate::model::{Address, OrderItem};
 use crate::service::{OrdersService, insert_order};
@@ -40,9 +40,11 @@ enum Earlier {
     /// It placed an order: its answer is replayed.
     Done(String, Id),
     /// It stopped half-way (a crash, or a refusal whose compensation did not
-    /// finish) and its lease ran out: what it held is given back and the
-    /// checkout starts over. `true`: given back already.
-    Abandoned(Id, bool),
+    /// finish) and its lease ran out: what it held is to be given back
+    /// before the checkout starts over.
+    Abandoned(Id),
+    /// Like `Abandoned`, and what it held is back: the key is free.
+    Released(Id),
 }
 
 fn in_progress(retry_after_secs: u64) -> Error {
@@ -76,7 +78,8 @@ fn earlier_checkout(
     match row.str(2)? {
         "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
         "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
-        state => Ok(Some(Earlier::Abandoned(order_id, state == "released"))),
+        "released" => Ok(Some(Earlier::Released(order_id))),
+        _ => Ok(Some(Earlier::Abandoned(order_id))),
     }
 }
 
@@ -245,15 +248,11 @@ impl OrdersService {
                 Ok(true)
             })
             .await;
-        match placed {
-            Ok(true) => {}
-            Ok(false) => {
-                self.give_back(order_id).await?;
-                return Err(in_progress(1));
-            }
-            // Not known to have committed: a retry with the key finds the
-            // record, done or pending until the sweeper gives it back.
-            Err(e) => return Err(e),
+        // An error leaves the outcome unknown: a retry with the key finds the
+        // record, done, or pending until the sweeper gives it back.
+        if !placed? {
+            // The sweeper gives back what this attempt held.
+            return Err(in_progress(1));
         }
         self.inner().bus.wake();
 
@@ -285,7 +284,7 @@ impl OrdersService {
                 // with this key to commit; this read sees its record.
                 match earlier_checkout(tx, customer, &k, &f, now)? {
                     Some(Earlier::Done(body, id)) => Ok(Begun::Replay(body, id)),
-                    Some(Earlier::Abandoned(old, true)) => {
+                    Some(Earlier::Released(old)) => {
                         let taken = tx.execute(
                             "UPDATE checkouts SET order_id = $1, state = 'pending', lease_until = $2 \
                              WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'released'",
@@ -296,7 +295,7 @@ impl OrdersService {
                         }
                         Ok(Begun::Mine)
                     }
-                    Some(Earlier::Abandoned(old, false)) => {
+                    Some(Earlier::Abandoned(old)) => {
                         // Fenced first: the old attempt can no longer place
                         // its order once its holds are being given back.
                         tx.execute(
@@ -313,24 +312,33 @@ impl OrdersService {
     }
 
     /// Gives back what abandoned attempt `order_id` held, then marks its
-    /// record `released` (free for the key's next request). Idempotent.
+    /// record `released` (free for the key's next request). The attempt may
+    /// still be running, so its stock is abandoned for good: a reserve it
+    /// makes later holds nothing. Idempotent.
     async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
-        self.give_back_then(customer, key, order_id, "abandoned", Some("released")).await
+        self.inner().inventory.abandon(order_id).await?;
+        self.inner().promotions.release(order_id).await?;
+        self.move_record(customer, key, order_id, "abandoned", Some("released")).await
     }
 
-    /// Compensates a checkout refused at a step: gives back what it held and
-    /// drops its record, so the key may be used again. Failures are left to
-    /// the sweeper, which gives back a `pending` record's holds after its lease.
+    /// Compensates this request's own checkout, refused at a step: gives back
+    /// what it held and drops its record, so the key may be used again.
+    /// Failures are left to the sweeper, which gives back a `pending`
+    /// record's holds after its lease.
     async fn abort(&self, customer: Id, key: &str, order_id: Id) {
-        if let Err(e) = self.give_back_then(customer, key, order_id, "pending", None).await {
+        let undone = async {
+            self.inner().inventory.release(order_id).await?;
+            self.inner().promotions.release(order_id).await?;
+            self.move_record(customer, key, order_id, "pending", None).await
+        };
+        if let Err(e) = undone.await {
             tracing::warn!(order_id = %order_id, error = %e, "checkout compensation left to the sweeper");
         }
     }
 
-    /// Gives back what `order_id` held, then moves the key's record from
-    /// state `from` to `to` (None: forgets it). The record changes only after
-    /// the holds are back, so a failure leaves it for the sweeper.
-    async fn give_back_then(
+    /// Moves the key's record of `order_id` from state `from` to `to` (None:
+    /// forgets it), once its holds are back.
+    async fn move_record(
         &self,
         customer: Id,
         key: &str,
@@ -338,7 +346,6 @@ impl OrdersService {
         from: &'static str,
         to: Option<&'static str>,
     ) -> Result<(), Error> {
-        self.give_back(order_id).await?;
         let k = key.to_string();
         self.inner()
             .db
@@ -357,13 +364,6 @@ impl OrdersService {
                 Ok(())
             })
             .await
-    }
-
-    /// Gives back the stock and promotion uses held for `order_id` by a
-    /// checkout that will not place it. Idempotent.
-    pub(crate) async fn give_back(&self, order_id: Id) -> Result<(), Error> {
-        self.inner().inventory.release(order_id).await?;
-        self.inner().promotions.release(order_id).await
     }
 
     /// The stored answer of a finished checkout with this key, if there is one.
@@ -386,29 +386,42 @@ impl OrdersService {
     pub(crate) async fn sweep_checkouts(&self, now: i64) -> Result<usize, Error> {
         // Fenced first, so a slow attempt cannot place its order while its
         // holds are given back; then every fenced record not yet released
-        // (including those a failed pass left) is released.
-        self.inner()
-            .db
-            .write(move |tx| {
-                Ok(tx.execute(
-                    "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
-                    params![now],
-                )?)
-            })
-            .await?;
-        let abandoned = self
+        // (including those a failed pass left) is released. A pass with
+        // nothing to do is one read.
+        let list = move |tx: &mut dyn Tx| {
+            tx.query(
+                "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
+                params![],
+            )?
+            .iter()
+            .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
+            .collect::<Result<Vec<_>, Error>>()
+        };
+        let (expired, mut abandoned) = self
             .inner()
             .db
             .read(move |tx| {
-                tx.query(
-                    "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
-                    params![],
-                )?
-                .iter()
-                .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
-                .collect::<Result<Vec<_>, Error>>()
+                let expired = tx
+                    .query_opt(
+                        "SELECT 1 FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 1",
+                        params![now],
+                    )?
+                    .is_some();
+                Ok((expired, list(tx)?))
             })
             .await?;
+        if expired {
+            self.inner()
+                .db
+                .write(move |tx| {
+                    Ok(tx.execute(
+                        "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
+                        params![now],
+                    )?)
+                })
+                .await?;
+            abandoned = self.inner().db.read(list).await?;
+        }
         let n = abandoned.len();
         for (customer, key, order_id) in abandoned {
             self.release_abandoned(customer, &key, order_id).await?;

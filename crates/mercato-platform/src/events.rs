@@ -85,12 +85,18 @@ impl EventSink for EventBus {
     }
 }
 
+/// A relay's wake-up, and the database whose outbox it reads.
+type RelayWaker = (Db, Arc<Notify>);
+
 /// In-process publish/subscribe keyed by event-kind prefixes (`"order."`).
 #[derive(Clone, Default)]
 pub struct EventBus {
     subscribers: Arc<parking_lot::RwLock<Vec<Arc<Subscriber>>>>,
-    /// One per relay (one relay per database).
-    relays: Arc<parking_lot::RwLock<Vec<Arc<Notify>>>>,
+    /// One per relay (one relay per database), with the database it reads.
+    relays: Arc<parking_lot::RwLock<Vec<RelayWaker>>>,
+    /// The database whose commits this handle announces ([`Self::scoped`]);
+    /// None: every relay's.
+    scope: Option<Db>,
 }
 
 impl EventBus {
@@ -114,16 +120,24 @@ impl EventBus {
     /// Tells the relay that new events were committed, so it need not wait for
     /// its next poll.
     pub fn wake(&self) {
-        // Which outbox the commit wrote is not known here; waking a relay
-        // with nothing to do costs one read.
-        for relay in self.relays.read().iter() {
-            relay.notify_one();
+        for (db, relay) in self.relays.read().iter() {
+            if self.scope.as_ref().is_none_or(|scope| scope.same(db)) {
+                relay.notify_one();
+            }
         }
     }
 
-    fn relay_waker(&self) -> Arc<Notify> {
+    /// The same bus, whose `wake` reaches only the relay of `db`: a domain's
+    /// commits write its own outbox, and with every domain in a database of
+    /// its own, waking every relay made each commit cost one outbox read per
+    /// database.
+    pub fn scoped(&self, db: &Db) -> EventBus {
+        EventBus { subscribers: self.subscribers.clone(), relays: self.relays.clone(), scope: Some(db.clone()) }
+    }
+
+    fn relay_waker(&self, db: &Db) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
-        self.relays.write().push(notify.clone());
+        self.relays.write().push((db.clone(), notify.clone()));
         notify
     }
 
@@ -152,7 +166,7 @@ impl EventBus {
 /// after commits that emitted events) cuts the polling delay. One relay runs
 /// per database.
 pub fn spawn_relay(db: Db, source: i64, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::task::JoinHandle<()> {
-    let wake = bus.relay_waker();
+    let wake = bus.relay_waker(&db);
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = 0i64;

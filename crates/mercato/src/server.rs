@@ -149,16 +149,33 @@ impl Shop {
         let redis = open_redis(&config)?;
         let currency = config.currency();
         let cache = cache_hub(&config, redis.clone());
-        let catalog =
-            CatalogService::new(dbs.of("catalog").clone(), ids.clone(), bus.clone(), currency, &cache).await?;
-        let inventory = InventoryService::new(dbs.of("inventory").clone(), ids.clone(), bus.clone());
-        let customers =
-            CustomersService::new(dbs.of("customers").clone(), ids.clone(), bus.clone(), config.auth.clone(), &cache);
-        let promotions = PromotionsService::new(dbs.of("promotions").clone(), ids.clone(), bus.clone(), currency);
+        let catalog = CatalogService::new(
+            dbs.of("catalog").clone(),
+            ids.clone(),
+            bus.scoped(dbs.of("catalog")),
+            currency,
+            &cache,
+        )
+        .await?;
+        let inventory =
+            InventoryService::new(dbs.of("inventory").clone(), ids.clone(), bus.scoped(dbs.of("inventory")));
+        let customers = CustomersService::new(
+            dbs.of("customers").clone(),
+            ids.clone(),
+            bus.scoped(dbs.of("customers")),
+            config.auth.clone(),
+            &cache,
+        );
+        let promotions = PromotionsService::new(
+            dbs.of("promotions").clone(),
+            ids.clone(),
+            bus.scoped(dbs.of("promotions")),
+            currency,
+        );
         let cart = CartService::new(
             dbs.of("cart").clone(),
             ids.clone(),
-            bus.clone(),
+            bus.scoped(dbs.of("cart")),
             catalog.clone(),
             inventory.clone(),
             promotions.clone(),
@@ -179,12 +196,16 @@ impl Shop {
             config.payments.async_settle_ms,
             config.payments.webhook_tolerance_secs,
         );
-        let payments =
-            PaymentsService::new(dbs.of("payments").clone(), ids.clone(), bus.clone(), Arc::new(provider.clone()));
+        let payments = PaymentsService::new(
+            dbs.of("payments").clone(),
+            ids.clone(),
+            bus.scoped(dbs.of("payments")),
+            Arc::new(provider.clone()),
+        );
         let orders = OrdersService::new(
             dbs.of("orders").clone(),
             ids.clone(),
-            bus.clone(),
+            bus.scoped(dbs.of("orders")),
             cart.clone(),
             inventory.clone(),
             payments.clone(),
@@ -197,12 +218,16 @@ impl Shop {
             .await?
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("opening the search index (is another mercato process using this data dir?)")?;
-        let webhooks = mercato_webhooks::WebhooksService::new(dbs.of("webhooks").clone(), ids.clone(), bus.clone())
-            .with_cache(&cache);
+        let webhooks = mercato_webhooks::WebhooksService::new(
+            dbs.of("webhooks").clone(),
+            ids.clone(),
+            bus.scoped(dbs.of("webhooks")),
+        )
+        .with_cache(&cache);
         let flash = mercato_flashsale::FlashSalesService::new(
             dbs.of("flashsale").clone(),
             ids.clone(),
-            bus.clone(),
+            bus.scoped(dbs.of("flashsale")),
             catalog.clone(),
             inventory.clone(),
             orders.clone(),
@@ -469,5 +494,17 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_domain_has_its_migrations_and_only_domains_do() {
+        let mut named: Vec<&str> = super::DOMAIN_MIGRATIONS.iter().map(|(d, _)| *d).collect();
+        let mut domains = mercato_platform::databases::DOMAINS.to_vec();
+        named.sort();
+        domains.sort();
+        assert_eq!(named, domains);
     }
 }

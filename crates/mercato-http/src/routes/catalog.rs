@@ -176,16 +176,14 @@ fn json_with_etag(body: Bytes, etag: &HeaderValue, headers: &HeaderMap, max_age:
     responses((status = 200, body = ProductDto), (status = 304), (status = 404, body = Problem)))]
 async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> ApiResult<Response> {
     const MAX_AGE: u32 = 5;
-    // Taken before the reads they vouch for: a write during rendering makes
-    // the page stale at once.
     let p = s.catalog.page_product(&id, true).await?;
     let categories = s.catalog.categories().await?;
     if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
         return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
     }
+    // Taken before the reads they vouch for: a stock write during rendering
+    // makes the page stale at once.
     let rendered_at = std::time::Instant::now();
-    // Sampled before stock is read: a stock write after this point makes the
-    // page stale at once.
     let stock_generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
     let available = s.inventory.available(&p.skus()).await?;
     let category = match categories.iter().find(|c| c.id == p.category_id) {
