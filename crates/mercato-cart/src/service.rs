@@ -538,11 +538,19 @@ impl CartService {
         Ok(Some(CheckoutRead { cart, state, facts }))
     }
 
-    /// Retires `cart` because `order` was placed from it. Idempotent.
+    /// Retires `cart` because `order` was placed from it (checkout's last
+    /// step, when the cart is known to be active). Idempotent.
+    pub async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
+        if self.inner.db.write(move |tx| convert_in(tx, cart, order)).await? {
+            self.inner.bus.wake();
+        }
+        Ok(())
+    }
+
+    /// The `order.placed` subscriber's [`Self::convert`], the safety net for
+    /// a checkout that crashed before retiring its cart: it usually has
+    /// nothing to do, and a read says so without queueing a write.
     pub async fn mark_converted(&self, cart: Id, order: Id) -> Result<(), Error> {
-        // Checkout retires the cart as its last step; the `order.placed`
-        // subscriber is the safety net for a crash before it, so it usually
-        // has nothing to do and a read says so without queueing a write.
         let active = self
             .inner
             .db
@@ -550,13 +558,10 @@ impl CartService {
                 Ok(tx.query_opt("SELECT 1 FROM carts WHERE id = $1 AND status = 'active'", params![cart])?)
             })
             .await?;
-        if active.is_none() {
-            return Ok(());
+        match active {
+            Some(_) => self.convert(cart, order).await,
+            None => Ok(()),
         }
-        if self.inner.db.write(move |tx| convert_in(tx, cart, order)).await? {
-            self.inner.bus.wake();
-        }
-        Ok(())
     }
 }
 

@@ -257,7 +257,7 @@ impl OrdersService {
         self.inner().bus.wake();
 
         // 5. retire the cart
-        if let Err(e) = cart_service.mark_converted(cart_id, order_id).await {
+        if let Err(e) = cart_service.convert(cart_id, order_id).await {
             tracing::warn!(order_id = %order_id, error = %e, "retiring the cart left to the order.placed subscriber");
         }
         Ok(Placed { body, order_id, replayed: false })
