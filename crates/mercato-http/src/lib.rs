@@ -73,6 +73,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(routes::promotions::router())
         .merge(routes::search::router())
         .merge(routes::webhooks::router())
+        .merge(routes::events::router())
         .merge(routes::flash::router())
 }
 

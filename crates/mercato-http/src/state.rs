@@ -53,6 +53,8 @@ pub struct Services {
     pub search: Arc<dyn SearchEngine>,
     /// Outgoing webhooks to admin-registered endpoints.
     pub webhooks: mercato_webhooks::WebhooksService,
+    /// Every database's outbox: dead letters and their redrive.
+    pub events: mercato_platform::events::Outboxes,
     pub flash: mercato_flashsale::FlashSalesService,
     pub metrics: PrometheusHandle,
     /// Search answers (JSON) by query string; flushed when the index changes.

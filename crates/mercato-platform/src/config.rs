@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level sections: `MERCATO_<SECTION>_<KEY>` maps to `<section>.<key>`;
 /// any other `MERCATO_<KEY>` is a top-level key (`MERCATO_DATA_DIR`).
-const SECTIONS: &[&str] = &["log", "database", "http", "auth", "admin", "seed", "shop", "orders", "payments", "cache"];
+const SECTIONS: &[&str] =
+    &["log", "database", "http", "auth", "admin", "seed", "shop", "orders", "payments", "cache", "events"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -30,6 +31,7 @@ pub struct Config {
     pub orders: OrdersConfig,
     pub payments: PaymentsConfig,
     pub cache: CacheConfig,
+    pub events: EventsConfig,
 }
 
 impl Default for Config {
@@ -47,7 +49,30 @@ impl Default for Config {
             orders: OrdersConfig::default(),
             payments: PaymentsConfig::default(),
             cache: CacheConfig::default(),
+            events: EventsConfig::default(),
         }
+    }
+}
+
+/// The outbox relays (one per database): see `mercato_platform::events`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Failures of one subscriber on one event before the event is
+    /// dead-lettered for it (listed and redriven by the admin API).
+    pub max_attempts: u32,
+    /// The wait after a subscriber's first failure; doubles with each one
+    /// after, up to a minute.
+    pub retry_base_ms: u64,
+    /// How long an instance's relay lease lasts unrenewed: how long effects
+    /// (webhooks, restocks, saga mends) wait when the instance running them
+    /// dies. Renewed every third of it.
+    pub lease_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig { max_attempts: 8, retry_base_ms: 500, lease_ms: 10_000 }
     }
 }
 
@@ -389,6 +414,12 @@ impl Config {
         }
         if self.orders.payment_timeout_secs == 0 {
             return Err("orders.payment_timeout_secs: must be positive".into());
+        }
+        if self.events.max_attempts == 0 {
+            return Err("events.max_attempts: must be at least 1".into());
+        }
+        if self.events.lease_ms < 1000 {
+            return Err("events.lease_ms: must be at least 1000".into());
         }
         let url = self.database.url.expose();
         if !url.is_empty() && !["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)) {

@@ -1,20 +1,35 @@
 //! Domain events through a transactional outbox.
 //!
 //! A domain writes its change and the event describing it in one transaction
-//! ([`emit`]). The relay reads undelivered events in id order and hands them to
-//! the [`EventBus`]; an event is marked delivered only after every subscriber
-//! accepted it, so delivery is at-least-once and a crash between commit and
-//! delivery loses nothing. Subscribers make themselves idempotent with
-//! [`first_time`] (an inbox keyed by consumer and event id).
+//! ([`emit`]), into the outbox of its own database. A relay per database and
+//! per instance publishes them to the subscribers of the [`EventBus`]:
 //!
-//! The relay publishes through the [`EventSink`] port. The in-process
-//! [`EventBus`] is one implementation; a broker adapter (NATS JetStream)
-//! publishes to the broker instead, and a consumer on each instance feeds that
-//! instance's bus, so subscribers do not change.
+//! - The instance holding the database's relay lease *sequences* committed
+//!   rows: it gives them their place in a publication order (`seq`), in the
+//!   order it finds them committed. Sequence numbers are final once written,
+//!   so a cursor over them never skips a row whose transaction committed
+//!   late, as a cursor over the insertion id would.
+//! - An **effect** ([`EventBus::subscribe`]: a saga step, a restock, a
+//!   webhook delivery) happens once for the whole fleet. Only the lease
+//!   holder runs effects, each subscriber on a cursor of its own stored in
+//!   the database, so a subscriber that keeps failing holds back only itself.
+//!   After [`RelayOptions::max_attempts`] failures on one event the event is
+//!   dead-lettered for that subscriber (visible through [`Outboxes`], which
+//!   can redrive it) and the cursor moves on.
+//! - A **projection** ([`EventBus::project`]: this instance's search index,
+//!   its in-process caches) is kept by every instance for itself, on a
+//!   cursor in memory that starts at the head when the instance starts.
+//!
+//! Delivery is at least once: a lease can lapse mid-batch, a process can die
+//! between an effect and its cursor write. Effects deduplicate with
+//! [`first_time`] (an inbox keyed by consumer and event id, written in the
+//! effect's own transaction) or act through conditional state changes.
 
-use crate::{Db, Tx, now_ms, params};
-use mercato_core::Error;
+use crate::databases::SOURCES;
+use crate::{Databases, Db, Tx, now_ms, params};
+use mercato_core::{Error, ErrorCode};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,9 +38,8 @@ use tokio::sync::Notify;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// Unique across every database's outbox: the row's sequence in its
-    /// outbox times [`crate::databases::SOURCES`], plus the outbox's source
-    /// number. Within one outbox, ids grow in commit order.
+    /// Unique across every database's outbox: the row's id in its outbox
+    /// times [`SOURCES`], plus the outbox's source number.
     pub id: i64,
     pub aggregate: String,
     pub aggregate_id: String,
@@ -52,6 +66,8 @@ pub fn emit(
 
 /// Marks `event_id` processed by `consumer` in the caller's transaction;
 /// returns false if it already was, in which case the caller does nothing.
+/// Inbox rows are kept a week ([`Relay`] purges older ones), longer than any
+/// redelivery can come.
 pub fn first_time(tx: &mut dyn Tx, consumer: &str, event_id: i64) -> Result<bool, Error> {
     let inserted = tx.execute(
         "INSERT INTO inbox (consumer, event_id, processed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -63,25 +79,25 @@ pub fn first_time(tx: &mut dyn Tx, consumer: &str, event_id: i64) -> Result<bool
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 pub type Handler = Arc<dyn Fn(Event) -> HandlerFuture + Send + Sync>;
 
+/// Who a subscriber acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// Once for the whole fleet, by the relay lease holder.
+    Fleet,
+    /// Every instance for itself.
+    Instance,
+}
+
 struct Subscriber {
     name: String,
     prefixes: Vec<String>,
     handler: Handler,
+    reach: Reach,
 }
 
-/// Where the relay hands committed events, in id order. `publish` returns
-/// only once the event is safely handed on (delivered to every local
-/// subscriber, or acknowledged by the broker); the relay marks it delivered
-/// then, and retries it otherwise.
-#[async_trait::async_trait]
-pub trait EventSink: Send + Sync {
-    async fn publish(&self, event: &Event) -> Result<(), Error>;
-}
-
-#[async_trait::async_trait]
-impl EventSink for EventBus {
-    async fn publish(&self, event: &Event) -> Result<(), Error> {
-        self.deliver(event).await
+impl Subscriber {
+    fn wants(&self, kind: &str) -> bool {
+        self.prefixes.iter().any(|p| kind.starts_with(p.as_str()))
     }
 }
 
@@ -104,17 +120,50 @@ impl EventBus {
         Self::default()
     }
 
+    /// Subscribes an effect: `handler` runs once for the whole fleet per
+    /// event whose kind starts with one of `prefixes`, at least once, on
+    /// whichever instance holds the relay lease of the event's database.
+    /// `name` keys its cursor and its dead letters: keep it stable.
     pub fn subscribe<F, Fut>(&self, name: &str, prefixes: &[&str], handler: F)
     where
         F: Fn(Event) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
+        self.add(name, prefixes, Reach::Fleet, handler);
+    }
+
+    /// Subscribes a projection: `handler` runs on every instance, for the
+    /// events committed since the instance started.
+    pub fn project<F, Fut>(&self, name: &str, prefixes: &[&str], handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.add(name, prefixes, Reach::Instance, handler);
+    }
+
+    fn add<F, Fut>(&self, name: &str, prefixes: &[&str], reach: Reach, handler: F)
+    where
+        F: Fn(Event) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
         let handler: Handler = Arc::new(move |e| Box::pin(handler(e)));
-        self.subscribers.write().push(Arc::new(Subscriber {
+        let mut subs = self.subscribers.write();
+        assert!(subs.iter().all(|s| s.name != name), "two subscribers named {name}");
+        subs.push(Arc::new(Subscriber {
             name: name.to_string(),
             prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
             handler,
+            reach,
         }));
+    }
+
+    fn of_reach(&self, reach: Reach) -> Vec<Arc<Subscriber>> {
+        self.subscribers.read().iter().filter(|s| s.reach == reach).cloned().collect()
+    }
+
+    fn named(&self, name: &str) -> Option<Arc<Subscriber>> {
+        self.subscribers.read().iter().find(|s| s.name == name).cloned()
     }
 
     /// Tells the relay that new events were committed, so it need not wait for
@@ -140,123 +189,586 @@ impl EventBus {
         self.relays.write().push((db.clone(), notify.clone()));
         notify
     }
+}
 
-    async fn deliver(&self, event: &Event) -> Result<(), Error> {
-        let subs: Vec<Arc<Subscriber>> = self
-            .subscribers
-            .read()
-            .iter()
-            .filter(|s| s.prefixes.iter().any(|p| event.kind.starts_with(p.as_str())))
-            .cloned()
-            .collect();
-        for sub in subs {
-            (sub.handler)(event.clone()).await.map_err(|e| {
-                Error::new(
-                    e.code,
-                    format!("subscriber {} failed on event {} ({}): {}", sub.name, event.id, event.kind, e.message),
-                )
-            })?;
+/// How a relay runs.
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// This instance's name as a lease holder. An instance restarted under
+    /// the same name takes its lease back at once instead of waiting it out.
+    pub holder: String,
+    /// How long the relay lease lasts unrenewed: how long effects wait after
+    /// the instance running them dies.
+    pub lease: Duration,
+    /// Failures on one event before it is dead-lettered for a subscriber.
+    pub max_attempts: u32,
+    /// The wait after a subscriber's first failure on an event; it doubles
+    /// with each further failure, up to a minute.
+    pub retry_base: Duration,
+    /// The longest wait between two looks at the outbox when no commit of
+    /// this instance wakes the relay (commits of other instances do not).
+    pub poll: Duration,
+    /// Rows read or sequenced per step.
+    pub batch: usize,
+}
+
+impl RelayOptions {
+    pub fn new(holder: impl Into<String>) -> RelayOptions {
+        RelayOptions {
+            holder: holder.into(),
+            lease: Duration::from_secs(10),
+            max_attempts: 8,
+            retry_base: Duration::from_millis(500),
+            poll: Duration::from_millis(250),
+            batch: 256,
         }
-        Ok(())
     }
 }
 
-/// Publishes the outbox of `db` (whose events carry `source`, see
-/// [`Event::id`]) to `sink` until the process ends; `bus.wake()` (called
-/// after commits that emitted events) cuts the polling delay. One relay runs
-/// per database.
-pub fn spawn_relay(db: Db, source: i64, bus: EventBus, sink: Arc<dyn EventSink>) -> tokio::task::JoinHandle<()> {
+/// The lease, in each database, of the instance that sequences its outbox
+/// and runs its effects.
+const RELAY_LEASE: &str = "outbox.relay";
+/// How long handled outbox rows and inbox marks are kept.
+const KEEP_MS: i64 = 7 * 86_400_000;
+const MAX_RETRY_WAIT_MS: i64 = 60_000;
+
+#[derive(Debug, Clone)]
+struct Cursor {
+    /// The last `seq` this subscriber is done with.
+    position: i64,
+    /// `position` as the database has it (effects), for a conditional write.
+    stored: i64,
+    failures: u32,
+    last_error: Option<String>,
+    retry_at: i64,
+    changed: bool,
+}
+
+impl Cursor {
+    fn at(position: i64) -> Cursor {
+        Cursor { position, stored: position, failures: 0, last_error: None, retry_at: 0, changed: false }
+    }
+}
+
+struct Dead {
+    subscriber: String,
+    row: i64,
+    attempts: u32,
+    error: String,
+}
+
+/// What one subscriber did with one batch.
+struct Outcome {
+    sub: Arc<Subscriber>,
+    cursor: Cursor,
+    dead: Vec<Dead>,
+    moved: bool,
+}
+
+/// The outbox relay of one database on one instance; [`spawn_relay`] runs
+/// it. Public so tests can step it.
+pub struct Relay {
+    db: Db,
+    source: i64,
+    bus: EventBus,
+    opts: RelayOptions,
+    /// Until when, by this instance's clock, it acts as the lease holder: a
+    /// third of the lease short of what it wrote, so it stops before another
+    /// instance may start.
+    leading_until: i64,
+    renew_at: i64,
+    effects: HashMap<String, Cursor>,
+    projections: HashMap<String, Cursor>,
+    /// Where projections start: the head when this relay started.
+    start: i64,
+    /// The highest `seq` seen.
+    head: i64,
+    last_cleanup: i64,
+}
+
+impl Relay {
+    pub async fn new(db: Db, source: i64, bus: EventBus, opts: RelayOptions) -> Result<Relay, Error> {
+        debug_assert!((0..SOURCES).contains(&source));
+        let start = db.read(|tx| tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM outbox", params![])?.int(0)).await?;
+        Ok(Relay {
+            db,
+            source,
+            bus,
+            opts,
+            leading_until: 0,
+            renew_at: 0,
+            effects: HashMap::new(),
+            projections: HashMap::new(),
+            start,
+            head: start,
+            last_cleanup: now_ms(),
+        })
+    }
+
+    /// True while this relay holds its database's lease.
+    pub fn leading(&self) -> bool {
+        now_ms() < self.leading_until
+    }
+
+    /// One step: renew the lease when due; as the holder, sequence what was
+    /// committed and run effects; run projections. Returns how many rows were
+    /// sequenced plus how many cursors moved: zero means there is nothing to
+    /// do until new commits (or a retry comes due).
+    pub async fn pass(&mut self) -> Result<usize, Error> {
+        let now = now_ms();
+        if now >= self.renew_at {
+            self.renew(now).await?;
+        }
+        let leading = self.leading();
+        let mut progress = 0;
+        if leading {
+            progress += self.sequence().await?;
+        }
+        progress += self.dispatch(leading).await?;
+        if leading && now - self.last_cleanup > 3_600_000 {
+            self.last_cleanup = now;
+            self.cleanup(now - KEEP_MS).await?;
+        }
+        Ok(progress)
+    }
+
+    async fn renew(&mut self, now: i64) -> Result<(), Error> {
+        let ttl = self.opts.lease.as_millis() as i64;
+        self.renew_at = now + ttl / 3;
+        if crate::try_lease(&self.db, RELAY_LEASE, &self.opts.holder, ttl).await? {
+            if !self.leading() {
+                self.effects = self.load_effects().await.inspect_err(|_| self.renew_at = 0)?;
+                tracing::info!(db = self.db.name(), "this instance now relays the outbox's effects");
+            }
+            self.leading_until = now + ttl * 2 / 3;
+        } else {
+            self.step_down();
+        }
+        Ok(())
+    }
+
+    fn step_down(&mut self) {
+        if self.leading_until > 0 {
+            tracing::info!(db = self.db.name(), "another instance relays the outbox's effects");
+        }
+        self.leading_until = 0;
+        self.effects.clear();
+    }
+
+    /// Reads the effects' cursors, creating missing ones at the sequenced
+    /// head: a subscriber new to a database starts with the events not yet
+    /// sequenced (on a new database, all of them).
+    async fn load_effects(&self) -> Result<HashMap<String, Cursor>, Error> {
+        let names: Vec<String> = self.bus.of_reach(Reach::Fleet).iter().map(|s| s.name.clone()).collect();
+        self.db
+            .write(move |tx| {
+                for name in &names {
+                    // `WHERE true`: SQLite otherwise reads ON CONFLICT as a join's ON.
+                    tx.execute(
+                        "INSERT INTO outbox_cursors (subscriber, position, failures, retry_at) \
+                         SELECT $1, COALESCE(MAX(seq), 0), 0, 0 FROM outbox WHERE true \
+                         ON CONFLICT (subscriber) DO NOTHING",
+                        params![name],
+                    )?;
+                }
+                let rows = tx.query(
+                    "SELECT subscriber, position, failures, last_error, retry_at FROM outbox_cursors",
+                    params![],
+                )?;
+                rows.iter()
+                    .filter(|r| r.str(0).is_ok_and(|n| names.iter().any(|name| name == n)))
+                    .map(|r| {
+                        let mut c = Cursor::at(r.int(1)?);
+                        c.failures = r.int(2)? as u32;
+                        c.last_error = r.opt_text(3)?;
+                        c.retry_at = r.int(4)?;
+                        Ok((r.text(0)?, c))
+                    })
+                    .collect()
+            })
+            .await
+    }
+
+    /// Gives committed, unsequenced rows their place in the publication
+    /// order, in id order. Done by the lease holder alone; should two
+    /// instances overlap, the unique index on `seq` fails the later one, so
+    /// no position is ever given twice or behind a cursor.
+    async fn sequence(&mut self) -> Result<usize, Error> {
+        let batch = self.opts.batch as i64;
+        let upto = self
+            .db
+            .read(move |tx| {
+                tx.query_one(
+                    "SELECT MAX(id) FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) t",
+                    params![batch],
+                )?
+                .opt_int(0)
+            })
+            .await?;
+        let Some(upto) = upto else { return Ok(0) };
+        let (base, n) = self
+            .db
+            .write(move |tx| {
+                let base = tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM outbox", params![])?.int(0)?;
+                let n = tx.execute(
+                    "UPDATE outbox SET seq = o.n FROM \
+                     (SELECT id, $1 + ROW_NUMBER() OVER (ORDER BY id) AS n FROM outbox WHERE seq IS NULL AND id <= $2) o \
+                     WHERE outbox.id = o.id AND outbox.seq IS NULL",
+                    params![base, upto],
+                )?;
+                Ok((base, n as i64))
+            })
+            .await?;
+        self.head = self.head.max(base + n);
+        Ok(n as usize)
+    }
+
+    async fn dispatch(&mut self, leading: bool) -> Result<usize, Error> {
+        let now = now_ms();
+        let mut runs: Vec<(Arc<Subscriber>, Cursor)> = Vec::new();
+        for sub in self.bus.of_reach(Reach::Instance) {
+            let start = self.start;
+            let cursor = self.projections.entry(sub.name.clone()).or_insert_with(|| Cursor::at(start));
+            if cursor.retry_at <= now {
+                runs.push((sub, cursor.clone()));
+            }
+        }
+        if leading {
+            for sub in self.bus.of_reach(Reach::Fleet) {
+                if let Some(cursor) = self.effects.get(&sub.name).filter(|c| c.retry_at <= now) {
+                    runs.push((sub, cursor.clone()));
+                }
+            }
+        }
+        let Some(from) = runs.iter().map(|(_, c)| c.position).min() else { return Ok(0) };
+        let (source, batch) = (self.source, self.opts.batch as i64);
+        let events = self
+            .db
+            .read(move |tx| {
+                tx.query(
+                    "SELECT seq, id, aggregate, aggregate_id, kind, payload, created_at FROM outbox \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                    params![from, batch],
+                )?
+                .iter()
+                .map(|r| Ok((r.int(0)?, event_from(r, 1, source)?)))
+                .collect::<Result<Vec<_>, Error>>()
+            })
+            .await?;
+        let Some((last, _)) = events.last() else { return Ok(0) };
+        self.head = self.head.max(*last);
+        let opts = &self.opts;
+        let outcomes = futures_util::future::join_all(
+            runs.into_iter().map(|(sub, cursor)| deliver(sub, cursor, &events, opts, now)),
+        )
+        .await;
+        let mut moved = 0;
+        let mut changed = Vec::new();
+        let mut dead = Vec::new();
+        for Outcome { sub, cursor, dead: d, moved: m } in outcomes {
+            moved += m as usize;
+            match sub.reach {
+                Reach::Instance => {
+                    self.projections.insert(sub.name.clone(), cursor);
+                }
+                Reach::Fleet => {
+                    if cursor.changed {
+                        changed.push((sub.name.clone(), cursor.clone()));
+                    }
+                    dead.extend(d);
+                    self.effects.insert(sub.name.clone(), cursor);
+                }
+            }
+        }
+        if !changed.is_empty() || !dead.is_empty() {
+            self.persist(changed, dead).await?;
+        }
+        Ok(moved)
+    }
+
+    /// Writes the effects' cursors (each only if it is where this relay read
+    /// it: otherwise another instance took over, and this one steps down)
+    /// and their dead letters, in one transaction.
+    async fn persist(&mut self, changed: Vec<(String, Cursor)>, dead: Vec<Dead>) -> Result<(), Error> {
+        let written = changed.clone();
+        let result = self
+            .db
+            .write(move |tx| {
+                let now = now_ms();
+                for (name, c) in &changed {
+                    let n = tx.execute(
+                        "UPDATE outbox_cursors SET position = $1, failures = $2, last_error = $3, retry_at = $4 \
+                         WHERE subscriber = $5 AND position = $6",
+                        params![c.position, c.failures as i64, c.last_error.as_deref(), c.retry_at, name, c.stored],
+                    )?;
+                    if n != 1 {
+                        return Err(Error::conflict(format!("the cursor of {name} moved under this relay")));
+                    }
+                }
+                for d in &dead {
+                    tx.execute(
+                        "INSERT INTO outbox_dead (subscriber, event_id, attempts, error, dead_at) \
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subscriber, event_id) DO UPDATE \
+                         SET attempts = excluded.attempts, error = excluded.error, dead_at = excluded.dead_at",
+                        params![&d.subscriber, d.row, d.attempts as i64, &d.error, now],
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                for (name, c) in written {
+                    if let Some(cursor) = self.effects.get_mut(&name) {
+                        cursor.stored = c.position;
+                        cursor.changed = false;
+                    }
+                    let label = [("db", self.db.name().to_string()), ("subscriber", name)];
+                    metrics::gauge!("outbox_lag", &label).set((self.head - c.position) as f64);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Effects may have run past what is stored: the next holder
+                // (this instance again, perhaps) replays them from the
+                // stored cursors, and the effects' inbox absorbs the repeat.
+                tracing::warn!(db = self.db.name(), error = %e, "outbox cursors not written; stepping down");
+                self.step_down();
+                self.renew_at = 0;
+                if e.code == ErrorCode::Conflict { Ok(()) } else { Err(e) }
+            }
+        }
+    }
+
+    /// Drops rows every current effect is past and older than a week, and
+    /// inbox marks older than a week. Dead-lettered rows stay until redriven.
+    async fn cleanup(&self, cutoff: i64) -> Result<(), Error> {
+        let done = self.effects.values().map(|c| c.stored).min().unwrap_or(0);
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "DELETE FROM outbox WHERE seq <= $1 AND created_at < $2 \
+                     AND id NOT IN (SELECT event_id FROM outbox_dead)",
+                    params![done, cutoff],
+                )?;
+                tx.execute("DELETE FROM inbox WHERE processed_at < $1", params![cutoff])?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+fn event_from(r: &crate::Row, at: usize, source: i64) -> Result<Event, Error> {
+    Ok(Event {
+        id: r.int(at)? * SOURCES + source,
+        aggregate: r.text(at + 1)?,
+        aggregate_id: r.text(at + 2)?,
+        kind: r.text(at + 3)?,
+        payload: serde_json::from_str(r.str(at + 4)?).unwrap_or(serde_json::Value::Null),
+        created_at: r.int(at + 5)?,
+    })
+}
+
+/// Hands `sub` the events past its cursor, in order, stopping at a failure
+/// that has attempts left.
+async fn deliver(
+    sub: Arc<Subscriber>,
+    mut cursor: Cursor,
+    events: &[(i64, Event)],
+    opts: &RelayOptions,
+    now: i64,
+) -> Outcome {
+    let mut dead = Vec::new();
+    let mut moved = false;
+    let from = cursor.position;
+    for (seq, event) in events.iter().filter(|(seq, _)| *seq > from) {
+        if sub.wants(&event.kind) {
+            match (sub.handler)(event.clone()).await {
+                Ok(()) => {
+                    metrics::counter!("outbox_handled_total", "subscriber" => sub.name.clone()).increment(1);
+                }
+                Err(e) => {
+                    cursor.failures += 1;
+                    metrics::counter!("outbox_failures_total", "subscriber" => sub.name.clone()).increment(1);
+                    let error = format!("{}: {}", e.code.as_str(), e.message);
+                    if cursor.failures < opts.max_attempts {
+                        let wait = (opts.retry_base.as_millis() as i64)
+                            .saturating_mul(1 << (cursor.failures - 1).min(20))
+                            .min(MAX_RETRY_WAIT_MS);
+                        tracing::warn!(subscriber = %sub.name, event = event.id, kind = %event.kind,
+                            attempt = cursor.failures, retry_in_ms = wait, %error, "subscriber failed");
+                        cursor.retry_at = now + wait;
+                        cursor.last_error = Some(error);
+                        cursor.changed = true;
+                        break;
+                    }
+                    if sub.reach == Reach::Fleet {
+                        tracing::error!(subscriber = %sub.name, event = event.id, kind = %event.kind,
+                            attempts = cursor.failures, %error, "event dead-lettered");
+                        metrics::counter!("outbox_dead_lettered_total", "subscriber" => sub.name.clone()).increment(1);
+                        dead.push(Dead {
+                            subscriber: sub.name.clone(),
+                            row: event.id.div_euclid(SOURCES),
+                            attempts: cursor.failures,
+                            error,
+                        });
+                    } else {
+                        tracing::error!(subscriber = %sub.name, event = event.id, kind = %event.kind,
+                            attempts = cursor.failures, %error, "projection skipped an event");
+                        metrics::counter!("outbox_skipped_total", "subscriber" => sub.name.clone()).increment(1);
+                    }
+                }
+            }
+        }
+        cursor.position = *seq;
+        cursor.failures = 0;
+        cursor.last_error = None;
+        cursor.retry_at = 0;
+        cursor.changed = true;
+        moved = true;
+    }
+    Outcome { sub, cursor, dead, moved }
+}
+
+/// Runs the relay of `db` (whose event ids carry `source`, see [`Event::id`])
+/// until the process ends; `bus.wake()`, called after commits that emitted
+/// events, cuts the polling delay. One relay runs per database per instance.
+pub fn spawn_relay(db: Db, source: i64, bus: EventBus, opts: RelayOptions) -> tokio::task::JoinHandle<()> {
     let wake = bus.relay_waker(&db);
     tokio::spawn(async move {
+        let poll = opts.poll;
+        let mut relay = loop {
+            match Relay::new(db.clone(), source, bus.clone(), opts.clone()).await {
+                Ok(relay) => break relay,
+                Err(e) => {
+                    tracing::warn!(db = db.name(), error = %e, "outbox relay cannot start yet");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
         let mut backoff = Duration::from_millis(100);
-        let mut last_cleanup = 0i64;
         loop {
-            match relay_once(&db, source, sink.as_ref()).await {
+            match relay.pass().await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue; // more may be waiting
                 }
                 Ok(_) => backoff = Duration::from_millis(100),
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox delivery failed");
+                    tracing::warn!(db = db.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay step failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             }
-            if now_ms() - last_cleanup > 3_600_000 {
-                last_cleanup = now_ms();
-                let cutoff = last_cleanup - 7 * 86_400_000;
-                let _ = db
-                    .write(move |tx| {
-                        Ok(tx.execute(
-                            "DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < $1",
-                            params![cutoff],
-                        )?)
-                    })
-                    .await;
-            }
-            let _ = tokio::time::timeout(Duration::from_millis(250), wake.notified()).await;
+            let _ = tokio::time::timeout(poll, wake.notified()).await;
         }
     })
 }
 
-/// One pass: delivers up to a batch in id order, stopping at the first event a
-/// subscriber refuses (so per-aggregate order holds), and marks what went out.
-pub async fn relay_once(db: &Db, source: i64, sink: &dyn EventSink) -> Result<usize, Error> {
-    debug_assert!((0..crate::databases::SOURCES).contains(&source));
-    let events = db
-        .read(move |tx| {
-            let rows = tx.query(
-                "SELECT id, aggregate, aggregate_id, kind, payload, created_at FROM outbox \
-                 WHERE delivered_at IS NULL ORDER BY id LIMIT 256",
-                params![],
-            )?;
-            rows.into_iter()
-                .map(|r| {
-                    Ok(Event {
-                        id: r.int(0)? * crate::databases::SOURCES + source,
-                        aggregate: r.text(1)?,
-                        aggregate_id: r.text(2)?,
-                        kind: r.text(3)?,
-                        payload: serde_json::from_str(r.str(4)?).unwrap_or(serde_json::Value::Null),
-                        created_at: r.int(5)?,
-                    })
-                })
-                .collect::<Result<Vec<_>, Error>>()
-        })
-        .await?;
-    metrics::gauge!("outbox_pending_batch").set(events.len() as f64);
-    let mut delivered = Vec::with_capacity(events.len());
-    let mut failure = None;
-    for event in &events {
-        match sink.publish(event).await {
-            Ok(()) => delivered.push(event.id / crate::databases::SOURCES),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
+/// An event an effect gave up on, waiting for an operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub subscriber: String,
+    pub event: Event,
+    pub attempts: i64,
+    /// The last failure, as `code: message`.
+    pub error: String,
+    pub dead_at: i64,
+}
+
+/// Every database's outbox, for operators: dead letters and their redrive.
+#[derive(Clone)]
+pub struct Outboxes {
+    dbs: Databases,
+    bus: EventBus,
+}
+
+impl Outboxes {
+    pub fn new(dbs: Databases, bus: EventBus) -> Outboxes {
+        Outboxes { dbs, bus }
     }
-    if !delivered.is_empty() {
-        let n = delivered.len();
-        let ids = delivered.clone();
+
+    /// Dead letters of every database, newest first, at most `limit`.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, Error> {
+        let mut all = Vec::new();
+        for (source, db) in self.dbs.sources() {
+            let rows = db
+                .read(move |tx| {
+                    tx.query(
+                        "SELECT d.subscriber, d.attempts, d.error, d.dead_at, \
+                         o.id, o.aggregate, o.aggregate_id, o.kind, o.payload, o.created_at \
+                         FROM outbox_dead d JOIN outbox o ON o.id = d.event_id ORDER BY d.dead_at DESC LIMIT $1",
+                        params![limit as i64],
+                    )?
+                    .iter()
+                    .map(|r| dead_letter_from(r, source))
+                    .collect::<Result<Vec<_>, Error>>()
+                })
+                .await?;
+            all.extend(rows);
+        }
+        all.sort_by_key(|d| std::cmp::Reverse((d.dead_at, d.event.id)));
+        all.truncate(limit);
+        Ok(all)
+    }
+
+    /// Hands dead letter (`event_id`, `subscriber`) to its subscriber again,
+    /// now, on this instance. Gone once the subscriber accepts it; otherwise
+    /// it stays, with one more attempt and the new error, and the answer is
+    /// a conflict that says why.
+    pub async fn redrive(&self, event_id: i64, subscriber: &str) -> Result<(), Error> {
+        let not_found = || Error::not_found(format!("no dead letter for evt_{event_id} and {subscriber}"));
+        let source = event_id.rem_euclid(SOURCES);
+        let (_, db) = self.dbs.sources().into_iter().find(|(s, _)| *s == source).ok_or_else(not_found)?;
+        let sub = self.bus.named(subscriber).filter(|s| s.reach == Reach::Fleet).ok_or_else(not_found)?;
+        let (row, name) = (event_id.div_euclid(SOURCES), subscriber.to_string());
+        let n = name.clone();
+        let letter = db
+            .read(move |tx| {
+                tx.query_opt(
+                    "SELECT d.subscriber, d.attempts, d.error, d.dead_at, \
+                     o.id, o.aggregate, o.aggregate_id, o.kind, o.payload, o.created_at \
+                     FROM outbox_dead d JOIN outbox o ON o.id = d.event_id WHERE d.subscriber = $1 AND d.event_id = $2",
+                    params![&n, row],
+                )?
+                .map(|r| dead_letter_from(&r, source))
+                .transpose()
+            })
+            .await?
+            .ok_or_else(not_found)?;
+        let outcome = (sub.handler)(letter.event).await;
+        let error = outcome.as_ref().err().map(|e| format!("{}: {}", e.code.as_str(), e.message));
+        let e = error.clone();
         db.write(move |tx| {
-            let at = now_ms();
-            for chunk in ids.chunks(100) {
-                let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-                let sql = format!("UPDATE outbox SET delivered_at = $1 WHERE id IN ({})", placeholders.join(", "));
-                let mut p = vec![crate::db::Param::Int(at)];
-                p.extend(chunk.iter().map(|id| crate::db::Param::Int(*id)));
-                tx.execute(&sql, &p)?;
-            }
+            match &e {
+                None => {
+                    tx.execute("DELETE FROM outbox_dead WHERE subscriber = $1 AND event_id = $2", params![&name, row])?
+                }
+                Some(error) => tx.execute(
+                    "UPDATE outbox_dead SET attempts = attempts + 1, error = $3, dead_at = $4 \
+                     WHERE subscriber = $1 AND event_id = $2",
+                    params![&name, row, error, now_ms()],
+                )?,
+            };
             Ok(())
         })
         .await?;
-        metrics::counter!("outbox_delivered_total").increment(n as u64);
+        match error {
+            None => Ok(()),
+            Some(error) => Err(Error::conflict(format!(
+                "{subscriber} failed again on evt_{event_id} ({error}); it stays dead-lettered"
+            ))),
+        }
     }
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(delivered.len()),
-    }
+}
+
+fn dead_letter_from(r: &crate::Row, source: i64) -> Result<DeadLetter, Error> {
+    Ok(DeadLetter {
+        subscriber: r.text(0)?,
+        attempts: r.int(1)?,
+        error: r.text(2)?,
+        dead_at: r.int(3)?,
+        event: event_from(r, 4, source)?,
+    })
 }

@@ -88,7 +88,62 @@ pub static MIGRATIONS: &[Migration] = &[
         CREATE INDEX idempotency_keys_age ON idempotency_keys (created_at);
     "#,
     },
+    Migration {
+        version: 3,
+        name: "outbox publication order, subscriber cursors, dead letters, leases",
+        // Rows already delivered keep their id as their place in the order;
+        // the rest are sequenced by the relay like any new row.
+        sql: r#"
+        ALTER TABLE outbox ADD COLUMN seq INTEGER;
+        UPDATE outbox SET seq = id WHERE delivered_at IS NOT NULL;
+        DROP INDEX outbox_pending;
+        ALTER TABLE outbox DROP COLUMN delivered_at;
+        CREATE UNIQUE INDEX outbox_seq ON outbox (seq);
+        CREATE INDEX outbox_unsequenced ON outbox (id) WHERE seq IS NULL;
+        CREATE TABLE outbox_cursors (
+            subscriber TEXT PRIMARY KEY,
+            position INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            last_error TEXT,
+            retry_at INTEGER NOT NULL
+        );
+        CREATE TABLE outbox_dead (
+            subscriber TEXT NOT NULL,
+            event_id INTEGER NOT NULL,
+            attempts INTEGER NOT NULL,
+            error TEXT NOT NULL,
+            dead_at INTEGER NOT NULL,
+            PRIMARY KEY (subscriber, event_id)
+        );
+        CREATE INDEX inbox_age ON inbox (processed_at);
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            expires_at INTEGER NOT NULL
+        );
+    "#,
+    },
 ];
+
+/// Takes or renews the lease `name` in `db` for `holder` until `ttl_ms` from
+/// now. Returns false while another holder's lease runs. The lease is how
+/// work that must happen once for the whole fleet (an outbox relay's
+/// effects, a sweeper) picks one instance without a coordinator; its holder
+/// must still write conditionally, since a lease can lapse mid-work.
+pub async fn try_lease(db: &Db, name: &'static str, holder: &str, ttl_ms: i64) -> mercato_core::Result<bool> {
+    let holder = holder.to_string();
+    db.write(move |tx| {
+        let now = now_ms();
+        let taken = tx.execute(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+            params![name, &holder, now + ttl_ms, now],
+        )?;
+        Ok(taken == 1)
+    })
+    .await
+}
 
 /// Reads a setting shared by every instance (generated secrets live here so a
 /// second instance sees the same values as the first).

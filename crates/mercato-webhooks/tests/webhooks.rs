@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use mercato_core::{ErrorCode, Id};
 use mercato_platform::db::DbOptions;
-use mercato_platform::events::{Event, EventBus, emit, spawn_relay};
+use mercato_platform::events::{Event, EventBus, RelayOptions, emit, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, now_ms};
 use mercato_webhooks::{
@@ -541,7 +541,7 @@ async fn events_from_the_outbox_reach_the_endpoint_through_the_bus() {
     let rx = Receiver::start().await;
     let ep = svc.create_endpoint(&rx.url, patterns(&["order."]), None).await.unwrap();
     rx.set_secret(&ep);
-    let _relay = spawn_relay(db.clone(), 0, bus.clone(), std::sync::Arc::new(bus.clone()));
+    let _relay = spawn_relay(db.clone(), 0, bus.clone(), RelayOptions::new("test"));
     let _dispatcher = svc.spawn_dispatcher();
     db.write(|tx| {
         emit(tx, "order", "9", "order.placed", &serde_json::json!({ "order_id": "9" }))?;

@@ -11,7 +11,7 @@ use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
 use mercato_platform::config::Config;
 use mercato_platform::db::DbOptions;
-use mercato_platform::events::{Event, EventBus, spawn_relay};
+use mercato_platform::events::{Event, EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::{Redis, RedisOptions};
 use mercato_platform::{Databases, Db, setting_get_or_init};
@@ -241,6 +241,7 @@ impl Shop {
         let page_entries = config.cache.l1_max_entries;
         let page_bytes = (config.cache.l1_max_mb << 20) / 2;
         let shown_ttl = inventory.shown_ttl();
+        let events = Outboxes::new(dbs.clone(), bus.clone());
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
@@ -254,6 +255,7 @@ impl Shop {
             promotions,
             search: Arc::new(search),
             webhooks,
+            events,
             flash,
             metrics: mercato_platform::telemetry::metrics_handle(),
             product_pages: mercato_http::render::ProductPages::new(page_bytes, shown_ttl),
@@ -285,8 +287,10 @@ impl Shop {
                 }
             }
         });
+        // Every instance keeps its own index, following every instance's
+        // catalog changes through the catalog database's outbox.
         let state = s.clone();
-        self.bus.subscribe("search.indexer", &["product.", "variant."], move |e| {
+        self.bus.project("search.indexer", &["product.", "variant."], move |e| {
             let state = state.clone();
             async move {
                 match e.aggregate_id.parse() {
@@ -337,7 +341,7 @@ impl Shop {
             }
         });
         let inventory = s.inventory.clone();
-        self.bus.subscribe("inventory.cache", &["stock.changed"], move |e| {
+        self.bus.project("inventory.cache", &["stock.changed"], move |e| {
             let inventory = inventory.clone();
             async move {
                 let skus: Vec<String> = e.payload["skus"]
@@ -350,28 +354,21 @@ impl Shop {
         });
     }
 
-    /// Starts the outbox relay, the order sweeper, the test provider's webhook
-    /// sender and session clean-up.
-    pub fn spawn_workers(&self) {
-        // In process: the relay publishes straight to this instance's bus.
+    /// Starts the outbox relays, the order sweeper, the test provider's
+    /// webhook sender and session clean-up. `instance` names this instance
+    /// as a lease holder: stable across restarts (a restarted instance takes
+    /// its leases back at once), distinct between instances.
+    pub fn spawn_workers(&self, instance: &str) {
         // One relay per database, each reading its own outbox.
+        let events = &self.state.config.events;
+        let mut opts = RelayOptions::new(instance);
+        opts.max_attempts = events.max_attempts;
+        opts.retry_base = Duration::from_millis(events.retry_base_ms);
+        opts.lease = Duration::from_millis(events.lease_ms);
         for (source, db) in self.state.dbs.sources() {
-            spawn_relay(db, source, self.bus.clone(), Arc::new(self.bus.clone()));
+            spawn_relay(db, source, self.bus.clone(), opts.clone());
         }
         self.cache.spawn_listener();
-        // Products changed through other instances: their events are relayed
-        // there, so this instance's search index learns of them from Redis.
-        let state = self.state.clone();
-        self.cache.watch("product", move |key| {
-            if let Ok(id) = key.parse::<Id>() {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = crate::indexer::refresh(&state, id).await {
-                        tracing::warn!(error = %e, product = %id, "search index refresh failed");
-                    }
-                });
-            }
-        });
         self.state.catalog.spawn_upkeep();
         self.state.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
@@ -444,7 +441,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         url => url.to_string(),
     };
     shop.provider.set_webhook_url(webhook_url);
-    shop.spawn_workers();
+    shop.spawn_workers(&instance_name(&config));
 
     let draining = shop.state.draining.clone();
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
@@ -468,6 +465,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// This instance's name as a lease holder: its host and data directory.
+/// Distinct between instances (two never share a data directory: each keeps
+/// its search index there), and the same when one restarts, so it takes its
+/// leases back at once instead of waiting them out.
+fn instance_name(config: &Config) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    format!("{}:{}", host.trim(), dir.display())
 }
 
 #[cfg(unix)]

@@ -1,6 +1,7 @@
 pub mod auth;
 pub mod cart;
 pub mod catalog;
+pub mod events;
 pub mod flash;
 pub mod inventory;
 pub mod ops;

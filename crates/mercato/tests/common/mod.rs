@@ -238,6 +238,45 @@ impl SplitPostgres {
     }
 }
 
+impl SplitPostgres {
+    /// The role through which the server reaches `part`.
+    pub fn role(&self, part: &str) -> String {
+        self.part(part).2.clone()
+    }
+
+    /// Runs `sql` in `part`'s database as the test's superuser (to break or
+    /// mend what the server's role may do), returning the first column of
+    /// each row as text.
+    pub fn superuser(&self, part: &str, sql: &str) -> Vec<String> {
+        let (prefix, _) = self.base.rsplit_once('/').expect("a database url with a path");
+        let url = format!("{prefix}/{}", self.part(part).1);
+        let sql = sql.to_string();
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting as superuser");
+            client
+                .simple_query(&sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .expect("superuser statement")
+    }
+
+    /// Every part's name: the platform and each domain.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.parts.iter().map(|(n, _, _)| *n).collect()
+    }
+
+    fn part(&self, name: &str) -> &(&'static str, String, String) {
+        self.parts.iter().find(|(n, _, _)| *n == name).unwrap_or_else(|| panic!("no part named {name}"))
+    }
+}
+
 impl Drop for SplitPostgres {
     fn drop(&mut self) {
         let (base, parts) = (self.base.clone(), std::mem::take(&mut self.parts));
@@ -328,9 +367,19 @@ impl TestServer {
 
     /// Starts a server on `db`, which other servers of the test share.
     pub fn start_sharing(seed: u32, db: &SharedDatabase, extra: &[(&str, &str)]) -> TestServer {
+        Self::start_on(seed, vec![("MERCATO_DATABASE_URL".into(), db.0.clone())], extra)
+    }
+
+    /// Starts a server on the split databases `parts`, which other servers of
+    /// the test share.
+    pub fn start_sharing_split(seed: u32, parts: &SplitPostgres, extra: &[(&str, &str)]) -> TestServer {
+        Self::start_on(seed, parts.env(), extra)
+    }
+
+    fn start_on(seed: u32, databases: Vec<(String, String)>, extra: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::Builder::new().prefix("mercato-test-").tempdir().expect("tempdir");
         let mut env = base_env(seed);
-        env.push(("MERCATO_DATABASE_URL".into(), db.0.clone()));
+        env.extend(databases);
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let mut server = Self::spawn(dir, env);
         server.owns_database = false;
