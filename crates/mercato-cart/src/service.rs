@@ -166,20 +166,20 @@ impl CartService {
     /// Finds the owner's active cart, creating one if needed. Returns the cart id
     /// and, for a newly created guest cart, the token the client must keep.
     async fn ensure(&self, owner: &CartOwner) -> Result<(Id, Option<String>), Error> {
-        let fresh = self.fresh_cart(owner);
+        let fresh = self.fresh_cart(owner)?;
         self.inner.db.write(move |tx| fresh.ensure_in(tx)).await
     }
 
-    fn fresh_cart(&self, owner: &CartOwner) -> FreshCart {
-        FreshCart {
+    fn fresh_cart(&self, owner: &CartOwner) -> Result<FreshCart, Error> {
+        Ok(FreshCart {
             owner: owner.clone(),
-            id: self.inner.ids.next(),
+            id: self.inner.ids.next()?,
             default_method: self.inner.shop.shipping_methods[0].code.clone(),
             token: match owner {
                 CartOwner::Guest(_) => Some(format!("mcc_{}", random_token())),
                 CartOwner::Customer(_) => None,
             },
-        }
+        })
     }
 
     fn check_quantity(&self, quantity: i64) -> Result<(), Error> {
@@ -228,7 +228,7 @@ impl CartService {
         let available = self.available(sku).await?;
         // Validated inside the write, so a rejected add leaves no empty cart
         // behind (the cart is created in the same transaction as its first line).
-        let fresh = self.fresh_cart(owner);
+        let fresh = self.fresh_cart(owner)?;
         let (s, max, max_lines) =
             (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
         let (cart, token, state) = self

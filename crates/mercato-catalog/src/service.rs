@@ -309,7 +309,7 @@ impl CatalogService {
         if let Some(p) = parent_id {
             self.category(&p.to_string()).await.map_err(|_| Error::field("parent_id", "no such category"))?;
         }
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let cat = Category { id, parent_id, slug, name, position: 0 };
         let c = cat.clone();
         self.inner
@@ -593,7 +593,7 @@ impl CatalogService {
         self.category(&new.category_id.to_string())
             .await
             .map_err(|_| Error::field("category_id", "no such category"))?;
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let product = self
             .inner
             .db
@@ -811,7 +811,7 @@ impl CatalogService {
     /// tables).
     pub async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
         let currency = self.inner.currency;
-        let ids: Vec<Id> = products.iter().map(|_| self.inner.ids.next()).collect();
+        let ids: Vec<Id> = products.iter().map(|_| self.inner.ids.next()).collect::<Result<_, _>>()?;
         let out = ids.clone();
         let mut batch = Some(products);
         self.inner

@@ -94,7 +94,7 @@ impl CustomersService {
         validate_password(password)?;
         let name = validate_name(name)?;
         let hash = self.hash(password.to_string()).await?;
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let (e, n) = (email.as_str().to_string(), name.clone());
         let created = self
             .inner
@@ -268,7 +268,7 @@ impl CustomersService {
             (false, None) => (random_token()[..20].to_string(), true),
         };
         let hash = self.hash(password.clone()).await?;
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let e = email.as_str().to_string();
         self.inner
             .db

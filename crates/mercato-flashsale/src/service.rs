@@ -187,7 +187,7 @@ impl FlashSalesService {
             Some(i) if i.status == ProductStatus::Published => {}
             _ => return Err(Error::not_found(format!("SKU {} not found", new.sku))),
         }
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         self.inner.inventory.reserve(id, &[Line { sku: new.sku.clone(), quantity: new.quantity }]).await?;
         let n = new.clone();
         let inserted = self
@@ -379,7 +379,7 @@ impl FlashSalesService {
         let sale = self.sale(sale_id).await?;
         // Minted before asking the counter: grants are keyed by order, so a
         // release (or a reconciliation) gives back exactly this unit.
-        let order_id = self.inner.ids.next();
+        let order_id = self.inner.ids.next()?;
         let granted = match self.acquire(&sale, order_id, customer).await {
             Ok(Acquire::Granted) => true,
             Ok(refused) => return Err(refusal(&sale, refused, now_ms())),

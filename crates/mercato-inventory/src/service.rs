@@ -345,7 +345,7 @@ impl InventoryService {
             return Err(Error::validation("quantity out of range"));
         }
         let (sku_s, reason, actor) = (sku.to_string(), reason.to_string(), actor.to_string());
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let stock = self
             .inner
             .db
@@ -388,7 +388,7 @@ impl InventoryService {
 
     /// Bulk initial stock for seeding: one transaction, audited as "seed".
     pub async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
-        let ids: Vec<Id> = lines.iter().map(|_| self.inner.ids.next()).collect();
+        let ids: Vec<Id> = lines.iter().map(|_| self.inner.ids.next()).collect::<Result<_, _>>()?;
         self.inner
             .db
             .write(move |tx| {

@@ -188,7 +188,7 @@ impl OrdersService {
                 line_total: l.line_total,
             })
             .collect();
-        let order_id = self.inner().ids.next();
+        let order_id = self.inner().ids.next()?;
         let order = self.new_order(
             order_id,
             customer,
@@ -227,7 +227,14 @@ impl OrdersService {
         }
 
         // 4. place: the commit point
-        let history_id = self.inner().ids.next();
+        let history_id = match self.inner().ids.next() {
+            Ok(id) => id,
+            Err(e) => {
+                // Nothing placed yet: give back what was held, as above.
+                self.abort(customer, &key, order_id).await;
+                return Err(e);
+            }
+        };
         let (k, b) = (key.clone(), body.clone());
         let placed = self
             .inner()

@@ -373,7 +373,7 @@ impl OrdersService {
         actor: &str,
         note: Option<String>,
     ) -> Result<(OrderStatus, OrderStatus), Error> {
-        let hid = self.inner.ids.next();
+        let hid = self.inner.ids.next()?;
         let actor = actor.to_string();
         let r = self
             .inner
@@ -460,7 +460,7 @@ impl OrdersService {
                 // Idempotent: an order a webhook already marked paid stays
                 // as it is. A crash before this commit is mended by the
                 // `payment.succeeded` subscriber.
-                let hid = self.inner.ids.next();
+                let hid = self.inner.ids.next()?;
                 let outcome = self.inner.db.write(move |tx| paid_in(tx, hid, id)).await?;
                 self.inner.bus.wake();
                 if self.after_paid(id, outcome).await? {
@@ -499,7 +499,7 @@ impl OrdersService {
         if !matches!(status.as_deref(), Some("pending_payment") | Some("cancelled")) {
             return Ok(());
         }
-        let hid = self.inner.ids.next();
+        let hid = self.inner.ids.next()?;
         let outcome = self.inner.db.write(move |tx| paid_in(tx, hid, id)).await?;
         self.inner.bus.wake();
         self.after_paid(id, outcome).await?;
@@ -625,7 +625,7 @@ impl OrdersService {
         let totals = self.inner.cart.totals_for(&lines)?;
         let method = self.inner.cart.shipping_methods()[0].code.clone();
         let order = self.new_order(order_id, customer, vec![item], &totals, vec![], address, Some(sale_id), method);
-        let history_id = self.inner.ids.next();
+        let history_id = self.inner.ids.next()?;
         let o = order.clone();
         let created = self
             .inner
@@ -688,7 +688,7 @@ impl OrdersService {
     }
 
     async fn add_refunded(&self, id: Id, amount: i64) -> Result<(), Error> {
-        let hid = self.inner.ids.next();
+        let hid = self.inner.ids.next()?;
         self.inner
             .db
             .write(move |tx| {

@@ -148,8 +148,8 @@ impl PaymentsService {
     /// announced as `payment.succeeded`.
     pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
         let card = card::validate(card_number)?;
-        let intent_id = self.inner.ids.next();
-        let attempt = self.inner.ids.next();
+        let intent_id = self.inner.ids.next()?;
+        let attempt = self.inner.ids.next()?;
         let last4 = card[card.len() - 4..].to_string();
         let started = self
             .inner
@@ -269,7 +269,7 @@ impl PaymentsService {
 
     /// Refunds `amount` (None: all that remains) of `order`'s payment.
     pub async fn refund(&self, order: Id, amount: Option<i64>, reason: &str) -> Result<Refund, Error> {
-        let refund_id = self.inner.ids.next();
+        let refund_id = self.inner.ids.next()?;
         let reason = reason.to_string();
         let r = reason.clone();
         let (attempt, money) = self

@@ -173,7 +173,7 @@ impl PromotionsService {
             _ => return Err(Error::field("scope", "a category or SKU scope needs at least one value")),
         };
         let values = values.to_string();
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let promotion = self
             .inner
             .db

@@ -242,7 +242,7 @@ impl WebhooksService {
             (_, Some(e)) => Some(e.clone()),
             _ => None,
         };
-        let attempt_id = self.inner.ids.next();
+        let attempt_id = self.inner.ids.next()?;
         let outcome = self
             .inner
             .db

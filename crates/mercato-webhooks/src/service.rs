@@ -344,7 +344,7 @@ impl WebhooksService {
         let events = model::validate_patterns(events)?;
         let description = clean_description(description)?;
         let secret = format!("whsec_{}", mercato_platform::random_token());
-        let id = self.inner.ids.next();
+        let id = self.inner.ids.next()?;
         let events_json = serde_json::to_string(&events).map_err(|e| Error::internal(e.to_string()))?;
         let s = secret.clone();
         let mut endpoint = self
@@ -546,7 +546,8 @@ impl WebhooksService {
         if wanted.is_empty() {
             return Ok(());
         }
-        let rows: Vec<(Id, Id)> = wanted.into_iter().map(|endpoint| (self.inner.ids.next(), endpoint)).collect();
+        let rows: Vec<(Id, Id)> =
+            wanted.into_iter().map(|endpoint| Ok((self.inner.ids.next()?, endpoint))).collect::<Result<_, Error>>()?;
         let payload = e.payload.to_string();
         let created = self
             .inner
