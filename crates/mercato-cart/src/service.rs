@@ -1,9 +1,11 @@
 use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
 use mercato_catalog::{CatalogService, ProductStatus, SkuInfo};
+use mercato_contracts::cart::CartConverted;
+use mercato_contracts::orders::OrderPlaced;
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_inventory::InventoryService;
 use mercato_platform::config::{ShippingMethod, ShopConfig};
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
 use mercato_promotions::{Applied, EligibleLine, PromotionsService};
@@ -547,6 +549,21 @@ impl CartService {
         Ok(())
     }
 
+    /// The cart's reactions to other domains' events. Call once at start-up.
+    pub fn subscribe(&self) {
+        self.inner.bus.on_with(
+            &self.inner,
+            "cart.on-order-placed",
+            &["order.placed"],
+            |inner, e: Received<OrderPlaced>| async move {
+                match e.data.cart_id {
+                    Some(cart) => CartService { inner }.mark_converted(cart, e.data.order_id).await,
+                    None => Ok(()),
+                }
+            },
+        );
+    }
+
     /// The `order.placed` subscriber's [`Self::convert`], the safety net for
     /// a checkout that crashed before retiring its cart: it usually has
     /// nothing to do, and a read says so without queueing a write.
@@ -586,13 +603,7 @@ fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
         params![order, now_ms(), cart],
     )?;
     if n == 1 {
-        emit(
-            tx,
-            "cart",
-            &cart.to_string(),
-            "cart.converted",
-            &serde_json::json!({ "cart_id": cart, "order_id": order }),
-        )?;
+        publish(tx, &CartConverted { cart_id: cart, order_id: order })?;
     }
     Ok(n == 1)
 }

@@ -3,31 +3,7 @@
 use mercato_core::{Currency, Error, Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProductStatus {
-    Draft,
-    Published,
-    Archived,
-}
-
-impl ProductStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProductStatus::Draft => "draft",
-            ProductStatus::Published => "published",
-            ProductStatus::Archived => "archived",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        match s {
-            "draft" => Ok(ProductStatus::Draft),
-            "published" => Ok(ProductStatus::Published),
-            "archived" => Ok(ProductStatus::Archived),
-            other => Err(Error::field("status", format!("'{other}' is not one of draft, published, archived"))),
-        }
-    }
-}
+pub use mercato_contracts::catalog::ProductStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Category {

@@ -1,8 +1,9 @@
 use crate::model::*;
+use mercato_contracts::catalog::{CategoryCreated, ProductChanged, ProductCreated, VariantPriceChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::{Param, Row};
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params};
 use std::collections::HashMap;
@@ -321,7 +322,7 @@ impl CatalogService {
                     params![c.id, c.parent_id, &c.slug, &c.name, position, now_ms()],
                 )
                 .map_err(|e| sku_conflict(e.into()))?;
-                emit(tx, "category", &c.id.to_string(), "category.created", &serde_json::json!({ "id": c.id }))?;
+                publish(tx, &CategoryCreated { id: c.id })?;
                 Ok(())
             })
             .await
@@ -604,13 +605,7 @@ impl CatalogService {
                 };
                 insert_product(tx, id, &slug, &new, now_ms()).map_err(sku_conflict)?;
                 let p = load_product(tx, id)?.ok_or_else(|| Error::internal("inserted product vanished"))?;
-                emit(
-                    tx,
-                    "product",
-                    &id.to_string(),
-                    "product.created",
-                    &serde_json::json!({ "id": id, "status": p.status }),
-                )?;
+                publish(tx, &ProductCreated { id, status: p.status })?;
                 Ok(p)
             })
             .await?;
@@ -652,17 +647,14 @@ impl CatalogService {
                     ],
                 )?;
                 let after = load_product(tx, id)?.ok_or_else(|| Error::internal("updated product vanished"))?;
-                let kind = match (before.status, after.status) {
-                    (a, ProductStatus::Archived) if a != ProductStatus::Archived => "product.archived",
-                    (a, ProductStatus::Published) if a != ProductStatus::Published => "product.published",
-                    _ => "product.updated",
-                };
-                emit(
+                publish(
                     tx,
-                    "product",
-                    &id.to_string(),
-                    kind,
-                    &serde_json::json!({ "id": id, "status": after.status, "version": after.version }),
+                    &ProductChanged {
+                        id,
+                        status: after.status,
+                        previous_status: before.status,
+                        version: after.version,
+                    },
                 )?;
                 Ok(after)
             })
@@ -693,15 +685,23 @@ impl CatalogService {
                      version = version + 1, updated_at = $2 WHERE id = $1",
                     params![product_id, now_ms()],
                 )?;
-                if let Some(p) = price
-                    && p.amount != old_price
-                {
-                    emit(tx, "product", &product_id.to_string(), "variant.price_changed",
-                        &serde_json::json!({ "product_id": product_id, "sku": sku, "old": old_price, "new": p.amount }))?;
-                } else {
-                    emit(tx, "product", &product_id.to_string(), "product.updated", &serde_json::json!({ "id": product_id }))?;
+                let after = load_product(tx, product_id)?.ok_or_else(|| Error::internal("product vanished"))?;
+                match price {
+                    Some(p) if p.amount != old_price => publish(
+                        tx,
+                        &VariantPriceChanged { product_id, sku: sku.clone(), old: old_price, new: p.amount },
+                    )?,
+                    _ => publish(
+                        tx,
+                        &ProductChanged {
+                            id: product_id,
+                            status: after.status,
+                            previous_status: after.status,
+                            version: after.version,
+                        },
+                    )?,
                 }
-                load_product(tx, product_id)?.ok_or_else(|| Error::internal("product vanished"))
+                Ok(after)
             })
             .await?;
         self.inner.bus.wake();

@@ -1,10 +1,11 @@
 use crate::model::{Customer, Email, Principal, Role, validate_name, validate_password};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use mercato_contracts::customers::CustomerRegistered;
 use mercato_core::{Error, ErrorCode, Id};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::config::AuthConfig;
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::ratelimit::RateLimiter;
 use mercato_platform::{Db, now_ms, params, random_token, sha256_hex};
@@ -106,7 +107,7 @@ impl CustomersService {
                     params![id, &e, &n, &hash, now_ms()],
                 )?;
                 if inserted == 1 {
-                    emit(tx, "customer", &id.to_string(), "customer.registered", &serde_json::json!({ "id": id }))?;
+                    publish(tx, &CustomerRegistered { id })?;
                 }
                 Ok(inserted == 1)
             })

@@ -1,9 +1,11 @@
 use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, Holding, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
 use mercato_catalog::{CatalogService, ProductStatus};
+use mercato_contracts::flashsale::FlashSaleCreated;
+use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
 use mercato_inventory::{InventoryService, Line};
 use mercato_orders::{Address, Order, OrderItem, OrdersService};
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
 use serde::Serialize;
@@ -208,13 +210,7 @@ impl FlashSalesService {
                         now_ms()
                     ],
                 )?;
-                emit(
-                    tx,
-                    "flash_sale",
-                    &id.to_string(),
-                    "flash_sale.created",
-                    &serde_json::json!({ "id": id, "sku": n.sku, "quantity": n.quantity }),
-                )?;
+                publish(tx, &FlashSaleCreated { id, sku: n.sku.clone(), quantity: n.quantity })?;
                 let row = tx.query_one(&format!("SELECT {COLUMNS} FROM flash_sales WHERE id = $1"), params![id])?;
                 sale_from(&row)
             })
@@ -583,6 +579,24 @@ impl FlashSalesService {
                 Ok(Some((sale, customer)))
             })
             .await
+    }
+
+    /// The flash sale's reactions to other domains' events. Call once at
+    /// start-up.
+    pub fn subscribe(&self) {
+        self.inner.bus.on_with(
+            &self.inner,
+            "flashsale.on-order-cancelled",
+            &["order.cancelled"],
+            |inner, e: Received<OrderStatusChanged>| async move {
+                match e.data {
+                    OrderStatusChanged {
+                        order_id, flash_sale_id: Some(_), from: OrderStatus::PendingPayment, ..
+                    } => FlashSalesService { inner }.on_order_cancelled(order_id).await,
+                    _ => Ok(()),
+                }
+            },
+        );
     }
 
     /// An unpaid flash order was cancelled or expired: its unit goes back to

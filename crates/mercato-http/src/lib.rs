@@ -34,7 +34,7 @@ use utoipa_scalar::{Scalar, Servable};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Mercato", description = "An e-commerce backend: catalog, inventory, customers, cart, checkout, orders, payments."),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &EventSchemas),
     tags(
         (name = "auth", description = "Registration, login, sessions"),
         (name = "catalog", description = "Categories and products"),
@@ -45,6 +45,49 @@ use utoipa_scalar::{Scalar, Servable};
     )
 )]
 struct ApiDoc;
+
+/// Every event's schema, and the envelope outgoing webhooks carry them in.
+struct EventSchemas;
+
+impl Modify for EventSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut table = String::from("| type | data | version |\n|---|---|---|\n");
+        for doc in mercato_contracts::documented() {
+            for t in doc.types {
+                table.push_str(&format!("| `{t}` | [{0}](#/components/schemas/{0}) | {1} |\n", doc.name, doc.version));
+            }
+            components.schemas.extend(doc.refers_to);
+            components.schemas.insert(doc.name, doc.schema);
+        }
+        let envelope = ObjectBuilder::new()
+            .description(Some(format!(
+                "The body of every outgoing webhook (and the form of the events themselves): `data` is the \
+                 event's own object, whose schema `type` and `version` name. A consumer reads the versions \
+                 it knows; new optional fields may appear within a version.\n\n{table}"
+            )))
+            .property("id", ObjectBuilder::new().schema_type(Type::String).examples([serde_json::json!("evt_1234567")]))
+            .property(
+                "type",
+                ObjectBuilder::new().schema_type(Type::String).examples([serde_json::json!("order.paid")]),
+            )
+            .property("version", ObjectBuilder::new().schema_type(Type::Integer).examples([serde_json::json!(1)]))
+            .property(
+                "created_at",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime))),
+            )
+            .property("data", ObjectBuilder::new().schema_type(Type::Object))
+            .required("id")
+            .required("type")
+            .required("version")
+            .required("created_at")
+            .required("data");
+        components.schemas.insert("WebhookEvent".to_string(), envelope.into());
+    }
+}
 
 struct BearerAuth;
 

@@ -1,6 +1,8 @@
+use mercato_contracts::inventory::StockChanged;
+use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_core::{Error, ErrorCode, Id, Millis};
 use mercato_platform::db::{Dialect, Param};
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params};
 use moka::sync::Cache;
@@ -53,12 +55,13 @@ struct Inner {
 }
 
 fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
-    emit(
+    publish(
         tx,
-        "stock",
-        reference,
-        "stock.changed",
-        &serde_json::json!({ "skus": skus, "cause": cause, "reference": reference }),
+        &StockChanged {
+            skus: skus.iter().map(|s| s.to_string()).collect(),
+            cause: cause.to_string(),
+            reference: reference.to_string(),
+        },
     )
 }
 
@@ -230,6 +233,39 @@ impl InventoryService {
                 shown_loads: Default::default(),
             }),
         }
+    }
+
+    /// The inventory's reactions to other domains' events. Call once at
+    /// start-up.
+    pub fn subscribe(&self) {
+        // Stock follows its order: sold when paid, back on the shelf when a
+        // paid order is cancelled, released when an unpaid one is; an unpaid
+        // flash-sale order's unit goes back to its sale instead (the flash
+        // sale's own subscriber).
+        self.inner.bus.on_with(
+            &self.inner,
+            "inventory.on-order",
+            &["order.paid", "order.cancelled"],
+            |inner, e: Received<OrderStatusChanged>| async move {
+                let (this, o) = (InventoryService { inner }, e.data);
+                match (o.to, o.from) {
+                    (OrderStatus::Paid, _) => this.commit(o.order_id).await.map(drop),
+                    (OrderStatus::Cancelled, OrderStatus::Paid) => this.restock(o.order_id).await.map(drop),
+                    _ if o.flash_sale_id.is_some() => Ok(()),
+                    _ => this.release(o.order_id).await.map(drop),
+                }
+            },
+        );
+        // Every instance drops its displayed stock for SKUs moved anywhere.
+        self.inner.bus.project_on_with(
+            &self.inner,
+            "inventory.cache",
+            &["stock.changed"],
+            |inner, e: Received<StockChanged>| {
+                InventoryService { inner }.invalidate(&e.data.skus);
+                std::future::ready(Ok(()))
+            },
+        );
     }
 
     pub fn invalidate(&self, skus: &[String]) {

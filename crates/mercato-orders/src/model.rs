@@ -3,40 +3,7 @@
 use mercato_core::{Error, Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OrderStatus {
-    PendingPayment,
-    Paid,
-    Fulfilled,
-    Completed,
-    Cancelled,
-    Refunded,
-}
-
-impl OrderStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::PendingPayment => "pending_payment",
-            OrderStatus::Paid => "paid",
-            OrderStatus::Fulfilled => "fulfilled",
-            OrderStatus::Completed => "completed",
-            OrderStatus::Cancelled => "cancelled",
-            OrderStatus::Refunded => "refunded",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "pending_payment" => OrderStatus::PendingPayment,
-            "paid" => OrderStatus::Paid,
-            "fulfilled" => OrderStatus::Fulfilled,
-            "completed" => OrderStatus::Completed,
-            "cancelled" => OrderStatus::Cancelled,
-            "refunded" => OrderStatus::Refunded,
-            other => return Err(Error::field("status", format!("'{other}' is not an order status"))),
-        })
-    }
-}
+pub use mercato_contracts::orders::OrderStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

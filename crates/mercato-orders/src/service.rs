@@ -1,11 +1,13 @@
 use crate::model::{Action, Address, HistoryEntry, Order, OrderItem, OrderStatus, next};
 use mercato_cart::CartService;
+use mercato_contracts::orders::{OrderPlaced, OrderRefundRecorded, OrderStatusChanged};
+use mercato_contracts::payments::PaymentSucceeded;
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_inventory::InventoryService;
 use mercato_payments::{PayOutcome, Payment, PaymentsService};
 use mercato_platform::config::OrdersConfig;
 use mercato_platform::db::Param;
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
 use mercato_promotions::PromotionsService;
@@ -208,15 +210,15 @@ fn transition(
     }
     if from != to {
         history(tx, history_id, order, Some(from), to, actor, note)?;
-        emit(
+        publish(
             tx,
-            "order",
-            &order.to_string(),
-            &format!("order.{}", to.as_str()),
-            &serde_json::json!({
-                "order_id": order, "from": from, "to": to, "action": action.verb(),
-                "flash_sale_id": row.opt_int(2)?.map(Id),
-            }),
+            &OrderStatusChanged {
+                order_id: order,
+                from,
+                to,
+                action: action.verb().to_string(),
+                flash_sale_id: row.opt_int(2)?.map(Id),
+            },
         )?;
     }
     Ok((from, to))
@@ -267,15 +269,15 @@ pub(crate) fn insert_order(
     }
     let note = o.flash_sale_id.map(|_| "flash sale");
     history(tx, history_id, o.id, None, OrderStatus::PendingPayment, "customer", note)?;
-    emit(
+    publish(
         tx,
-        "order",
-        &o.id.to_string(),
-        "order.placed",
-        &serde_json::json!({
-            "order_id": o.id, "customer_id": o.customer_id, "cart_id": cart_id,
-            "flash_sale_id": o.flash_sale_id, "total": o.total,
-        }),
+        &OrderPlaced {
+            order_id: o.id,
+            customer_id: o.customer_id,
+            cart_id,
+            flash_sale_id: o.flash_sale_id,
+            total: o.total,
+        },
     )
 }
 
@@ -480,6 +482,18 @@ impl OrdersService {
                 Err(e)
             }
         }
+    }
+
+    /// The orders' reactions to other domains' events. Call once at start-up.
+    pub fn subscribe(&self) {
+        self.inner.bus.on_with(
+            &self.inner,
+            "orders.on-payment",
+            &["payment.succeeded"],
+            |inner, e: Received<PaymentSucceeded>| async move {
+                OrdersService { inner }.on_payment_succeeded(e.data.order_id).await
+            },
+        );
     }
 
     /// Marks the order paid once its payment succeeded (from the synchronous
@@ -699,13 +713,7 @@ impl OrdersService {
                 let r = tx.query_one("SELECT refunded, total, status FROM orders WHERE id = $1", params![id])?;
                 let full = r.int(0)? >= r.int(1)?;
                 let status = OrderStatus::parse(r.str(2)?)?;
-                emit(
-                    tx,
-                    "order",
-                    &id.to_string(),
-                    "order.refund_recorded",
-                    &serde_json::json!({ "order_id": id, "amount": amount, "full": full }),
-                )?;
+                publish(tx, &OrderRefundRecorded { order_id: id, amount, full })?;
                 if full && status != OrderStatus::Cancelled {
                     transition(tx, hid, id, Action::Refund { full: true }, None, "admin", None)?;
                 }

@@ -1,7 +1,8 @@
 use crate::card;
 use crate::provider::{ChargeOutcome, Provider};
+use mercato_contracts::payments::{PaymentRefunded, PaymentSucceeded};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
-use mercato_platform::events::{EventBus, emit};
+use mercato_platform::events::{EventBus, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
 use serde::Serialize;
@@ -121,13 +122,7 @@ fn settle(tx: &mut dyn Tx, attempt: Id, outcome: &ChargeOutcome) -> Result<Optio
     let row =
         tx.query_one(&format!("SELECT {INTENT_COLUMNS} FROM payment_intents WHERE attempt_id = $1"), params![attempt])?;
     let (payment, _) = intent_from(&row)?;
-    emit(
-        tx,
-        "payment",
-        &payment.order_id.to_string(),
-        "payment.succeeded",
-        &serde_json::json!({ "payment_id": payment.id, "order_id": payment.order_id, "amount": payment.amount }),
-    )?;
+    publish(tx, &PaymentSucceeded { payment_id: payment.id, order_id: payment.order_id, amount: payment.amount })?;
     Ok(Some(payment))
 }
 
@@ -306,13 +301,7 @@ impl PaymentsService {
             .write(move |tx| {
                 if ok {
                     tx.execute("UPDATE refunds SET status = 'succeeded' WHERE id = $1", params![refund_id])?;
-                    emit(
-                        tx,
-                        "payment",
-                        &order.to_string(),
-                        "payment.refunded",
-                        &serde_json::json!({ "order_id": order, "refund_id": refund_id, "amount": money }),
-                    )?;
+                    publish(tx, &PaymentRefunded { order_id: order, refund_id, amount: money })?;
                 } else {
                     // Give the amount back so the refund can be tried again.
                     tx.execute("UPDATE refunds SET status = 'failed' WHERE id = $1", params![refund_id])?;

@@ -44,11 +44,15 @@ pub struct Event {
     pub aggregate: String,
     pub aggregate_id: String,
     pub kind: String,
+    /// The version of the payload's form ([`DomainEvent::VERSION`]).
+    pub version: i64,
     pub payload: serde_json::Value,
     pub created_at: i64,
 }
 
-/// Records `kind` for `aggregate/aggregate_id` inside the caller's transaction.
+/// Records `kind` for `aggregate/aggregate_id` inside the caller's
+/// transaction, version 1: the untyped form, for tests and tools. Domains
+/// [`publish`] their typed events.
 pub fn emit(
     tx: &mut dyn Tx,
     aggregate: &str,
@@ -76,6 +80,68 @@ pub fn first_time(tx: &mut dyn Tx, consumer: &str, event_id: i64) -> Result<bool
     Ok(inserted == 1)
 }
 
+/// One Rust type per published event, with the version of its JSON form.
+/// Implemented by the types in `mercato-contracts`.
+pub trait DomainEvent: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// What the event is about (`order`); [`Self::aggregate_id`] says which.
+    const AGGREGATE: &'static str;
+    /// The version of the JSON form: raised for any change a consumer could
+    /// notice other than a new optional field.
+    const VERSION: u32;
+    /// Every name the type is published under (`order.paid`, ...).
+    const TYPES: &'static [&'static str];
+    /// The name this value is published under, one of [`Self::TYPES`].
+    fn event_type(&self) -> &'static str;
+    fn aggregate_id(&self) -> String;
+}
+
+/// Records `event` in the outbox of the caller's transaction's database.
+pub fn publish<E: DomainEvent>(tx: &mut dyn Tx, event: &E) -> Result<(), Error> {
+    let kind = event.event_type();
+    debug_assert!(E::TYPES.contains(&kind), "{kind} is not among the types of {}", std::any::type_name::<E>());
+    let payload = serde_json::to_string(event).map_err(|e| Error::internal(format!("event {kind}: {e}")))?;
+    tx.execute(
+        "INSERT INTO outbox (aggregate, aggregate_id, kind, version, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        params![E::AGGREGATE, &event.aggregate_id(), kind, E::VERSION as i64, &payload, now_ms()],
+    )?;
+    Ok(())
+}
+
+/// An event as a typed subscriber ([`EventBus::on`]) receives it.
+#[derive(Debug, Clone)]
+pub struct Received<E> {
+    /// The id for an inbox ([`first_time`]).
+    pub id: i64,
+    pub event_type: String,
+    pub created_at: i64,
+    pub data: E,
+}
+
+impl Event {
+    /// This event as an `E`. Fails for an event of another type, and for a
+    /// version newer than this build reads (during a rolling upgrade): the
+    /// subscriber is then retried, and if the upgrade takes longer, the event
+    /// is dead-lettered for a redrive once it is done.
+    pub fn decode<E: DomainEvent>(&self) -> Result<Received<E>, Error> {
+        let name = std::any::type_name::<E>();
+        if !E::TYPES.contains(&self.kind.as_str()) {
+            return Err(Error::internal(format!("event {} ({}) is not a {name}", self.id, self.kind)));
+        }
+        if self.version > E::VERSION as i64 {
+            return Err(Error::unavailable(format!(
+                "event {} ({}) is version {}; this build reads up to version {}",
+                self.id,
+                self.kind,
+                self.version,
+                E::VERSION
+            )));
+        }
+        let data = E::deserialize(&self.payload)
+            .map_err(|e| Error::internal(format!("event {} ({}) does not read as {name}: {e}", self.id, self.kind)))?;
+        Ok(Received { id: self.id, event_type: self.kind.clone(), created_at: self.created_at, data })
+    }
+}
+
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 pub type Handler = Arc<dyn Fn(Event) -> HandlerFuture + Send + Sync>;
 
@@ -96,8 +162,28 @@ struct Subscriber {
 }
 
 impl Subscriber {
+    /// `""` takes every event, `"order."` every kind with that prefix, any
+    /// other pattern that kind alone.
     fn wants(&self, kind: &str) -> bool {
-        self.prefixes.iter().any(|p| kind.starts_with(p.as_str()))
+        self.prefixes
+            .iter()
+            .any(|p| if p.is_empty() || p.ends_with('.') { kind.starts_with(p.as_str()) } else { kind == p })
+    }
+}
+
+/// `handler` with `owner` upgraded from a weak handle; a no-op once the
+/// owner is gone.
+fn weakly<O, E, F, Fut>(owner: &Arc<O>, handler: F) -> impl Fn(Received<E>) -> HandlerFuture + Send + Sync + 'static
+where
+    O: Send + Sync + 'static,
+    E: DomainEvent,
+    F: Fn(Arc<O>, Received<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let owner = Arc::downgrade(owner);
+    move |e| match owner.upgrade() {
+        Some(o) => Box::pin(handler(o, e)),
+        None => Box::pin(std::future::ready(Ok(()))),
     }
 }
 
@@ -140,6 +226,59 @@ impl EventBus {
         Fut: Future<Output = Result<(), Error>> + Send + 'static,
     {
         self.add(name, prefixes, Reach::Instance, handler);
+    }
+
+    /// Subscribes an effect (see [`Self::subscribe`]) to events of type `E`
+    /// published under one of `types`, decoded.
+    pub fn on<E, F, Fut>(&self, name: &str, types: &[&str], handler: F)
+    where
+        E: DomainEvent,
+        F: Fn(Received<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.typed(Reach::Fleet, name, types, handler);
+    }
+
+    /// [`Self::on`] for a domain service's handler: `owner` (the service's
+    /// state) is held weakly, so the bus does not keep a service and its
+    /// database alive on its own; once it is gone its events are ignored.
+    pub fn on_with<O, E, F, Fut>(&self, owner: &Arc<O>, name: &str, types: &[&str], handler: F)
+    where
+        O: Send + Sync + 'static,
+        E: DomainEvent,
+        F: Fn(Arc<O>, Received<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.typed(Reach::Fleet, name, types, weakly(owner, handler));
+    }
+
+    /// Like [`Self::on_with`], for a projection (see [`Self::project`]).
+    pub fn project_on_with<O, E, F, Fut>(&self, owner: &Arc<O>, name: &str, types: &[&str], handler: F)
+    where
+        O: Send + Sync + 'static,
+        E: DomainEvent,
+        F: Fn(Arc<O>, Received<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        self.typed(Reach::Instance, name, types, weakly(owner, handler));
+    }
+
+    fn typed<E, F, Fut>(&self, reach: Reach, name: &str, types: &[&str], handler: F)
+    where
+        E: DomainEvent,
+        F: Fn(Received<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        assert!(
+            types.iter().all(|t| E::TYPES.contains(t)),
+            "{name}: {types:?} are not all types of {}",
+            std::any::type_name::<E>()
+        );
+        let handler = Arc::new(handler);
+        self.add(name, types, reach, move |e: Event| {
+            let handler = handler.clone();
+            async move { handler(e.decode::<E>()?).await }
+        });
     }
 
     fn add<F, Fut>(&self, name: &str, prefixes: &[&str], reach: Reach, handler: F)
@@ -446,7 +585,7 @@ impl Relay {
             .db
             .read(move |tx| {
                 tx.query(
-                    "SELECT seq, id, aggregate, aggregate_id, kind, payload, created_at FROM outbox \
+                    "SELECT seq, id, aggregate, aggregate_id, kind, version, payload, created_at FROM outbox \
                      WHERE seq > $1 ORDER BY seq LIMIT $2",
                     params![from, batch],
                 )?
@@ -564,8 +703,9 @@ fn event_from(r: &crate::Row, at: usize, source: i64) -> Result<Event, Error> {
         aggregate: r.text(at + 1)?,
         aggregate_id: r.text(at + 2)?,
         kind: r.text(at + 3)?,
-        payload: serde_json::from_str(r.str(at + 4)?).unwrap_or(serde_json::Value::Null),
-        created_at: r.int(at + 5)?,
+        version: r.int(at + 4)?,
+        payload: serde_json::from_str(r.str(at + 5)?).unwrap_or(serde_json::Value::Null),
+        created_at: r.int(at + 6)?,
     })
 }
 
@@ -697,7 +837,7 @@ impl Outboxes {
                 .read(move |tx| {
                     tx.query(
                         "SELECT d.subscriber, d.attempts, d.error, d.dead_at, \
-                         o.id, o.aggregate, o.aggregate_id, o.kind, o.payload, o.created_at \
+                         o.id, o.aggregate, o.aggregate_id, o.kind, o.version, o.payload, o.created_at \
                          FROM outbox_dead d JOIN outbox o ON o.id = d.event_id ORDER BY d.dead_at DESC LIMIT $1",
                         params![limit as i64],
                     )?
@@ -728,7 +868,7 @@ impl Outboxes {
             .read(move |tx| {
                 tx.query_opt(
                     "SELECT d.subscriber, d.attempts, d.error, d.dead_at, \
-                     o.id, o.aggregate, o.aggregate_id, o.kind, o.payload, o.created_at \
+                     o.id, o.aggregate, o.aggregate_id, o.kind, o.version, o.payload, o.created_at \
                      FROM outbox_dead d JOIN outbox o ON o.id = d.event_id WHERE d.subscriber = $1 AND d.event_id = $2",
                     params![&n, row],
                 )?

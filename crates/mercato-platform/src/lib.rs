@@ -90,11 +90,12 @@ pub static MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 3,
-        name: "outbox publication order, subscriber cursors, dead letters, leases",
+        name: "outbox publication order and event versions, subscriber cursors, dead letters, leases",
         // Rows already delivered keep their id as their place in the order;
         // the rest are sequenced by the relay like any new row.
         sql: r#"
         ALTER TABLE outbox ADD COLUMN seq INTEGER;
+        ALTER TABLE outbox ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
         UPDATE outbox SET seq = id WHERE delivered_at IS NOT NULL;
         DROP INDEX outbox_pending;
         ALTER TABLE outbox DROP COLUMN delivered_at;

@@ -247,3 +247,64 @@ async fn a_row_whose_transaction_commits_late_is_still_published() {
     until("all six events, the late one included", Duration::from_secs(10), || effect.lock().len() == 6).await;
     relay.abort();
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Ping {
+    n: i64,
+}
+
+impl mercato_platform::events::DomainEvent for Ping {
+    const AGGREGATE: &'static str = "ping";
+    const VERSION: u32 = 1;
+    const TYPES: &'static [&'static str] = &["ping.sent"];
+    fn event_type(&self) -> &'static str {
+        "ping.sent"
+    }
+    fn aggregate_id(&self) -> String {
+        self.n.to_string()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_subscribers_read_their_versions_and_dead_letter_newer_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let got: Arc<Mutex<Vec<(i64, i64)>>> = Default::default();
+    let bus = EventBus::new();
+    let g = got.clone();
+    bus.on("pinged", &["ping.sent"], move |e: mercato_platform::events::Received<Ping>| {
+        g.lock().push((e.id, e.data.n));
+        std::future::ready(Ok(()))
+    });
+    let mut opts = options("only");
+    opts.max_attempts = 2;
+    opts.retry_base = Duration::from_millis(20);
+    let relay = spawn_relay(db.clone(), 0, bus.clone(), opts);
+    db.write(|tx| {
+        mercato_platform::events::publish(tx, &Ping { n: 1 })?;
+        // A version this build does not know, as from a newer instance
+        // during a rolling upgrade.
+        mercato_platform::events::publish(tx, &Ping { n: 2 })?;
+        tx.execute("UPDATE outbox SET version = 2 WHERE aggregate_id = '2'", params![])?;
+        mercato_platform::events::publish(tx, &Ping { n: 3 })?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    bus.wake();
+    until("versions 1 read, the newer one skipped", Duration::from_secs(10), || got.lock().len() == 2).await;
+    assert_eq!(got.lock().iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![1, 3]);
+    let outboxes = Outboxes::new(Databases::single(db.clone()), bus.clone());
+    let mut letters = Vec::new();
+    for _ in 0..100 {
+        letters = outboxes.dead_letters(10).await.unwrap();
+        if !letters.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.version, 2);
+    assert!(letters[0].error.contains("reads up to version 1"), "{}", letters[0].error);
+    relay.abort();
+}

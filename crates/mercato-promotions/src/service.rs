@@ -1,7 +1,9 @@
 use crate::model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope, apply};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
 
-use mercato_platform::events::{EventBus, emit};
+use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
+use mercato_contracts::promotions::PromotionCreated;
+use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
 use moka::sync::Cache;
@@ -189,7 +191,7 @@ impl PromotionsService {
                     e if e.code == ErrorCode::Conflict => Error::conflict("a promotion with this code exists"),
                     e => e,
                 })?;
-                emit(tx, "promotion", &id.to_string(), "promotion.created", &serde_json::json!({ "id": id }))?;
+                publish(tx, &PromotionCreated { id })?;
                 let row = tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?;
                 from_row(&row)
             })
@@ -394,6 +396,23 @@ impl PromotionsService {
     /// their counts, so they are read again.
     pub fn redeemed(&self) {
         self.inner.automatic.invalidate_all();
+    }
+
+    /// The promotions' reactions to other domains' events. Call once at
+    /// start-up.
+    pub fn subscribe(&self) {
+        // Uses come back only for orders cancelled before payment.
+        self.inner.bus.on_with(
+            &self.inner,
+            "promotions.on-order-cancelled",
+            &["order.cancelled"],
+            |inner, e: Received<OrderStatusChanged>| async move {
+                match e.data.from {
+                    OrderStatus::PendingPayment => PromotionsService { inner }.release(e.data.order_id).await,
+                    _ => Ok(()),
+                }
+            },
+        );
     }
 
     /// Gives back the uses an order counted (it was cancelled unpaid, or its

@@ -24,6 +24,7 @@ struct Job {
     secret: String,
     event_id: i64,
     event_type: String,
+    event_version: i64,
     payload: String,
     event_created_at: i64,
 }
@@ -33,6 +34,7 @@ struct Body<'a> {
     id: String,
     #[serde(rename = "type")]
     kind: &'a str,
+    version: i64,
     created_at: String,
     data: serde_json::Value,
 }
@@ -169,7 +171,8 @@ impl WebhooksService {
                         continue;
                     }
                     let r = tx.query_one(
-                        "SELECT d.endpoint_id, d.event_id, d.event_type, d.payload, d.event_created_at, e.url, e.secret \
+                        "SELECT d.endpoint_id, d.event_id, d.event_type, d.payload, d.event_created_at, e.url, e.secret, \
+                         d.event_version \
                          FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1",
                         params![*id],
                     )?;
@@ -183,6 +186,7 @@ impl WebhooksService {
                         event_created_at: r.int(4)?,
                         url: r.text(5)?,
                         secret: r.text(6)?,
+                        event_version: r.int(7)?,
                     });
                 }
                 Ok(jobs)
@@ -196,6 +200,7 @@ impl WebhooksService {
         let body = Body {
             id: event_ref.clone(),
             kind: &job.event_type,
+            version: job.event_version,
             created_at: model::rfc3339(job.event_created_at),
             data: serde_json::from_str(&job.payload).unwrap_or(serde_json::Value::Null),
         };

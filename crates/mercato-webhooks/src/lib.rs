@@ -21,10 +21,11 @@ mod service;
 pub use model::{ID_HEADER, RetryPolicy, SIGNATURE_HEADER, sign, verify};
 pub use service::{Attempt, Delivery, DeliveryStatus, DispatchOptions, Endpoint, EndpointPatch, WebhooksService};
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "webhook endpoints, deliveries, attempts",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "webhook endpoints, deliveries, attempts",
+        sql: r#"
         CREATE TABLE webhook_endpoints (
             id INTEGER PRIMARY KEY,
             url TEXT NOT NULL,
@@ -68,4 +69,10 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
             UNIQUE (delivery_id, number)
         );
     "#,
-}];
+    },
+    mercato_platform::Migration {
+        version: 2,
+        name: "the event's schema version on each delivery",
+        sql: "ALTER TABLE webhook_deliveries ADD COLUMN event_version INTEGER NOT NULL DEFAULT 1",
+    },
+];

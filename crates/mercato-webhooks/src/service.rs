@@ -567,10 +567,11 @@ impl WebhooksService {
                         continue;
                     }
                     created += tx.execute(
-                        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, event_created_at, \
-                         status, next_attempt_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7, $7) \
+                        "INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, event_version, payload, \
+                         event_created_at, status, next_attempt_at, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $8, $5, $6, 'pending', $7, $7, $7) \
                          ON CONFLICT (endpoint_id, event_id) DO NOTHING",
-                        params![*id, *endpoint, e.id, e.kind.as_str(), &payload, e.created_at, now],
+                        params![*id, *endpoint, e.id, e.kind.as_str(), &payload, e.created_at, now, e.version],
                     )?;
                 }
                 Ok(created)

@@ -46,6 +46,7 @@ fn event(id: i64, kind: &str) -> Event {
         aggregate: "order".into(),
         aggregate_id: "42".into(),
         kind: kind.into(),
+        version: 1,
         payload: serde_json::json!({ "order_id": "42", "n": id }),
         created_at: 1_735_689_600_123,
     }
@@ -195,6 +196,7 @@ async fn a_delivery_is_signed_json_the_receiver_can_verify() {
         serde_json::json!({
             "id": "evt_101",
             "type": "order.placed",
+            "version": 1,
             "created_at": "2025-01-01T00:00:00.123Z",
             "data": { "order_id": "42", "n": 101 },
         })

@@ -1,7 +1,6 @@
 use anyhow::Context;
 use mercato_cart::CartService;
 use mercato_catalog::CatalogService;
-use mercato_core::Id;
 use mercato_customers::CustomersService;
 use mercato_http::AppState;
 use mercato_inventory::InventoryService;
@@ -11,7 +10,7 @@ use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
 use mercato_platform::config::Config;
 use mercato_platform::db::DbOptions;
-use mercato_platform::events::{Event, EventBus, Outboxes, RelayOptions, spawn_relay};
+use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::{Redis, RedisOptions};
 use mercato_platform::{Databases, Db, setting_get_or_init};
@@ -127,14 +126,6 @@ pub async fn migrate(dbs: &Databases) -> anyhow::Result<usize> {
         n += dbs.of(domain).migrate(domain, migrations).await?;
     }
     Ok(n)
-}
-
-fn id_of(event: &Event, field: &str) -> Option<Id> {
-    match &event.payload[field] {
-        serde_json::Value::String(s) => s.parse().ok(),
-        serde_json::Value::Number(n) => n.as_i64().map(Id),
-        _ => None,
-    }
 }
 
 impl Shop {
@@ -267,26 +258,17 @@ impl Shop {
         Ok(shop)
     }
 
-    /// Cross-domain reactions. Each handler is idempotent (it acts through a
-    /// conditional state change), so at-least-once delivery is safe.
+    /// Each domain subscribes its own reactions to other domains' events;
+    /// the binary only wires. The search index is the binary's own
+    /// projection: it joins the catalog to the search engine.
     fn subscribe(&self) {
         let s = &self.state;
         s.webhooks.subscribe();
-        let inventory = s.inventory.clone();
-        self.bus.subscribe("inventory.on-order", &["order.paid", "order.cancelled"], move |e| {
-            let inventory = inventory.clone();
-            async move {
-                let Some(order) = id_of(&e, "order_id") else { return Ok(()) };
-                let flash = !e.payload["flash_sale_id"].is_null();
-                match (e.kind.as_str(), e.payload["from"].as_str()) {
-                    ("order.paid", _) => inventory.commit(order).await.map(drop),
-                    ("order.cancelled", Some("paid")) => inventory.restock(order).await.map(drop),
-                    // An unpaid flash order's unit returns to its sale (flash-sale subscriber).
-                    _ if flash => Ok(()),
-                    _ => inventory.release(order).await.map(drop),
-                }
-            }
-        });
+        s.inventory.subscribe();
+        s.flash.subscribe();
+        s.promotions.subscribe();
+        s.cart.subscribe();
+        s.orders.subscribe();
         // Every instance keeps its own index, following every instance's
         // catalog changes through the catalog database's outbox.
         let state = s.clone();
@@ -297,59 +279,6 @@ impl Shop {
                     Ok(id) => crate::indexer::refresh(&state, id).await,
                     Err(_) => Ok(()),
                 }
-            }
-        });
-        let flash = s.flash.clone();
-        self.bus.subscribe("flashsale.on-order-cancelled", &["order.cancelled"], move |e| {
-            let flash = flash.clone();
-            async move {
-                match (id_of(&e, "order_id"), e.payload["flash_sale_id"].is_null(), e.payload["from"].as_str()) {
-                    (Some(order), false, Some("pending_payment")) => flash.on_order_cancelled(order).await,
-                    _ => Ok(()),
-                }
-            }
-        });
-        let promotions = s.promotions.clone();
-        self.bus.subscribe("promotions.on-order-cancelled", &["order.cancelled"], move |e| {
-            let promotions = promotions.clone();
-            async move {
-                // Uses come back only for orders cancelled before payment.
-                match (id_of(&e, "order_id"), e.payload["from"].as_str()) {
-                    (Some(order), Some("pending_payment")) => promotions.release(order).await,
-                    _ => Ok(()),
-                }
-            }
-        });
-        let cart = s.cart.clone();
-        self.bus.subscribe("cart.on-order-placed", &["order.placed"], move |e| {
-            let cart = cart.clone();
-            async move {
-                match (id_of(&e, "cart_id"), id_of(&e, "order_id")) {
-                    (Some(c), Some(o)) => cart.mark_converted(c, o).await,
-                    _ => Ok(()),
-                }
-            }
-        });
-        let orders = s.orders.clone();
-        self.bus.subscribe("orders.on-payment", &["payment.succeeded"], move |e| {
-            let orders = orders.clone();
-            async move {
-                match id_of(&e, "order_id") {
-                    Some(o) => orders.on_payment_succeeded(o).await,
-                    None => Ok(()),
-                }
-            }
-        });
-        let inventory = s.inventory.clone();
-        self.bus.project("inventory.cache", &["stock.changed"], move |e| {
-            let inventory = inventory.clone();
-            async move {
-                let skus: Vec<String> = e.payload["skus"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                    .unwrap_or_default();
-                inventory.invalidate(&skus);
-                Ok(())
             }
         });
     }

@@ -87,7 +87,11 @@ async fn admin_webhooks_api() {
     let req = got.lock().unwrap()[0].clone();
     println!("{req}");
     assert!(req.to_ascii_lowercase().contains("mercato-signature: t="));
-    assert!(req.contains("\"type\":\"customer.registered\""));
+    let body: Value = serde_json::from_str(&req[req.find("\r\n\r\n").unwrap() + 4..]).expect("a JSON body");
+    assert_eq!(body["type"], "customer.registered", "{body}");
+    assert_eq!(body["version"], 1, "the event's schema version: {body}");
+    assert!(body["id"].as_str().is_some_and(|id| id.starts_with("evt_")), "{body}");
+    assert!(body["data"]["id"].as_str().is_some_and(|id| id.parse::<i64>().is_ok()), "the typed event: {body}");
     let deliveries =
         srv.get(&format!("/admin/webhooks/{id}/deliveries?limit=10"), Some(&admin)).await.expect(200).clone();
     println!("{deliveries:#}");
@@ -112,7 +116,25 @@ async fn admin_webhooks_api() {
         "/api/v1/admin/webhooks/{id}",
         "/api/v1/admin/webhooks/{id}/deliveries",
         "/api/v1/admin/webhooks/deliveries/{id}/redeliver",
+        "/api/v1/admin/events/dead-letters",
+        "/api/v1/admin/events/dead-letters/{event_id}/{subscriber}/redrive",
     ] {
         assert!(spec["paths"].get(path).is_some(), "{path} missing from openapi");
     }
+    // Every event's schema is documented, and the envelope lists them all.
+    let schemas = &spec["components"]["schemas"];
+    let envelope = schemas["WebhookEvent"]["description"].as_str().expect("the webhook envelope's schema");
+    for (event, schema) in [
+        ("order.placed", "OrderPlaced"),
+        ("order.paid", "OrderStatusChanged"),
+        ("order.cancelled", "OrderStatusChanged"),
+        ("payment.succeeded", "PaymentSucceeded"),
+        ("stock.changed", "StockChanged"),
+        ("product.published", "ProductChanged"),
+        ("customer.registered", "CustomerRegistered"),
+    ] {
+        assert!(envelope.contains(&format!("| `{event}` | [{schema}]")), "{event} missing from the envelope's table");
+        assert!(schemas[schema]["properties"].is_object(), "{schema} missing from components");
+    }
+    assert!(schemas["OrderStatus"]["enum"].as_array().is_some_and(|v| v.contains(&json!("pending_payment"))));
 }
