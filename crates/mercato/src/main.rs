@@ -53,7 +53,8 @@ enum Command {
     /// Print the effective configuration (secrets masked).
     Config,
     /// Measure the storage ceiling: the checkout's transaction as plain SQL in
-    /// a tight loop (SQLite in the data dir, or the configured PostgreSQL).
+    /// a tight loop (SQLite in the data dir, or the orders domain's
+    /// PostgreSQL database).
     BenchStorage {
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
@@ -114,7 +115,9 @@ fn main() -> anyhow::Result<()> {
                 Ok(())
             }
             Command::BenchStorage { seconds, clients } => {
-                let url = config.database.url.expose().to_string();
+                // The place-order transaction writes stock and orders: with
+                // domains apart it runs in the orders domain's database.
+                let url = config.database.url_for("orders");
                 let result = tokio::task::spawn_blocking(move || {
                     if url.starts_with("postgres") {
                         mercato::bench::postgres(&url, seconds, clients)
