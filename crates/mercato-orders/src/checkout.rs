@@ -320,11 +320,11 @@ impl OrdersService {
 
     /// Gives back what abandoned attempt `order_id` held, then marks its
     /// record `released` (free for the key's next request). The attempt may
-    /// still be running, so its stock is abandoned for good: a reserve it
-    /// makes later holds nothing. Idempotent.
+    /// still be running, so its stock and coupon uses are abandoned for good:
+    /// a reserve or redeem it makes later holds or counts nothing. Idempotent.
     async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         self.inner().inventory.abandon(order_id).await?;
-        self.inner().promotions.release(order_id).await?;
+        self.inner().promotions.abandon(order_id).await?;
         self.move_record(customer, key, order_id, "abandoned", Some("released")).await
     }
 

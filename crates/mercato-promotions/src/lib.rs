@@ -14,10 +14,11 @@ mod service;
 pub use model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope};
 pub use service::{NewPromotion, PromotionsService, Quote, normalize_code, release_in};
 
-pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
-    version: 1,
-    name: "promotions and redemptions",
-    sql: r#"
+pub static MIGRATIONS: &[mercato_platform::Migration] = &[
+    mercato_platform::Migration {
+        version: 1,
+        name: "promotions and redemptions",
+        sql: r#"
         CREATE TABLE promotions (
             id INTEGER PRIMARY KEY,
             code TEXT UNIQUE,
@@ -47,4 +48,10 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migr
         CREATE INDEX redemptions_by_customer ON redemptions (promotion_id, customer_id);
         CREATE INDEX redemptions_by_order ON redemptions (order_id);
     "#,
-}];
+    },
+    mercato_platform::Migration {
+        version: 2,
+        name: "an order's claim on its uses: redeemed, or abandoned for good",
+        sql: "CREATE TABLE redemption_orders (order_id INTEGER PRIMARY KEY, state TEXT NOT NULL, at INTEGER NOT NULL)",
+    },
+];

@@ -344,6 +344,19 @@ impl PromotionsService {
     pub fn redeem_in(&self, tx: &mut dyn Tx, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
         let currency = self.inner.currency;
         let now = now_ms();
+        // The order's claim row orders this against an [`Self::abandon`] of
+        // the same order: whichever writes it first, the other waits for it
+        // (a unique key) and then sees its state.
+        tx.execute(
+            "INSERT INTO redemption_orders (order_id, state, at) VALUES ($1, 'redeemed', $2) ON CONFLICT (order_id) DO NOTHING",
+            params![order, now],
+        )?;
+        let claim = tx.query_one("SELECT state FROM redemption_orders WHERE order_id = $1", params![order])?;
+        if claim.str(0)? == "abandoned" {
+            return Err(Error::conflict(format!(
+                "checkout {order} was abandoned; its discounts can no longer be counted"
+            )));
+        }
         for a in applied {
             if tx
                 .query_opt(
@@ -429,6 +442,26 @@ impl PromotionsService {
             return Ok(());
         }
         self.inner.db.write(move |tx| release_in(tx, order)).await?;
+        self.redeemed();
+        Ok(())
+    }
+
+    /// Gives back `order`'s uses and refuses any it would count later: its
+    /// checkout was abandoned (the sweeper found its lease run out) and may
+    /// still be running, and a late redeem must not count a use for an order
+    /// that will never exist. Idempotent.
+    pub async fn abandon(&self, order: Id) -> Result<(), Error> {
+        self.inner
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO redemption_orders (order_id, state, at) VALUES ($1, 'abandoned', $2) \
+                     ON CONFLICT (order_id) DO UPDATE SET state = 'abandoned', at = excluded.at",
+                    params![order, now_ms()],
+                )?;
+                release_in(tx, order)
+            })
+            .await?;
         self.redeemed();
         Ok(())
     }
