@@ -4,7 +4,6 @@
 //! Architecture invariant: the catalog knows nothing of stock. Availability is
 //! the inventory domain's; the HTTP edge puts the two side by side.
 
-pub mod demo;
 mod membership;
 pub mod model;
 mod service;

@@ -1,9 +1,9 @@
-//! Loads the deterministic demo catalog (`mercato_catalog::demo`) through the
+//! Loads the deterministic demo catalog (`mercato_demo`) through the
 //! catalog and inventory services, in large transactions.
 
-use mercato_catalog::demo;
 use mercato_catalog::{NewProduct, NewVariant, ProductStatus};
 use mercato_core::{Currency, Id, Money};
+use mercato_demo as demo;
 use mercato_http::AppState;
 use std::collections::HashMap;
 

@@ -6,6 +6,10 @@
 //! OS, floats or the Rust version, so the same index yields the same product on every machine and
 //! every run. Seeding can therefore be resumed, split across threads or compared between runs, and a
 //! million products take seconds because no product depends on any other.
+//!
+//! It knows no catalog type, only plain values (prices in minor units, categories by key), so it
+//! depends on nothing; turning them into the catalog's `NewProduct` is the seeder's job
+//! (`crates/mercato/src/seed.rs`).
 
 use Part::*;
 
