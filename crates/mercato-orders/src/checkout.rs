@@ -22,7 +22,8 @@
 //! a tombstone, so a late reserve of an abandoned checkout holds nothing.
 
 use crate::model::{Address, OrderItem};
-use crate::service::{OrdersService, insert_order};
+use crate::service::OrdersService;
+use crate::store::insert_order;
 use mercato_core::{Error, ErrorCode, Id};
 use mercato_inventory::Line;
 use mercato_platform::{Db, Tx, now_ms, params};

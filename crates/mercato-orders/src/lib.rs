@@ -9,12 +9,19 @@
 //! are conditional state changes, so events delivered twice change nothing.
 
 mod checkout;
+mod flash;
+mod lifecycle;
 pub mod model;
+mod payment;
+mod refunds;
 mod service;
+mod store;
+mod sweep;
 
 pub use checkout::{Placed, purge_checkouts};
 pub use model::{Address, Order, OrderItem, OrderStatus};
-pub use service::{AdminFilter, OrdersService, PaymentResult};
+pub use payment::PaymentResult;
+pub use service::{AdminFilter, OrdersService};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {
