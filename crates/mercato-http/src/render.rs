@@ -65,9 +65,44 @@ impl ProductPages {
         current.then_some(r)
     }
 
-    pub fn put(&self, product_id: i64, page: Rendered) -> Arc<Rendered> {
-        let page = Arc::new(page);
-        self.pages.insert(product_id, page.clone());
-        page
+    /// The page of `product`: the kept one while its inputs are unchanged,
+    /// otherwise `render`'s bytes, kept with what they were made of. The
+    /// stock generations and the clock are read before `render` reads
+    /// anything, so a stock write during rendering makes the page stale at
+    /// once rather than pinning what it replaced.
+    pub async fn page<F, Fut>(
+        &self,
+        product: &Arc<Product>,
+        categories: &Arc<Vec<Category>>,
+        generation: impl Fn(&str) -> u64,
+        render: F,
+    ) -> Result<Arc<Rendered>, mercato_core::Error>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes, mercato_core::Error>>,
+    {
+        if let Some(page) = self.get(product, categories, &generation) {
+            return Ok(page);
+        }
+        let rendered_at = Instant::now();
+        let stock_generations: Vec<u64> = product.variants.iter().map(|v| generation(&v.sku)).collect();
+        let body = render().await?;
+        let etag = etag_of(&body);
+        let page = Arc::new(Rendered {
+            product: Arc::downgrade(product),
+            categories: Arc::downgrade(categories),
+            stock_generations,
+            rendered_at,
+            body,
+            etag,
+        });
+        self.pages.insert(product.id.0, page.clone());
+        Ok(page)
     }
+}
+
+/// A strong ETag: the body's 64-bit hash.
+pub fn etag_of(body: &[u8]) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(body)))
+        .expect("hex digits are a valid header value")
 }

@@ -367,6 +367,15 @@ impl RelayOptions {
 /// The lease, in each database, of the instance that sequences its outbox
 /// and runs its effects.
 const RELAY_LEASE: &str = "outbox.relay";
+/// Rows given their places per statement when sequencing.
+const SEQUENCE_CHUNK: usize = 32;
+/// `UPDATE outbox SET seq = CASE id WHEN $1 THEN $2 WHEN $3 THEN $4 ... END
+/// WHERE seq IS NULL AND id IN ($1, $3, ...)` for [`SEQUENCE_CHUNK`] rows.
+static SEQUENCE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let whens: String = (0..SEQUENCE_CHUNK).map(|j| format!(" WHEN ${} THEN CAST(${} AS BIGINT)", 2 * j + 1, 2 * j + 2)).collect();
+    let ids: Vec<String> = (0..SEQUENCE_CHUNK).map(|j| format!("${}", 2 * j + 1)).collect();
+    format!("UPDATE outbox SET seq = CASE id{whens} END WHERE seq IS NULL AND id IN ({})", ids.join(", "))
+});
 /// How long handled outbox rows and inbox marks are kept.
 const KEEP_MS: i64 = 7 * 86_400_000;
 const MAX_RETRY_WAIT_MS: i64 = 60_000;
@@ -459,11 +468,7 @@ impl Relay {
             self.renew(now).await?;
         }
         let leading = self.leading();
-        let mut progress = 0;
-        if leading {
-            progress += self.sequence().await?;
-        }
-        progress += self.dispatch(leading).await?;
+        let progress = self.dispatch(leading).await?;
         if leading && now - self.last_cleanup > 3_600_000 {
             self.last_cleanup = now;
             self.cleanup(now - KEEP_MS).await?;
@@ -528,40 +533,33 @@ impl Relay {
             .await
     }
 
-    /// Gives committed, unsequenced rows their place in the publication
-    /// order, in id order. Done by the lease holder alone; should two
-    /// instances overlap, the unique index on `seq` fails the later one, so
-    /// no position is ever given twice or behind a cursor.
-    async fn sequence(&mut self) -> Result<usize, Error> {
-        let batch = self.opts.batch as i64;
-        let upto = self
-            .db
+    /// The committed rows not yet sequenced, in id order (at most a batch),
+    /// and the highest `seq` given so far.
+    async fn unsequenced(&self) -> Result<(Vec<Event>, i64), Error> {
+        let (source, batch) = (self.source, self.opts.batch as i64);
+        self.db
             .read(move |tx| {
-                tx.query_one(
-                    "SELECT MAX(id) FROM (SELECT id FROM outbox WHERE seq IS NULL ORDER BY id LIMIT $1) t",
-                    params![batch],
-                )?
-                .opt_int(0)
-            })
-            .await?;
-        let Some(upto) = upto else { return Ok(0) };
-        let (base, n) = self
-            .db
-            .write(move |tx| {
                 let base = tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM outbox", params![])?.int(0)?;
-                let n = tx.execute(
-                    "UPDATE outbox SET seq = o.n FROM \
-                     (SELECT id, $1 + ROW_NUMBER() OVER (ORDER BY id) AS n FROM outbox WHERE seq IS NULL AND id <= $2) o \
-                     WHERE outbox.id = o.id AND outbox.seq IS NULL",
-                    params![base, upto],
-                )?;
-                Ok((base, n as i64))
+                let rows = tx
+                    .query(
+                        "SELECT id, aggregate, aggregate_id, kind, version, payload, created_at FROM outbox \
+                         WHERE seq IS NULL ORDER BY id LIMIT $1",
+                        params![batch],
+                    )?
+                    .iter()
+                    .map(|r| event_from(r, 0, source))
+                    .collect::<Result<Vec<_>, Error>>()?;
+                Ok((rows, base))
             })
-            .await?;
-        self.head = self.head.max(base + n);
-        Ok(n as usize)
+            .await
     }
 
+    /// One step of every ready subscriber. The lease holder also sequences
+    /// what was committed since its last step: it hands the new rows out
+    /// under the places it will give them, and writes those places with the
+    /// effects' cursors in one transaction, so a busy outbox costs one write
+    /// per step. Returns how many rows were sequenced plus how many cursors
+    /// moved.
     async fn dispatch(&mut self, leading: bool) -> Result<usize, Error> {
         let now = now_ms();
         let mut runs: Vec<(Arc<Subscriber>, Cursor)> = Vec::new();
@@ -579,23 +577,37 @@ impl Relay {
                 }
             }
         }
-        let Some(from) = runs.iter().map(|(_, c)| c.position).min() else { return Ok(0) };
+        let (fresh, base) = if leading { self.unsequenced().await? } else { (Vec::new(), i64::MAX) };
+        let from = runs.iter().map(|(_, c)| c.position).min().unwrap_or(i64::MAX);
         let (source, batch) = (self.source, self.opts.batch as i64);
-        let events = self
-            .db
-            .read(move |tx| {
-                tx.query(
-                    "SELECT seq, id, aggregate, aggregate_id, kind, version, payload, created_at FROM outbox \
-                     WHERE seq > $1 ORDER BY seq LIMIT $2",
-                    params![from, batch],
-                )?
-                .iter()
-                .map(|r| Ok((r.int(0)?, event_from(r, 1, source)?)))
-                .collect::<Result<Vec<_>, Error>>()
-            })
-            .await?;
-        let Some((last, _)) = events.last() else { return Ok(0) };
-        self.head = self.head.max(*last);
+        let mut events = if from < base {
+            self.db
+                .read(move |tx| {
+                    tx.query(
+                        "SELECT seq, id, aggregate, aggregate_id, kind, version, payload, created_at FROM outbox \
+                         WHERE seq > $1 ORDER BY seq LIMIT $2",
+                        params![from, batch],
+                    )?
+                    .iter()
+                    .map(|r| Ok((r.int(0)?, event_from(r, 1, source)?)))
+                    .collect::<Result<Vec<_>, Error>>()
+                })
+                .await?
+        } else {
+            Vec::new()
+        };
+        // New rows follow the sequenced ones only once those are all read:
+        // a cursor must never pass a place it has not seen.
+        let sequencing = leading && !fresh.is_empty() && (events.len() as i64) < batch;
+        let fresh_count = if sequencing { fresh.len() } else { 0 };
+        if sequencing {
+            events.extend(fresh.into_iter().enumerate().map(|(i, e)| (base + 1 + i as i64, e)));
+        }
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let head = events.last().map(|(seq, _)| *seq).unwrap_or(0);
+        let before = self.projections.clone();
         let opts = &self.opts;
         let outcomes = futures_util::future::join_all(
             runs.into_iter().map(|(sub, cursor)| deliver(sub, cursor, &events, opts, now)),
@@ -619,21 +631,57 @@ impl Relay {
                 }
             }
         }
-        if !changed.is_empty() || !dead.is_empty() {
-            self.persist(changed, dead).await?;
+        let sequenced = (fresh_count > 0).then(|| {
+            (base, events[events.len() - fresh_count..].iter().map(|(_, e)| e.id.div_euclid(SOURCES)).collect())
+        });
+        if (sequenced.is_some() || !changed.is_empty() || !dead.is_empty())
+            && !self.persist(sequenced, changed, dead).await?
+        {
+            // The places this step handed out were not written: what the
+            // projections saw is seen again under the places given next.
+            self.projections = before;
+            return Ok(0);
         }
-        Ok(moved)
+        self.head = self.head.max(head);
+        Ok(moved + fresh_count)
     }
 
-    /// Writes the effects' cursors (each only if it is where this relay read
-    /// it: otherwise another instance took over, and this one steps down)
-    /// and their dead letters, in one transaction.
-    async fn persist(&mut self, changed: Vec<(String, Cursor)>, dead: Vec<Dead>) -> Result<(), Error> {
+    /// Writes, in one transaction, the places of the rows this step
+    /// sequenced (`(base, ids)`: the rows `ids` take the places after `base`,
+    /// in that order; a row that committed late among them waits for the
+    /// next step), the effects' cursors (each only if it is where this relay
+    /// read it) and their dead letters. Returns false when another instance
+    /// got there first: nothing is written, and this relay steps down.
+    async fn persist(
+        &mut self,
+        sequenced: Option<(i64, Vec<i64>)>,
+        changed: Vec<(String, Cursor)>,
+        dead: Vec<Dead>,
+    ) -> Result<bool, Error> {
         let written = changed.clone();
+        let new_head = sequenced.as_ref().map(|(base, rows)| base + rows.len() as i64);
         let result = self
             .db
             .write(move |tx| {
                 let now = now_ms();
+                if let Some((base, rows)) = &sequenced {
+                    let head = tx.query_one("SELECT COALESCE(MAX(seq), 0) FROM outbox", params![])?.int(0)?;
+                    let mut given = 0;
+                    for (i, chunk) in rows.chunks(SEQUENCE_CHUNK).enumerate() {
+                        // One statement text for every chunk (unused slots
+                        // name id -1, which no row has), so it is prepared once.
+                        let mut p = Vec::with_capacity(2 * SEQUENCE_CHUNK);
+                        for j in 0..SEQUENCE_CHUNK {
+                            let place = base + 1 + (i * SEQUENCE_CHUNK + j) as i64;
+                            p.push(crate::db::Param::Int(chunk.get(j).copied().unwrap_or(-1)));
+                            p.push(crate::db::Param::Int(place));
+                        }
+                        given += tx.execute(&SEQUENCE_SQL, &p)?;
+                    }
+                    if head != *base || given != rows.len() as u64 {
+                        return Err(Error::conflict("the outbox was sequenced under this relay"));
+                    }
+                }
                 for (name, c) in &changed {
                     let n = tx.execute(
                         "UPDATE outbox_cursors SET position = $1, failures = $2, last_error = $3, retry_at = $4 \
@@ -657,24 +705,25 @@ impl Relay {
             .await;
         match result {
             Ok(()) => {
+                let head = new_head.unwrap_or(self.head);
                 for (name, c) in written {
                     if let Some(cursor) = self.effects.get_mut(&name) {
                         cursor.stored = c.position;
                         cursor.changed = false;
                     }
                     let label = [("db", self.db.name().to_string()), ("subscriber", name)];
-                    metrics::gauge!("outbox_lag", &label).set((self.head - c.position) as f64);
+                    metrics::gauge!("outbox_lag", &label).set((head.max(self.head) - c.position) as f64);
                 }
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 // Effects may have run past what is stored: the next holder
                 // (this instance again, perhaps) replays them from the
                 // stored cursors, and the effects' inbox absorbs the repeat.
-                tracing::warn!(db = self.db.name(), error = %e, "outbox cursors not written; stepping down");
+                tracing::warn!(db = self.db.name(), error = %e, "outbox step not written; stepping down");
                 self.step_down();
                 self.renew_at = 0;
-                if e.code == ErrorCode::Conflict { Ok(()) } else { Err(e) }
+                if e.code == ErrorCode::Conflict { Ok(false) } else { Err(e) }
             }
         }
     }

@@ -1,7 +1,7 @@
 use crate::dto::*;
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{Admin, Json, Query, json_response, path_id};
-use crate::render::Rendered;
+use crate::render::etag_of;
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -13,7 +13,6 @@ use mercato_catalog::{
 };
 use mercato_core::{Error, Id};
 use serde::Deserialize;
-use std::sync::Arc;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -146,11 +145,6 @@ pub fn cached_json<T: serde::Serialize>(value: &T, headers: &HeaderMap, max_age:
     }
 }
 
-fn etag_of(body: &[u8]) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(body)))
-        .expect("hex digits are a valid header value")
-}
-
 fn json_with_etag(body: Bytes, etag: &HeaderValue, headers: &HeaderMap, max_age: u32) -> Response {
     let tag = etag.to_str().unwrap_or_default();
     let matches = headers
@@ -178,32 +172,24 @@ async fn get_product(State(s): State<AppState>, Path(id): Path<String>, headers:
     const MAX_AGE: u32 = 5;
     let p = s.catalog.page_product(&id, true).await?;
     let categories = s.catalog.categories().await?;
-    if let Some(page) = s.product_pages.get(&p, &categories, |sku| s.inventory.shown_generation(sku)) {
-        return Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE));
-    }
-    // Taken before the reads they vouch for: a stock write during rendering
-    // makes the page stale at once.
-    let rendered_at = std::time::Instant::now();
-    let stock_generations: Vec<u64> = p.variants.iter().map(|v| s.inventory.shown_generation(&v.sku)).collect();
-    let available = s.inventory.available(&p.skus()).await?;
-    let category = match categories.iter().find(|c| c.id == p.category_id) {
-        Some(c) => c.clone(),
-        None => s.catalog.category(&p.category_id.to_string()).await?,
-    };
-    let body =
-        Bytes::from(serde_json::to_vec(&dto_of(&p, category, &available)).map_err(|e| Error::internal(e.to_string()))?);
-    let etag = etag_of(&body);
-    let page = s.product_pages.put(
-        p.id.0,
-        Rendered {
-            product: Arc::downgrade(&p),
-            categories: Arc::downgrade(&categories),
-            stock_generations,
-            rendered_at,
-            body,
-            etag,
-        },
-    );
+    let page = s
+        .product_pages
+        .page(
+            &p,
+            &categories,
+            |sku| s.inventory.shown_generation(sku),
+            || async {
+                let available = s.inventory.available(&p.skus()).await?;
+                let category = match categories.iter().find(|c| c.id == p.category_id) {
+                    Some(c) => c.clone(),
+                    None => s.catalog.category(&p.category_id.to_string()).await?,
+                };
+                serde_json::to_vec(&dto_of(&p, category, &available))
+                    .map(Bytes::from)
+                    .map_err(|e| Error::internal(e.to_string()))
+            },
+        )
+        .await?;
     Ok(json_with_etag(page.body.clone(), &page.etag, &headers, MAX_AGE))
 }
 
