@@ -372,7 +372,8 @@ const SEQUENCE_CHUNK: usize = 32;
 /// `UPDATE outbox SET seq = CASE id WHEN $1 THEN $2 WHEN $3 THEN $4 ... END
 /// WHERE seq IS NULL AND id IN ($1, $3, ...)` for [`SEQUENCE_CHUNK`] rows.
 static SEQUENCE_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    let whens: String = (0..SEQUENCE_CHUNK).map(|j| format!(" WHEN ${} THEN CAST(${} AS BIGINT)", 2 * j + 1, 2 * j + 2)).collect();
+    let whens: String =
+        (0..SEQUENCE_CHUNK).map(|j| format!(" WHEN ${} THEN CAST(${} AS BIGINT)", 2 * j + 1, 2 * j + 2)).collect();
     let ids: Vec<String> = (0..SEQUENCE_CHUNK).map(|j| format!("${}", 2 * j + 1)).collect();
     format!("UPDATE outbox SET seq = CASE id{whens} END WHERE seq IS NULL AND id IN ({})", ids.join(", "))
 });
