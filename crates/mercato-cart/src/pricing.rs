@@ -4,20 +4,11 @@
 //! (subtotal - discount [+ shipping]) rounded half away from zero once, on the
 //! whole order (not per line), as most tax authorities compute invoices.
 
-use mercato_core::{Currency, Error, Id, Money, Options};
+use mercato_core::{Currency, Error, Money};
 use mercato_platform::config::ShippingMethod;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PricedLine {
-    pub sku: String,
-    pub product_id: Id,
-    pub name: String,
-    pub options: Options,
-    pub quantity: i64,
-    pub unit_price: Money,
-    pub line_total: Money,
-}
+pub use mercato_contracts::lines::PricedLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Totals {
@@ -65,6 +56,7 @@ pub fn totals(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mercato_core::{Id, Options};
 
     fn line(unit: i64, qty: i64) -> PricedLine {
         let unit = Money::new(unit, Currency::USD);

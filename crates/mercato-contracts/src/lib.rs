@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod customers;
 pub mod flashsale;
 pub mod inventory;
+pub mod lines;
 pub mod orders;
 pub mod payments;
 pub mod promotions;

@@ -176,19 +176,7 @@ impl OrdersService {
             return Err(problem);
         }
         let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
-        let items = cart
-            .items
-            .iter()
-            .map(|l| OrderItem {
-                sku: l.sku.clone(),
-                product_id: l.product_id,
-                name: l.name.clone(),
-                options: l.options.clone(),
-                quantity: l.quantity,
-                unit_price: l.unit_price,
-                line_total: l.line_total,
-            })
-            .collect();
+        let items: Vec<OrderItem> = cart.items.clone();
         let order_id = self.inner().ids.next()?;
         let order = self.new_order(
             order_id,

@@ -1,6 +1,6 @@
 //! Order types and the order state machine. No I/O.
 
-use mercato_core::{Error, Id, Millis, Money, Options};
+use mercato_core::{Error, Id, Millis, Money};
 use serde::{Deserialize, Serialize};
 
 pub use mercato_contracts::orders::OrderStatus;
@@ -110,16 +110,8 @@ impl Address {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct OrderItem {
-    pub sku: String,
-    pub product_id: Id,
-    pub name: String,
-    pub options: Options,
-    pub quantity: i64,
-    pub unit_price: Money,
-    pub line_total: Money,
-}
+/// An order's line: the cart's line as checkout priced it.
+pub type OrderItem = mercato_contracts::lines::PricedLine;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HistoryEntry {
