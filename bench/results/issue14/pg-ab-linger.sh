@@ -3,7 +3,7 @@
 # with the relay writing twice per step: the `head` of pg-ab-run1.txt) and the relay writing once
 # per step and lingering 10 ms after small steps (`linger`). Binaries as in pg-ab.sh.
 set -u
-source <(sed -n '/^PG=/,/^ceiling() {/p' "$(dirname "$0")/pg-ab.sh" | sed '$d')
+PG=postgres://postgres@127.0.0.1
 run_checkout() { # name bin port
   local name=$1 bin=$2 port=$3 d=/tmp/pgab/$1-$RANDOM db=pgab_$RANDOM
   mkdir -p $d; psql $PG/postgres -qc "CREATE DATABASE $db"
