@@ -6,8 +6,9 @@
 pub mod pricing;
 mod service;
 
+pub use mercato_contracts::cart::{Cart, CartOwner, PricedCart};
 pub use pricing::{PricedLine, Totals};
-pub use service::{CartOwner, CartService, CheckoutRead, PricedCart};
+pub use service::CartService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -6,18 +6,9 @@
 
 use mercato_core::{Currency, Error, Money};
 use mercato_platform::config::ShippingMethod;
-use serde::Serialize;
 
+pub use mercato_contracts::cart::Totals;
 pub use mercato_contracts::lines::PricedLine;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Totals {
-    pub subtotal: Money,
-    pub discount: Money,
-    pub shipping: Money,
-    pub tax: Money,
-    pub total: Money,
-}
 
 pub struct TaxRule {
     pub rate_bp: i64,

@@ -1,42 +1,16 @@
 use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
-use mercato_catalog::{CatalogService, ProductStatus, SkuInfo};
-use mercato_contracts::cart::CartConverted;
+use mercato_contracts::cart::{Cart, CartConverted, CartOwner, PricedCart};
+use mercato_contracts::catalog::{Catalog, ProductStatus, SkuInfo};
+use mercato_contracts::inventory::Inventory;
 use mercato_contracts::orders::OrderPlaced;
+use mercato_contracts::promotions::{EligibleLine, Promotions, normalize_code};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
-use mercato_inventory::InventoryService;
 use mercato_platform::config::{ShippingMethod, ShopConfig};
 use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
-use mercato_promotions::{Applied, EligibleLine, PromotionsService};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Whose cart a request is about.
-#[derive(Debug, Clone)]
-pub enum CartOwner {
-    Customer(Id),
-    /// A guest holding a cart token (None: a guest without a cart yet).
-    Guest(Option<String>),
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct PricedCart {
-    pub id: Option<Id>,
-    pub items: Vec<PricedLine>,
-    pub totals: Totals,
-    pub currency: Currency,
-    pub shipping_method: String,
-    /// SKUs in the cart that can no longer be bought (unpublished, removed).
-    pub unavailable: Vec<String>,
-    /// Each discount that applies, and why.
-    pub discounts: Vec<Applied>,
-    pub coupon: Option<String>,
-    /// Why the cart's coupon does not apply (any more).
-    #[serde(skip)]
-    pub coupon_problem: Option<Error>,
-}
 
 #[derive(Clone)]
 pub struct CartService {
@@ -47,9 +21,9 @@ struct Inner {
     db: Db,
     ids: IdGen,
     bus: EventBus,
-    catalog: CatalogService,
-    inventory: InventoryService,
-    promotions: PromotionsService,
+    catalog: Arc<dyn Catalog>,
+    inventory: Arc<dyn Inventory>,
+    promotions: Arc<dyn Promotions>,
     shop: ShopConfig,
     currency: Currency,
 }
@@ -147,9 +121,9 @@ impl CartService {
         db: Db,
         ids: IdGen,
         bus: EventBus,
-        catalog: CatalogService,
-        inventory: InventoryService,
-        promotions: PromotionsService,
+        catalog: Arc<dyn Catalog>,
+        inventory: Arc<dyn Inventory>,
+        promotions: Arc<dyn Promotions>,
         shop: ShopConfig,
     ) -> Self {
         let currency = shop.currency.parse().unwrap_or(Currency::USD);
@@ -444,7 +418,7 @@ impl CartService {
 
     /// Applies a coupon code to the cart, if it applies to the cart now.
     pub async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
-        let code = mercato_promotions::normalize_code(code).map_err(|_| {
+        let code = normalize_code(code).map_err(|_| {
             Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not exist"))
                 .with_details(serde_json::json!({ "coupon": code, "reason": "not_found" }))
         })?;
@@ -513,19 +487,10 @@ impl CartService {
             .await
     }
 
-    /// Prices what [`checkout_read_in`] read (an empty cart for `None`): the
-    /// database's current catalog facts, never a cache.
-    pub async fn price_checkout(&self, read: Option<CheckoutRead>) -> Result<PricedCart, Error> {
-        match read {
-            Some(r) => self.priced_state(r.cart, r.state, Facts::Read(r.facts)).await,
-            None => self.empty(),
-        }
-    }
-
-    /// Reads `customer`'s active cart as checkout prices it (`None`: there
-    /// is none): the cart from this domain's database, then the current
-    /// catalog facts of its SKUs from the catalog, not its display cache.
-    pub async fn checkout_read(&self, customer: Id) -> Result<Option<CheckoutRead>, Error> {
+    /// `customer`'s active cart priced as checkout prices it (empty when
+    /// there is none): the cart from this domain's database, then the current
+    /// catalog facts of its SKUs from the catalog, never a cache.
+    pub async fn checkout(&self, customer: Id) -> Result<PricedCart, Error> {
         let found = self
             .inner
             .db
@@ -534,10 +499,10 @@ impl CartService {
                 Ok(Some((cart.id, cart_state_in(tx, cart.id)?)))
             })
             .await?;
-        let Some((cart, state)) = found else { return Ok(None) };
+        let Some((cart, state)) = found else { return self.empty() };
         let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
         let facts = self.inner.catalog.skus(skus).await?;
-        Ok(Some(CheckoutRead { cart, state, facts }))
+        self.priced_state(cart, state, Facts::Read(facts)).await
     }
 
     /// Retires `cart` because `order` was placed from it (checkout's last
@@ -582,14 +547,6 @@ impl CartService {
     }
 }
 
-/// A customer's active cart with the current catalog facts of its SKUs, as
-/// checkout prices it; see [`CartService::price_checkout`].
-pub struct CheckoutRead {
-    cart: Id,
-    state: CartState,
-    facts: HashMap<String, SkuInfo>,
-}
-
 fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {
     Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
         .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": requested }))
@@ -606,4 +563,44 @@ fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
         publish(tx, &CartConverted { cart_id: cart, order_id: order })?;
     }
     Ok(n == 1)
+}
+
+#[async_trait::async_trait]
+impl Cart for CartService {
+    fn shipping_methods(&self) -> &[ShippingMethod] {
+        CartService::shipping_methods(self)
+    }
+    fn totals_for(&self, lines: &[PricedLine]) -> Result<Totals, Error> {
+        CartService::totals_for(self, lines)
+    }
+    async fn view(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
+        CartService::view(self, owner).await
+    }
+    async fn add(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<(PricedCart, Option<String>), Error> {
+        CartService::add(self, owner, sku, quantity).await
+    }
+    async fn set_quantity(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<PricedCart, Error> {
+        CartService::set_quantity(self, owner, sku, quantity).await
+    }
+    async fn remove(&self, owner: &CartOwner, sku: &str) -> Result<PricedCart, Error> {
+        CartService::remove(self, owner, sku).await
+    }
+    async fn set_shipping_method(&self, owner: &CartOwner, code: &str) -> Result<(PricedCart, Option<String>), Error> {
+        CartService::set_shipping_method(self, owner, code).await
+    }
+    async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
+        CartService::set_coupon(self, owner, code).await
+    }
+    async fn remove_coupon(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
+        CartService::remove_coupon(self, owner).await
+    }
+    async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
+        CartService::merge_guest(self, token, customer).await
+    }
+    async fn checkout(&self, customer: Id) -> Result<PricedCart, Error> {
+        CartService::checkout(self, customer).await
+    }
+    async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
+        CartService::convert(self, cart, order).await
+    }
 }

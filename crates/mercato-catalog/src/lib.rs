@@ -5,10 +5,9 @@
 //! the inventory domain's; the HTTP edge puts the two side by side.
 
 mod membership;
-pub mod model;
 mod service;
 
-pub use model::*;
+pub use mercato_contracts::catalog::*;
 pub use service::CatalogService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[

@@ -1,4 +1,4 @@
-use crate::model::*;
+use mercato_contracts::catalog::*;
 use mercato_contracts::catalog::{CategoryCreated, ProductChanged, ProductCreated, VariantPriceChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::cache::{CacheHub, Tiered};
@@ -848,4 +848,68 @@ fn insert_product(tx: &mut dyn Tx, id: Id, slug: &str, p: &NewProduct, now: i64)
         )?;
     }
     Ok(())
+}
+
+#[async_trait::async_trait]
+impl Catalog for CatalogService {
+    fn currency(&self) -> Currency {
+        CatalogService::currency(self)
+    }
+    async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
+        CatalogService::categories(self).await
+    }
+    async fn category(&self, reference: &str) -> Result<Category, Error> {
+        CatalogService::category(self, reference).await
+    }
+    async fn subtree(&self, root: Id) -> Result<Vec<Id>, Error> {
+        CatalogService::subtree(self, root).await
+    }
+    async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
+        CatalogService::ancestors(self, id).await
+    }
+    async fn create_category(&self, name: &str, slug: Option<&str>, parent_id: Option<Id>) -> Result<Category, Error> {
+        CatalogService::create_category(self, name, slug, parent_id).await
+    }
+    async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
+        CatalogService::list(self, q).await
+    }
+    async fn get_by_id(&self, id: Id) -> Result<Arc<Product>, Error> {
+        CatalogService::get_by_id(self, id).await
+    }
+    async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
+        CatalogService::get(self, reference, published_only).await
+    }
+    async fn page_product(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
+        CatalogService::page_product(self, reference, published_only).await
+    }
+    async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {
+        CatalogService::create(self, new).await
+    }
+    async fn update(&self, id: Id, patch: ProductPatch) -> Result<Arc<Product>, Error> {
+        CatalogService::update(self, id, patch).await
+    }
+    async fn update_variant(&self, sku: &str, patch: VariantPatch) -> Result<Arc<Product>, Error> {
+        CatalogService::update_variant(self, sku, patch).await
+    }
+    async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+        CatalogService::skus_shown(self, skus).await
+    }
+    async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+        CatalogService::skus(self, skus).await
+    }
+    async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
+        CatalogService::published_after(self, after, limit).await
+    }
+    async fn published_count(&self) -> Result<i64, Error> {
+        CatalogService::published_count(self).await
+    }
+    async fn product_count(&self) -> Result<i64, Error> {
+        CatalogService::product_count(self).await
+    }
+    async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
+        CatalogService::get_uncached(self, id).await
+    }
+    async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
+        CatalogService::insert_batch(self, products).await
+    }
 }

@@ -18,6 +18,7 @@ pub mod lines;
 pub mod orders;
 pub mod payments;
 pub mod promotions;
+pub mod webhooks;
 
 pub use mercato_platform::events::{DomainEvent, Received};
 use utoipa::openapi::{RefOr, schema::Schema};

@@ -5,8 +5,8 @@
 pub mod model;
 mod service;
 
-pub use model::{Customer, Principal, Role};
-pub use service::{CustomersService, LoginOutcome};
+pub use mercato_contracts::customers::{Customer, Customers, LoginOutcome, Principal, Role};
+pub use service::CustomersService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

@@ -1,48 +1,8 @@
 //! Validated inputs and plain customer types. No I/O.
 
-use mercato_core::{Error, Id, Millis};
-use serde::Serialize;
+use mercato_core::Error;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Customer,
-    Admin,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Customer => "customer",
-            Role::Admin => "admin",
-        }
-    }
-    pub fn parse(s: &str) -> Role {
-        if s == "admin" { Role::Admin } else { Role::Customer }
-    }
-}
-
-/// Who is calling: established from a bearer token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Principal {
-    pub customer_id: Id,
-    pub role: Role,
-}
-
-impl Principal {
-    pub fn is_admin(&self) -> bool {
-        self.role == Role::Admin
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Customer {
-    pub id: Id,
-    pub email: String,
-    pub name: String,
-    pub role: Role,
-    pub created_at: Millis,
-}
+pub use mercato_contracts::customers::{Customer, Principal, Role};
 
 /// A syntactically plausible email, trimmed and lowercased. Deliverability is
 /// not checked here (that needs a confirmation email).

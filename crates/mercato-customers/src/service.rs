@@ -1,7 +1,7 @@
 use crate::model::{Customer, Email, Principal, Role, validate_name, validate_password};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use mercato_contracts::customers::CustomerRegistered;
+use mercato_contracts::customers::{CustomerRegistered, Customers, LoginOutcome};
 use mercato_core::{Error, ErrorCode, Id};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::config::AuthConfig;
@@ -42,12 +42,6 @@ struct Session {
     role: String,
     expires_at: i64,
     revoked: bool,
-}
-
-pub struct LoginOutcome {
-    pub access_token: String,
-    pub expires_in: u64,
-    pub customer: Customer,
 }
 
 const INVALID_LOGIN: &str = "email or password is incorrect";
@@ -291,5 +285,24 @@ impl CustomersService {
             .db
             .write(|tx| Ok(tx.execute("DELETE FROM sessions WHERE expires_at < $1", params![now_ms() - 86_400_000])?))
             .await
+    }
+}
+
+#[async_trait::async_trait]
+impl Customers for CustomersService {
+    async fn register(&self, email: &str, password: &str, name: &str) -> Result<(String, String), Error> {
+        CustomersService::register(self, email, password, name).await
+    }
+    async fn login(&self, email: &str, password: &str, address: &str) -> Result<LoginOutcome, Error> {
+        CustomersService::login(self, email, password, address).await
+    }
+    async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+        CustomersService::authenticate(self, token).await
+    }
+    async fn logout(&self, token: &str) -> Result<(), Error> {
+        CustomersService::logout(self, token).await
+    }
+    async fn get(&self, id: Id) -> Result<Customer, Error> {
+        CustomersService::get(self, id).await
     }
 }

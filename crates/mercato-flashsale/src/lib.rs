@@ -23,8 +23,9 @@ pub mod redis_stock;
 mod service;
 pub mod stock;
 
+pub use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale, SaleState};
 pub use redis_stock::RedisStock;
-pub use service::{FlashSale, FlashSalesService, NewFlashSale, SaleState};
+pub use service::FlashSalesService;
 pub use stock::{Acquire, FlashStock, LocalStock};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[

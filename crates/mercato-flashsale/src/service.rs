@@ -1,14 +1,13 @@
 use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, Holding, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
-use mercato_catalog::{CatalogService, ProductStatus};
-use mercato_contracts::flashsale::FlashSaleCreated;
+use mercato_contracts::catalog::{Catalog, ProductStatus};
+use mercato_contracts::flashsale::{FlashSale, FlashSaleCreated, FlashSales, NewFlashSale, SaleState};
+use mercato_contracts::inventory::{Inventory, Line};
+use mercato_contracts::orders::{Address, Order, OrderItem, Orders};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
-use mercato_inventory::{InventoryService, Line};
-use mercato_orders::{Address, Order, OrderItem, OrdersService};
 use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -28,39 +27,6 @@ const DATABASE_DECISION_WAIT: std::time::Duration = std::time::Duration::from_se
 /// checksum comparison that decides whether one is needed runs every sweep.
 const RECONCILE_EVERY_MS: i64 = 5_000;
 
-#[derive(Debug, Clone)]
-pub struct NewFlashSale {
-    pub sku: String,
-    pub price: Money,
-    pub quantity: i64,
-    pub starts_at: Millis,
-    pub ends_at: Millis,
-    pub per_customer_limit: i64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SaleState {
-    Scheduled,
-    Active,
-    SoldOut,
-    Ended,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FlashSale {
-    pub id: Id,
-    pub sku: String,
-    pub price: Money,
-    pub quantity: i64,
-    pub remaining: i64,
-    pub starts_at: Millis,
-    pub ends_at: Millis,
-    pub per_customer_limit: i64,
-    pub state: SaleState,
-    pub created_at: Millis,
-}
-
 #[derive(Clone)]
 pub struct FlashSalesService {
     inner: Arc<Inner>,
@@ -70,9 +36,9 @@ struct Inner {
     db: Db,
     ids: IdGen,
     bus: EventBus,
-    catalog: CatalogService,
-    inventory: InventoryService,
-    orders: OrdersService,
+    catalog: Arc<dyn Catalog>,
+    inventory: Arc<dyn Inventory>,
+    orders: Arc<dyn Orders>,
     stock: Arc<dyn FlashStock>,
     currency: Currency,
     /// Sale definitions never change once created: cached for the hot path.
@@ -144,9 +110,9 @@ impl FlashSalesService {
         db: Db,
         ids: IdGen,
         bus: EventBus,
-        catalog: CatalogService,
-        inventory: InventoryService,
-        orders: OrdersService,
+        catalog: Arc<dyn Catalog>,
+        inventory: Arc<dyn Inventory>,
+        orders: Arc<dyn Orders>,
         stock: Arc<dyn FlashStock>,
         currency: Currency,
     ) -> Self {
@@ -734,5 +700,24 @@ impl FlashSalesService {
             }
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl FlashSales for FlashSalesService {
+    async fn create(&self, new: NewFlashSale) -> Result<FlashSale, Error> {
+        FlashSalesService::create(self, new).await
+    }
+    async fn describe(&self, id: Id) -> Result<FlashSale, Error> {
+        FlashSalesService::describe(self, id).await
+    }
+    async fn purchase(
+        &self,
+        sale_id: Id,
+        customer: Id,
+        key: &str,
+        address: Option<Address>,
+    ) -> Result<(Order, bool), Error> {
+        FlashSalesService::purchase(self, sale_id, customer, key, address).await
     }
 }

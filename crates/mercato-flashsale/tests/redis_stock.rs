@@ -81,9 +81,9 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
         db.clone(),
         ids.clone(),
         bus.clone(),
-        catalog.clone(),
-        inventory.clone(),
-        promotions.clone(),
+        Arc::new(catalog.clone()),
+        Arc::new(inventory.clone()),
+        Arc::new(promotions.clone()),
         ShopConfig::default(),
     );
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
@@ -92,15 +92,15 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
         db.clone(),
         ids.clone(),
         bus.clone(),
-        cart,
-        inventory.clone(),
-        payments,
-        promotions,
+        Arc::new(cart),
+        Arc::new(inventory.clone()),
+        Arc::new(payments),
+        Arc::new(promotions),
         OrdersConfig::default(),
         usd,
     );
-    let flash =
-        FlashSalesService::new(db.clone(), ids, bus, catalog.clone(), inventory.clone(), orders.clone(), stock, usd);
+    let (c, i, o) = (Arc::new(catalog.clone()), Arc::new(inventory.clone()), Arc::new(orders.clone()));
+    let flash = FlashSalesService::new(db.clone(), ids, bus, c, i, o, stock, usd);
     Instance { flash, orders, inventory, catalog }
 }
 

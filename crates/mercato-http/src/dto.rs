@@ -84,8 +84,8 @@ pub struct CustomerDto {
     pub created_at: String,
 }
 
-impl From<mercato_customers::Customer> for CustomerDto {
-    fn from(c: mercato_customers::Customer) -> Self {
+impl From<mercato_contracts::customers::Customer> for CustomerDto {
+    fn from(c: mercato_contracts::customers::Customer) -> Self {
         CustomerDto { id: c.id, email: c.email, name: c.name, role: c.role.as_str(), created_at: ts(c.created_at) }
     }
 }
@@ -138,8 +138,8 @@ pub struct ProductSummaryDto {
     pub category_id: Id,
 }
 
-impl From<mercato_catalog::ProductSummary> for ProductSummaryDto {
-    fn from(p: mercato_catalog::ProductSummary) -> Self {
+impl From<mercato_contracts::catalog::ProductSummary> for ProductSummaryDto {
+    fn from(p: mercato_contracts::catalog::ProductSummary) -> Self {
         ProductSummaryDto { id: p.id, slug: p.slug, name: p.name, price: p.price.into(), category_id: p.category_id }
     }
 }
@@ -307,8 +307,8 @@ pub struct TotalsDto {
     pub total: MoneyDto,
 }
 
-impl From<mercato_cart::Totals> for TotalsDto {
-    fn from(t: mercato_cart::Totals) -> Self {
+impl From<mercato_contracts::cart::Totals> for TotalsDto {
+    fn from(t: mercato_contracts::cart::Totals) -> Self {
         TotalsDto {
             subtotal: t.subtotal.into(),
             discount: t.discount.into(),
@@ -339,7 +339,7 @@ pub struct DiscountDto {
 }
 
 impl DiscountDto {
-    pub fn from_applied(a: mercato_promotions::Applied, currency: mercato_core::Currency) -> Self {
+    pub fn from_applied(a: mercato_contracts::promotions::Applied, currency: mercato_core::Currency) -> Self {
         DiscountDto {
             promotion_id: a.promotion_id,
             code: a.code,
@@ -396,9 +396,9 @@ pub struct AddressDto {
     pub phone: Option<String>,
 }
 
-impl From<AddressDto> for mercato_orders::Address {
+impl From<AddressDto> for mercato_contracts::orders::Address {
     fn from(a: AddressDto) -> Self {
-        mercato_orders::Address {
+        mercato_contracts::orders::Address {
             name: a.name,
             line1: a.line1,
             line2: a.line2,
@@ -411,8 +411,8 @@ impl From<AddressDto> for mercato_orders::Address {
     }
 }
 
-impl From<mercato_orders::Address> for AddressDto {
-    fn from(a: mercato_orders::Address) -> Self {
+impl From<mercato_contracts::orders::Address> for AddressDto {
+    fn from(a: mercato_contracts::orders::Address) -> Self {
         AddressDto {
             name: a.name,
             line1: a.line1,
@@ -472,8 +472,8 @@ pub struct OrderDto {
     pub history: Vec<HistoryDto>,
 }
 
-impl From<mercato_orders::Order> for OrderDto {
-    fn from(o: mercato_orders::Order) -> Self {
+impl From<mercato_contracts::orders::Order> for OrderDto {
+    fn from(o: mercato_contracts::orders::Order) -> Self {
         OrderDto {
             id: o.id,
             customer_id: o.customer_id,
@@ -502,7 +502,7 @@ impl From<mercato_orders::Order> for OrderDto {
             shipping_address: o.shipping_address.map(Into::into),
             flash_sale_id: o.flash_sale_id,
             shipping_method: o.shipping_method,
-            payment_due_at: if o.status == mercato_orders::OrderStatus::PendingPayment {
+            payment_due_at: if o.status == mercato_contracts::orders::OrderStatus::PendingPayment {
                 o.payment_due_at.map(ts)
             } else {
                 None
@@ -547,9 +547,9 @@ pub struct PaymentDto {
     pub created_at: String,
 }
 
-impl From<mercato_payments::Payment> for PaymentDto {
-    fn from(p: mercato_payments::Payment) -> Self {
-        use mercato_payments::PaymentStatus as S;
+impl From<mercato_contracts::payments::Payment> for PaymentDto {
+    fn from(p: mercato_contracts::payments::Payment) -> Self {
+        use mercato_contracts::payments::PaymentStatus as S;
         PaymentDto {
             id: p.id,
             order_id: p.order_id,

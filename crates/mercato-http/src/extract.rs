@@ -7,9 +7,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use mercato_cart::CartOwner;
+use mercato_contracts::cart::CartOwner;
+use mercato_contracts::customers::Principal;
 use mercato_core::{Error, ErrorCode};
-use mercato_customers::Principal;
 use serde::de::DeserializeOwned;
 
 /// `axum::Json`, but a bad body is answered with our problem format.

@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use http::HeaderValue;
-use mercato_catalog::{Category, Product};
+use mercato_contracts::catalog::{Category, Product};
 use moka::sync::Cache;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};

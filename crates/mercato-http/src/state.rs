@@ -2,15 +2,17 @@
 //! no request leaves state behind in the process (a second instance would not
 //! see it).
 
-use mercato_cart::CartService;
-use mercato_catalog::CatalogService;
-use mercato_customers::CustomersService;
-use mercato_inventory::InventoryService;
-use mercato_orders::OrdersService;
-use mercato_payments::PaymentsService;
+use mercato_contracts::cart::Cart;
+use mercato_contracts::catalog::Catalog;
+use mercato_contracts::customers::Customers;
+use mercato_contracts::flashsale::FlashSales;
+use mercato_contracts::inventory::Inventory;
+use mercato_contracts::orders::Orders;
+use mercato_contracts::payments::Payments;
+use mercato_contracts::promotions::Promotions;
+use mercato_contracts::webhooks::Webhooks;
 use mercato_platform::Db;
 use mercato_platform::config::Config;
-use mercato_promotions::PromotionsService;
 use mercato_search::SearchEngine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -42,20 +44,22 @@ pub struct Services {
     /// Every domain's database, for health and metrics only: handlers reach
     /// a domain's data through its service.
     pub dbs: mercato_platform::Databases,
-    pub catalog: CatalogService,
-    pub inventory: InventoryService,
-    pub customers: CustomersService,
-    pub cart: CartService,
-    pub orders: OrdersService,
-    pub payments: PaymentsService,
-    pub promotions: PromotionsService,
+    // Each domain through its surface only: the handlers cannot tell an
+    // in-process service from a remote one.
+    pub catalog: Arc<dyn Catalog>,
+    pub inventory: Arc<dyn Inventory>,
+    pub customers: Arc<dyn Customers>,
+    pub cart: Arc<dyn Cart>,
+    pub orders: Arc<dyn Orders>,
+    pub payments: Arc<dyn Payments>,
+    pub promotions: Arc<dyn Promotions>,
     /// The search port: the embedded Tantivy index, or an external engine.
     pub search: Arc<dyn SearchEngine>,
     /// Outgoing webhooks to admin-registered endpoints.
-    pub webhooks: mercato_webhooks::WebhooksService,
+    pub webhooks: Arc<dyn Webhooks>,
     /// Every database's outbox: dead letters and their redrive.
     pub events: mercato_platform::events::Outboxes,
-    pub flash: mercato_flashsale::FlashSalesService,
+    pub flash: Arc<dyn FlashSales>,
     pub metrics: PrometheusHandle,
     /// Search answers (JSON) by query string; flushed when the index changes.
     pub search_results: mercato_platform::cache::Tiered<String, String>,

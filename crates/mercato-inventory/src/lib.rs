@@ -10,7 +10,8 @@
 
 mod service;
 
-pub use service::{Adjustment, InventoryService, Line, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL, Stock};
+pub use mercato_contracts::inventory::{Adjustment, Inventory, Line, Stock};
+pub use service::{InventoryService, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

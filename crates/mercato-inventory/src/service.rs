@@ -1,39 +1,14 @@
-use mercato_contracts::inventory::StockChanged;
+use mercato_contracts::inventory::{Adjustment, Inventory, Line, Stock, StockChanged};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
-use mercato_core::{Error, ErrorCode, Id, Millis};
+use mercato_core::{Error, ErrorCode, Id};
 use mercato_platform::db::{Dialect, Param};
 use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params};
 use moka::sync::Cache;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Stock {
-    pub available: i64,
-    pub reserved: i64,
-    pub sold: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Adjustment {
-    pub id: Id,
-    pub delta: i64,
-    pub available_after: i64,
-    pub reason: String,
-    pub actor: String,
-    pub created_at: Millis,
-}
-
-/// One SKU and a quantity, for reservations.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Line {
-    pub sku: String,
-    pub quantity: i64,
-}
 
 #[derive(Clone)]
 pub struct InventoryService {
@@ -632,4 +607,56 @@ impl InventoryService {
 enum Target {
     Set(i64),
     Delta(i64),
+}
+
+#[async_trait::async_trait]
+impl Inventory for InventoryService {
+    fn shown_ttl(&self) -> Duration {
+        InventoryService::shown_ttl(self)
+    }
+    fn shown_generation(&self, sku: &str) -> u64 {
+        InventoryService::shown_generation(self, sku)
+    }
+    async fn available(&self, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
+        InventoryService::available(self, skus).await
+    }
+    async fn stock(&self, sku: &str) -> Result<Stock, Error> {
+        InventoryService::stock(self, sku).await
+    }
+    async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
+        InventoryService::adjustments(self, sku, limit).await
+    }
+    async fn set_available(&self, sku: &str, available: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+        InventoryService::set_available(self, sku, available, reason, actor).await
+    }
+    async fn adjust(&self, sku: &str, delta: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+        InventoryService::adjust(self, sku, delta, reason, actor).await
+    }
+    async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
+        InventoryService::seed(self, lines).await
+    }
+    async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
+        InventoryService::reserve(self, reservation, lines).await
+    }
+    async fn commit(&self, reservation: Id) -> Result<bool, Error> {
+        InventoryService::commit(self, reservation).await
+    }
+    async fn release(&self, reservation: Id) -> Result<bool, Error> {
+        InventoryService::release(self, reservation).await
+    }
+    async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
+        InventoryService::abandon(self, reservation).await
+    }
+    async fn restock(&self, reservation: Id) -> Result<bool, Error> {
+        InventoryService::restock(self, reservation).await
+    }
+    async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
+        InventoryService::split(self, from, to, sku, quantity).await
+    }
+    async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
+        InventoryService::merge_back(self, from, into).await
+    }
+    async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
+        InventoryService::reservation_state(self, reservation).await
+    }
 }

@@ -24,17 +24,10 @@
 use crate::model::{Address, OrderItem};
 use crate::service::OrdersService;
 use crate::store::insert_order;
+use mercato_contracts::inventory::Line;
+use mercato_contracts::orders::Placed;
 use mercato_core::{Error, ErrorCode, Id};
-use mercato_inventory::Line;
 use mercato_platform::{Db, Tx, now_ms, params};
-
-/// The answer to a checkout: the order as first created, and whether this was a
-/// replay of an earlier request with the same key.
-pub struct Placed {
-    pub body: String,
-    pub order_id: Id,
-    pub replayed: bool,
-}
 
 /// What an earlier request with the same Idempotency-Key left behind.
 enum Earlier {
@@ -152,9 +145,9 @@ impl OrdersService {
         }
         let cart_service = &self.inner().cart;
         if let Some(code) = &shipping_method {
-            cart_service.set_shipping_method(&mercato_cart::CartOwner::Customer(customer), code).await?;
+            cart_service.set_shipping_method(&mercato_contracts::cart::CartOwner::Customer(customer), code).await?;
         }
-        let cart = cart_service.price_checkout(cart_service.checkout_read(customer).await?).await?;
+        let cart = cart_service.checkout(customer).await?;
         if !cart.unavailable.is_empty() {
             return Err(Error::conflict(format!(
                 "no longer available: {}; remove them from the cart",

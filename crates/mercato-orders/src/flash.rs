@@ -21,7 +21,7 @@ impl OrdersService {
         address: Option<Address>,
     ) -> Result<Order, Error> {
         let address = address.map(Address::validate).transpose()?;
-        let lines = [mercato_cart::PricedLine {
+        let lines = [mercato_contracts::lines::PricedLine {
             sku: item.sku.clone(),
             product_id: item.product_id,
             name: item.name.clone(),

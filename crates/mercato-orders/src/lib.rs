@@ -18,10 +18,11 @@ mod service;
 mod store;
 mod sweep;
 
-pub use checkout::{Placed, purge_checkouts};
-pub use model::{Address, Order, OrderItem, OrderStatus};
-pub use payment::PaymentResult;
-pub use service::{AdminFilter, OrdersService};
+pub use checkout::purge_checkouts;
+pub use mercato_contracts::orders::{
+    Address, AdminFilter, HistoryEntry, Order, OrderItem, OrderStatus, Orders, PaymentResult, Placed,
+};
+pub use service::OrdersService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

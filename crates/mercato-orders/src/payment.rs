@@ -7,14 +7,10 @@
 use crate::model::{Action, OrderStatus};
 use crate::service::OrdersService;
 use crate::store::transition;
+use mercato_contracts::orders::PaymentResult;
+use mercato_contracts::payments::PayOutcome;
 use mercato_core::{Error, ErrorCode, Id, Money};
-use mercato_payments::{PayOutcome, Payment};
 use mercato_platform::{Tx, now_ms, params};
-
-pub enum PaymentResult {
-    Paid(Payment),
-    Processing(Payment),
-}
 
 enum PaidOutcome {
     /// The order is now paid; its held units are to be sold.

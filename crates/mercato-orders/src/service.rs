@@ -9,17 +9,17 @@
 
 use crate::model::{Address, HistoryEntry, Order, OrderItem, OrderStatus};
 use crate::store::load_order;
-use mercato_cart::CartService;
-use mercato_contracts::payments::PaymentSucceeded;
+use mercato_contracts::cart::Cart;
+use mercato_contracts::inventory::Inventory;
+use mercato_contracts::orders::{AdminFilter, Orders, PaymentResult, Placed};
+use mercato_contracts::payments::{PaymentSucceeded, Payments};
+use mercato_contracts::promotions::Promotions;
 use mercato_core::{Currency, Error, Id, Money};
-use mercato_inventory::InventoryService;
-use mercato_payments::PaymentsService;
 use mercato_platform::config::OrdersConfig;
 use mercato_platform::db::Param;
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, now_ms};
-use mercato_promotions::PromotionsService;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -31,18 +31,12 @@ pub(crate) struct Inner {
     pub(crate) db: Db,
     pub(crate) ids: IdGen,
     pub(crate) bus: EventBus,
-    pub(crate) cart: CartService,
-    pub(crate) inventory: InventoryService,
-    pub(crate) payments: PaymentsService,
-    pub(crate) promotions: PromotionsService,
+    pub(crate) cart: Arc<dyn Cart>,
+    pub(crate) inventory: Arc<dyn Inventory>,
+    pub(crate) payments: Arc<dyn Payments>,
+    pub(crate) promotions: Arc<dyn Promotions>,
     pub(crate) cfg: OrdersConfig,
     currency: Currency,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct AdminFilter {
-    pub status: Option<OrderStatus>,
-    pub customer_id: Option<Id>,
 }
 
 impl OrdersService {
@@ -50,10 +44,10 @@ impl OrdersService {
         db: Db,
         ids: IdGen,
         bus: EventBus,
-        cart: CartService,
-        inventory: InventoryService,
-        payments: PaymentsService,
-        promotions: PromotionsService,
+        cart: Arc<dyn Cart>,
+        inventory: Arc<dyn Inventory>,
+        payments: Arc<dyn Payments>,
+        promotions: Arc<dyn Promotions>,
         cfg: OrdersConfig,
         currency: Currency,
     ) -> Self {
@@ -144,8 +138,8 @@ impl OrdersService {
         id: Id,
         customer: Id,
         items: Vec<OrderItem>,
-        totals: &mercato_cart::Totals,
-        discounts: Vec<mercato_promotions::Applied>,
+        totals: &mercato_contracts::cart::Totals,
+        discounts: Vec<mercato_contracts::promotions::Applied>,
         shipping_address: Option<Address>,
         flash_sale_id: Option<Id>,
         shipping_method: String,
@@ -178,5 +172,64 @@ impl OrdersService {
                 at: now,
             }],
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl Orders for OrdersService {
+    async fn get(&self, id: Id) -> Result<Order, Error> {
+        OrdersService::get(self, id).await
+    }
+    async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
+        OrdersService::get_for(self, customer, id).await
+    }
+    async fn list(
+        &self,
+        filter: AdminFilter,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Order>, Option<String>), Error> {
+        OrdersService::list(self, filter, limit, cursor).await
+    }
+    async fn place(
+        &self,
+        customer: Id,
+        address: Address,
+        shipping_method: Option<String>,
+        key: Option<String>,
+        fingerprint: String,
+    ) -> Result<Placed, Error> {
+        OrdersService::place(self, customer, address, shipping_method, key, fingerprint).await
+    }
+    async fn place_flash(
+        &self,
+        order_id: Id,
+        customer: Id,
+        sale_id: Id,
+        item: OrderItem,
+        address: Option<Address>,
+    ) -> Result<Order, Error> {
+        OrdersService::place_flash(self, order_id, customer, sale_id, item, address).await
+    }
+    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
+        OrdersService::pay(self, customer, id, card_number).await
+    }
+    async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
+        OrdersService::on_payment_succeeded(self, id).await
+    }
+    async fn cancel_by_customer(&self, customer: Id, id: Id) -> Result<Order, Error> {
+        OrdersService::cancel_by_customer(self, customer, id).await
+    }
+    async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error> {
+        OrdersService::cancel_by_admin(self, id, reason).await
+    }
+    async fn fulfil(&self, id: Id) -> Result<Order, Error> {
+        OrdersService::fulfil(self, id).await
+    }
+    async fn complete(&self, id: Id) -> Result<Order, Error> {
+        OrdersService::complete(self, id).await
+    }
+    async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error> {
+        OrdersService::refund(self, id, amount, reason).await
     }
 }

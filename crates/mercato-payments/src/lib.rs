@@ -12,8 +12,9 @@ mod service;
 pub mod signature;
 pub mod test_provider;
 
+pub use mercato_contracts::payments::{PayOutcome, Payment, PaymentStatus, Payments, Refund};
 pub use provider::{ChargeOutcome, Provider};
-pub use service::{PayOutcome, Payment, PaymentStatus, PaymentsService, Refund};
+pub use service::PaymentsService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

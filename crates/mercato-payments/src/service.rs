@@ -1,57 +1,13 @@
 use crate::card;
 use crate::provider::{ChargeOutcome, Provider};
-use mercato_contracts::payments::{PaymentRefunded, PaymentSucceeded};
-use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
+use mercato_contracts::payments::{
+    PayOutcome, Payment, PaymentRefunded, PaymentStatus, PaymentSucceeded, Payments, Refund,
+};
+use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::events::{EventBus, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
-use serde::Serialize;
 use std::sync::Arc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PaymentStatus {
-    RequiresPayment,
-    Processing,
-    Succeeded,
-}
-
-impl PaymentStatus {
-    fn parse(s: &str) -> PaymentStatus {
-        match s {
-            "processing" => PaymentStatus::Processing,
-            "succeeded" => PaymentStatus::Succeeded,
-            _ => PaymentStatus::RequiresPayment,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Payment {
-    pub id: Id,
-    pub order_id: Id,
-    pub status: PaymentStatus,
-    pub amount: Money,
-    pub refunded: Money,
-    pub last_error: Option<String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Refund {
-    pub id: Id,
-    pub order_id: Id,
-    pub amount: Money,
-    pub reason: String,
-    pub created_at: Millis,
-}
-
-pub enum PayOutcome {
-    Succeeded(Payment),
-    /// The provider confirms later (webhook); the order stays unpaid until then.
-    Processing(Payment),
-}
 
 #[derive(Clone)]
 pub struct PaymentsService {
@@ -74,7 +30,7 @@ fn intent_from(r: &Row) -> Result<(Payment, Option<Id>), Error> {
         Payment {
             id: r.id(0)?,
             order_id: r.id(1)?,
-            status: PaymentStatus::parse(r.str(2)?),
+            status: PaymentStatus::from_db(r.str(2)?),
             amount: Money::new(r.int(3)?, currency),
             refunded: Money::new(r.int(5)?, currency),
             last_error: r.opt_text(6)?,
@@ -316,5 +272,24 @@ impl PaymentsService {
         provider_result?;
         self.inner.bus.wake();
         Ok(Refund { id: refund_id, order_id: order, amount: money, reason, created_at: now_ms() })
+    }
+}
+
+#[async_trait::async_trait]
+impl Payments for PaymentsService {
+    async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
+        PaymentsService::for_order(self, order).await
+    }
+    async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
+        PaymentsService::pay(self, order, amount, card_number).await
+    }
+    async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error> {
+        PaymentsService::handle_webhook(self, signature, body).await
+    }
+    async fn reconcile(&self, older_than_ms: i64) -> Result<Vec<Payment>, Error> {
+        PaymentsService::reconcile(self, older_than_ms).await
+    }
+    async fn refund(&self, order: Id, amount: Option<i64>, reason: &str) -> Result<Refund, Error> {
+        PaymentsService::refund(self, order, amount, reason).await
     }
 }

@@ -2,4 +2,4 @@
 
 pub use mercato_platform::signature::{sign, verify};
 
-pub const HEADER: &str = "mercato-signature";
+pub use mercato_contracts::payments::SIGNATURE_HEADER as HEADER;

@@ -8,11 +8,12 @@
 //! redemption row keyed by (promotion, order), which makes redeem and release
 //! idempotent steps of the checkout saga.
 
-pub mod model;
 mod service;
 
-pub use model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope};
-pub use service::{NewPromotion, PromotionsService, Quote, normalize_code, release_in};
+pub use mercato_contracts::promotions::{
+    Applied, EligibleLine, Kind, NewPromotion, Promotion, Promotions, Quote, Rejection, Scope, normalize_code,
+};
+pub use service::{PromotionsService, release_in};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

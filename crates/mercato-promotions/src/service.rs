@@ -1,5 +1,7 @@
-use crate::model::{Applied, EligibleLine, Kind, Promotion, Rejection, Scope, apply};
-use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
+use mercato_contracts::promotions::{
+    Applied, EligibleLine, Kind, NewPromotion, Promotion, Promotions, Quote, Rejection, Scope, apply, normalize_code,
+};
+use mercato_core::{Currency, Error, ErrorCode, Id};
 
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_contracts::promotions::PromotionCreated;
@@ -10,27 +12,6 @@ use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-
-#[derive(Debug, Clone)]
-pub struct NewPromotion {
-    pub code: Option<String>,
-    pub name: String,
-    pub kind: Kind,
-    pub min_subtotal: i64,
-    pub scope: Scope,
-    pub starts_at: Option<Millis>,
-    pub ends_at: Option<Millis>,
-    pub usage_limit: Option<i64>,
-    pub per_customer_limit: Option<i64>,
-    pub active: bool,
-}
-
-/// The discounts a cart gets now, and why its coupon (if any) does not apply.
-#[derive(Debug, Clone, Default)]
-pub struct Quote {
-    pub applied: Vec<Applied>,
-    pub coupon_rejection: Option<Error>,
-}
 
 #[derive(Clone)]
 pub struct PromotionsService {
@@ -85,15 +66,6 @@ fn from_row(r: &Row) -> Result<Promotion, Error> {
         active: r.bool(13)?,
         created_at: r.int(14)?,
     })
-}
-
-/// Codes are case-insensitive for customers; stored uppercase.
-pub fn normalize_code(code: &str) -> Result<String, Error> {
-    let c = code.trim().to_ascii_uppercase();
-    if c.len() < 3 || c.len() > 32 || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(Error::field("code", "must be 3-32 letters, digits, '-' or '_'"));
-    }
-    Ok(c)
 }
 
 /// Gives back the uses `order` counted, inside the caller's transaction.
@@ -478,5 +450,39 @@ impl PromotionsService {
 
     pub fn currency(&self) -> Currency {
         self.inner.currency
+    }
+}
+
+#[async_trait::async_trait]
+impl Promotions for PromotionsService {
+    fn currency(&self) -> Currency {
+        PromotionsService::currency(self)
+    }
+    async fn create(&self, p: NewPromotion) -> Result<Promotion, Error> {
+        PromotionsService::create(self, p).await
+    }
+    async fn list(&self) -> Result<Vec<Promotion>, Error> {
+        PromotionsService::list(self).await
+    }
+    async fn get(&self, id: Id) -> Result<Promotion, Error> {
+        PromotionsService::get(self, id).await
+    }
+    async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
+        PromotionsService::set_active(self, id, active).await
+    }
+    async fn quote(&self, coupon: Option<&str>, lines: &[EligibleLine], customer: Option<Id>) -> Result<Quote, Error> {
+        PromotionsService::quote(self, coupon, lines, customer).await
+    }
+    async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
+        PromotionsService::redeem(self, order, customer, applied).await
+    }
+    async fn release(&self, order: Id) -> Result<(), Error> {
+        PromotionsService::release(self, order).await
+    }
+    async fn abandon(&self, order: Id) -> Result<(), Error> {
+        PromotionsService::abandon(self, order).await
+    }
+    async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
+        PromotionsService::redemptions(self, promotion).await
     }
 }

@@ -18,8 +18,9 @@ mod dispatch;
 pub mod model;
 mod service;
 
+pub use mercato_contracts::webhooks::{Attempt, Delivery, DeliveryStatus, Endpoint, EndpointPatch, Webhooks};
 pub use model::{ID_HEADER, RetryPolicy, SIGNATURE_HEADER, sign, verify};
-pub use service::{Attempt, Delivery, DeliveryStatus, DispatchOptions, Endpoint, EndpointPatch, WebhooksService};
+pub use service::{DispatchOptions, WebhooksService};
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -1,104 +1,15 @@
 use crate::model::{self, MAX_DESCRIPTION_LEN, RetryPolicy};
-use mercato_core::{Error, Id, Millis};
+use mercato_contracts::webhooks::{Attempt, Delivery, DeliveryStatus, Endpoint, EndpointPatch, Webhooks};
+use mercato_core::{Error, Id};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::db::Param;
 use mercato_platform::events::{Event, EventBus};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Row, Tx, now_ms, params};
-use serde::Serialize;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
-
-/// A registered receiver of events.
-#[derive(Debug, Clone, Serialize)]
-pub struct Endpoint {
-    pub id: Id,
-    pub url: String,
-    pub description: Option<String>,
-    /// Event patterns: `*`, exact types (`order.paid`) or prefixes (`order.`).
-    pub events: Vec<String>,
-    pub active: bool,
-    /// The signing secret (`whsec_...`). Present only in the answer to
-    /// [`WebhooksService::create_endpoint`]; never readable afterwards.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
-
-/// What to change on an endpoint; `None` leaves a field as it is. An empty
-/// description clears it.
-#[derive(Debug, Clone, Default)]
-pub struct EndpointPatch {
-    pub active: Option<bool>,
-    pub url: Option<String>,
-    pub events: Option<Vec<String>>,
-    pub description: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt or a retry.
-    Pending,
-    Delivered,
-    /// Gave up after the last retry; `redeliver` tries again.
-    Failed,
-    /// The endpoint was deleted before it went out.
-    Cancelled,
-}
-
-impl DeliveryStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryStatus::Pending => "pending",
-            DeliveryStatus::Delivered => "delivered",
-            DeliveryStatus::Failed => "failed",
-            DeliveryStatus::Cancelled => "cancelled",
-        }
-    }
-    fn parse(s: &str) -> DeliveryStatus {
-        match s {
-            "delivered" => DeliveryStatus::Delivered,
-            "failed" => DeliveryStatus::Failed,
-            "cancelled" => DeliveryStatus::Cancelled,
-            _ => DeliveryStatus::Pending,
-        }
-    }
-}
-
-/// One event for one endpoint, with every attempt made to send it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Delivery {
-    pub id: Id,
-    pub endpoint_id: Id,
-    pub event_id: i64,
-    pub event_type: String,
-    pub status: DeliveryStatus,
-    /// When the next attempt is due (pending deliveries only).
-    pub next_attempt_at: Option<Millis>,
-    pub delivered_at: Option<Millis>,
-    pub last_error: Option<String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    /// Oldest first.
-    pub attempts: Vec<Attempt>,
-}
-
-/// One HTTP request made for a delivery.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// 1-based, counting every attempt of the delivery (manual redeliveries too).
-    pub number: u32,
-    pub started_at: Millis,
-    /// The receiver's HTTP status, if it answered.
-    pub status_code: Option<u16>,
-    /// Why there is no answer (timeout, connection refused), if it did not.
-    pub error: Option<String>,
-    pub duration_ms: i64,
-}
 
 /// How the dispatcher behaves. The defaults are the production values.
 #[derive(Debug, Clone, Copy)]
@@ -179,7 +90,7 @@ fn parse_events(s: &str) -> Result<Vec<String>, Error> {
 }
 
 fn delivery_from(r: &Row) -> Result<Delivery, Error> {
-    let status = DeliveryStatus::parse(r.str(4)?);
+    let status = DeliveryStatus::from_db(r.str(4)?);
     Ok(Delivery {
         id: r.id(0)?,
         endpoint_id: r.id(1)?,
@@ -582,5 +493,43 @@ impl WebhooksService {
             self.inner.wake.notify_one();
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Webhooks for WebhooksService {
+    async fn create_endpoint(
+        &self,
+        url: &str,
+        events: Vec<String>,
+        description: Option<String>,
+    ) -> Result<Endpoint, Error> {
+        WebhooksService::create_endpoint(self, url, events, description).await
+    }
+    async fn list_endpoints(&self) -> Result<Vec<Endpoint>, Error> {
+        WebhooksService::list_endpoints(self).await
+    }
+    async fn get_endpoint(&self, id: Id) -> Result<Endpoint, Error> {
+        WebhooksService::get_endpoint(self, id).await
+    }
+    async fn update_endpoint(&self, id: Id, patch: EndpointPatch) -> Result<Endpoint, Error> {
+        WebhooksService::update_endpoint(self, id, patch).await
+    }
+    async fn delete_endpoint(&self, id: Id) -> Result<(), Error> {
+        WebhooksService::delete_endpoint(self, id).await
+    }
+    async fn list_deliveries(
+        &self,
+        endpoint_id: Id,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<(Vec<Delivery>, Option<String>), Error> {
+        WebhooksService::list_deliveries(self, endpoint_id, limit, cursor).await
+    }
+    async fn get_delivery(&self, id: Id) -> Result<Delivery, Error> {
+        WebhooksService::get_delivery(self, id).await
+    }
+    async fn redeliver(&self, delivery_id: Id) -> Result<Delivery, Error> {
+        WebhooksService::redeliver(self, delivery_id).await
     }
 }

@@ -24,9 +24,26 @@ use std::time::Duration;
 /// Every service of one shop, wired and ready.
 pub struct Shop {
     pub state: AppState,
+    /// The same services as `state` holds through their surfaces, as the
+    /// binary needs them to start their reactions and background work.
+    pub domains: Domains,
     pub bus: EventBus,
     pub provider: TestProvider,
     pub cache: CacheHub,
+}
+
+/// The in-process implementation of each domain.
+#[derive(Clone)]
+pub struct Domains {
+    pub catalog: CatalogService,
+    pub inventory: InventoryService,
+    pub customers: CustomersService,
+    pub cart: CartService,
+    pub orders: OrdersService,
+    pub payments: PaymentsService,
+    pub promotions: PromotionsService,
+    pub webhooks: mercato_webhooks::WebhooksService,
+    pub flash: mercato_flashsale::FlashSalesService,
 }
 
 /// Opens the database at `url` (empty: the embedded default in `data_dir`).
@@ -167,9 +184,9 @@ impl Shop {
             dbs.of("cart").clone(),
             ids.clone(),
             bus.scoped(dbs.of("cart")),
-            catalog.clone(),
-            inventory.clone(),
-            promotions.clone(),
+            Arc::new(catalog.clone()),
+            Arc::new(inventory.clone()),
+            Arc::new(promotions.clone()),
             config.shop.clone(),
         );
         let secret = match config.payments.webhook_secret.expose() {
@@ -197,10 +214,10 @@ impl Shop {
             dbs.of("orders").clone(),
             ids.clone(),
             bus.scoped(dbs.of("orders")),
-            cart.clone(),
-            inventory.clone(),
-            payments.clone(),
-            promotions.clone(),
+            Arc::new(cart.clone()),
+            Arc::new(inventory.clone()),
+            Arc::new(payments.clone()),
+            Arc::new(promotions.clone()),
             config.orders.clone(),
             currency,
         );
@@ -219,9 +236,9 @@ impl Shop {
             dbs.of("flashsale").clone(),
             ids.clone(),
             bus.scoped(dbs.of("flashsale")),
-            catalog.clone(),
-            inventory.clone(),
-            orders.clone(),
+            Arc::new(catalog.clone()),
+            Arc::new(inventory.clone()),
+            Arc::new(orders.clone()),
             match &redis {
                 Some(r) => Arc::new(mercato_flashsale::RedisStock::new(r.clone())),
                 None => Arc::new(mercato_flashsale::LocalStock::new()),
@@ -233,27 +250,29 @@ impl Shop {
         let page_bytes = (config.cache.l1_max_mb << 20) / 2;
         let shown_ttl = inventory.shown_ttl();
         let events = Outboxes::new(dbs.clone(), bus.clone());
+        let domains = Domains { catalog, inventory, customers, cart, orders, payments, promotions, webhooks, flash };
+        let d = domains.clone();
         let state = AppState::new(mercato_http::state::Services {
             config: Arc::new(config),
             db,
             dbs,
-            catalog,
-            inventory,
-            customers,
-            cart,
-            orders,
-            payments,
-            promotions,
+            catalog: Arc::new(d.catalog),
+            inventory: Arc::new(d.inventory),
+            customers: Arc::new(d.customers),
+            cart: Arc::new(d.cart),
+            orders: Arc::new(d.orders),
+            payments: Arc::new(d.payments),
+            promotions: Arc::new(d.promotions),
             search: Arc::new(search),
-            webhooks,
+            webhooks: Arc::new(d.webhooks),
             events,
-            flash,
+            flash: Arc::new(d.flash),
             metrics: mercato_platform::telemetry::metrics_handle(),
             product_pages: mercato_http::render::ProductPages::new(page_bytes, shown_ttl),
             search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });
-        let shop = Shop { state, bus, provider, cache };
+        let shop = Shop { state, domains, bus, provider, cache };
         shop.subscribe();
         Ok(shop)
     }
@@ -262,7 +281,7 @@ impl Shop {
     /// the binary only wires. The search index is the binary's own
     /// projection: it joins the catalog to the search engine.
     fn subscribe(&self) {
-        let s = &self.state;
+        let s = &self.domains;
         s.webhooks.subscribe();
         s.inventory.subscribe();
         s.flash.subscribe();
@@ -271,7 +290,7 @@ impl Shop {
         s.orders.subscribe();
         // Every instance keeps its own index, following every instance's
         // catalog changes through the catalog database's outbox.
-        let state = s.clone();
+        let state = self.state.clone();
         self.bus.project("search.indexer", &["product.", "variant."], move |e| {
             let state = state.clone();
             async move {
@@ -298,12 +317,12 @@ impl Shop {
             spawn_relay(db, source, self.bus.clone(), opts.clone());
         }
         self.cache.spawn_listener();
-        self.state.catalog.spawn_upkeep();
-        self.state.webhooks.spawn_dispatcher();
+        self.domains.catalog.spawn_upkeep();
+        self.domains.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
-        let orders = self.state.orders.clone();
-        let flash = self.state.flash.clone();
-        let customers = self.state.customers.clone();
+        let orders = self.domains.orders.clone();
+        let flash = self.domains.flash.clone();
+        let customers = self.domains.customers.clone();
         let db = self.state.db.clone();
         let interval = Duration::from_millis(self.state.config.orders.sweep_interval_ms.max(50));
         tokio::spawn(async move {
@@ -333,7 +352,7 @@ impl Shop {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let shop = Shop::build(config.clone()).await?;
     let admin_password = shop
-        .state
+        .domains
         .customers
         .ensure_admin(&config.admin.email, Some(config.admin.password.expose()).filter(|p| !p.is_empty()))
         .await?;

@@ -5,7 +5,7 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
-use mercato_cart::PricedCart;
+use mercato_contracts::cart::PricedCart;
 use mercato_core::Money;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

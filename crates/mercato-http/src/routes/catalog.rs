@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use mercato_catalog::{
+use mercato_contracts::catalog::{
     Category, ListQuery, NewProduct, NewVariant, Page, Product, ProductPatch, ProductStatus, ProductSummary, SortOrder,
     VariantPatch,
 };

@@ -5,8 +5,8 @@ use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
+use mercato_contracts::inventory::Stock;
 use mercato_core::Error;
-use mercato_inventory::Stock;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 

@@ -6,8 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
+use mercato_contracts::orders::{Address, AdminFilter, Order, OrderStatus, PaymentResult};
 use mercato_core::{Error, ErrorCode, Id};
-use mercato_orders::{Address, AdminFilter, Order, OrderStatus, PaymentResult};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -137,7 +137,7 @@ async fn pay_order(
     responses((status = 200, description = "accepted"), (status = 400, body = Problem)))]
 async fn payment_webhook(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let sig = headers
-        .get(mercato_payments::signature::HEADER)
+        .get(mercato_contracts::payments::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::new(ErrorCode::InvalidSignature, "missing Mercato-Signature header"))?;
     if let Some(payment) = s.payments.handle_webhook(sig, &body).await? {

@@ -1,9 +1,10 @@
-//! Catalog types and the rules that validate them. No I/O.
+//! The catalog's request and response types and the rules that validate
+//! them. No I/O.
 
 use mercato_core::{Currency, Error, Id, Millis, Money, Options};
 use serde::{Deserialize, Serialize};
 
-pub use mercato_contracts::catalog::ProductStatus;
+use super::ProductStatus;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Category {
