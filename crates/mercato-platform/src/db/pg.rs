@@ -3,15 +3,50 @@
 //! updates as on SQLite; a serialization failure or deadlock reruns the body
 //! (bodies only touch the database, so rerunning is safe), and every statement
 //! runs under a statement timeout.
+//!
+//! Each connection keeps its statements prepared: a statement given as text
+//! costs two round trips (prepare, then execute) and a parse and plan on the
+//! server every time, a prepared one a single round trip.
 
 use super::{Cell, DbError, Dialect, Param, PoolStats, Row, Tx};
 use mercato_core::{Error, ErrorCode};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
-use postgres::{Client, NoTls};
+use postgres::{Client, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
+use std::collections::HashMap;
 use std::time::Duration;
 
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Pool = r2d2::Pool<Manager>;
+
+/// Statements one connection keeps prepared. Most SQL is fixed text; the few
+/// statements built per call (IN lists, filters) have a handful of shapes
+/// each, and the bound only guards against a shape per value.
+const PREPARED_MAX: usize = 512;
+
+/// A pooled connection and the statements prepared on it.
+pub struct Conn {
+    client: Client,
+    prepared: HashMap<String, Statement>,
+}
+
+/// Makes [`Conn`]s: r2d2_postgres's manager, plus the statement cache.
+#[derive(Debug)]
+struct Manager(PostgresConnectionManager<NoTls>);
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Conn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        Ok(Conn { client: self.0.connect()?, prepared: HashMap::new() })
+    }
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        self.0.is_valid(&mut conn.client)
+    }
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        self.0.has_broken(&mut conn.client)
+    }
+}
 
 pub struct Pg {
     /// Always Some until drop.
@@ -28,7 +63,7 @@ impl Drop for Pg {
     }
 }
 
-fn conn(pool: &Pool) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, Error> {
+fn conn(pool: &Pool) -> Result<r2d2::PooledConnection<Manager>, Error> {
     pool.get().map_err(|e| Error::unavailable(format!("database unavailable: {e}")))
 }
 
@@ -37,11 +72,11 @@ const MAX_ATTEMPTS: u32 = 6;
 #[derive(Debug)]
 struct StatementTimeout(u64);
 
-impl r2d2::CustomizeConnection<Client, postgres::Error> for StatementTimeout {
-    fn on_acquire(&self, conn: &mut Client) -> Result<(), postgres::Error> {
+impl r2d2::CustomizeConnection<Conn, postgres::Error> for StatementTimeout {
+    fn on_acquire(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
         // Notices ("relation already exists, skipping" from idempotent
         // migrations) are not worth a log line each.
-        conn.batch_execute(&format!(
+        conn.client.batch_execute(&format!(
             "SET statement_timeout = {}; SET lock_timeout = {}; SET client_min_messages = warning",
             self.0, self.0
         ))
@@ -52,7 +87,7 @@ impl Pg {
     pub fn open(url: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Pg, DbError> {
         let config: postgres::Config =
             url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
@@ -76,11 +111,12 @@ impl Pg {
         let pool = self.pool();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn(&pool)?;
+            let Conn { client, prepared } = &mut *conn;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let mut t = conn.transaction().map_err(|e| Error::from(map_err(e)))?;
-                let outcome = body(&mut PgTx { conn: &mut t });
+                let mut t = client.transaction().map_err(|e| Error::from(map_err(e)))?;
+                let outcome = body(&mut PgTx { conn: &mut t, prepared: &mut *prepared, in_tx: true });
                 let result = match outcome {
                     Ok(v) => t.commit().map(|_| v).map_err(|e| Error::from(map_err(e))),
                     Err(e) => {
@@ -109,7 +145,8 @@ impl Pg {
         let pool = self.pool();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn(&pool)?;
-            body(&mut PgTx { conn: &mut *conn })
+            let Conn { client, prepared } = &mut *conn;
+            body(&mut PgTx { conn: client, prepared, in_tx: false })
         })
         .await
         .map_err(|e| Error::internal(format!("read task failed: {e}")))?
@@ -142,6 +179,47 @@ impl ToSql for AnyNull {
 
 struct PgTx<'a, C: postgres::GenericClient> {
     conn: &'a mut C,
+    prepared: &'a mut HashMap<String, Statement>,
+    /// Inside a transaction a failed statement aborts it, so a retry is the
+    /// whole body's; outside one the statement alone can be retried.
+    in_tx: bool,
+}
+
+impl<C: postgres::GenericClient> PgTx<'_, C> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, DbError> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.conn.prepare(sql).map_err(map_err)?;
+        if self.prepared.len() >= PREPARED_MAX {
+            self.prepared.clear();
+        }
+        self.prepared.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    /// Runs `run` with `sql` prepared. A statement prepared before a schema
+    /// change (another instance migrated) is refused by the server: the
+    /// connection's statements are dropped, and the statement (outside a
+    /// transaction) or the body (inside one) runs again.
+    fn prepared<T>(
+        &mut self,
+        sql: &str,
+        run: impl Fn(&mut C, &Statement) -> Result<T, postgres::Error>,
+    ) -> Result<T, DbError> {
+        let statement = self.statement(sql)?;
+        match run(self.conn, &statement) {
+            Err(e) if is_stale(&e) => {
+                self.prepared.clear();
+                if self.in_tx {
+                    return Err(DbError::Transient(e.to_string()));
+                }
+                let statement = self.statement(sql)?;
+                run(self.conn, &statement).map_err(map_err)
+            }
+            other => other.map_err(map_err),
+        }
+    }
 }
 
 fn bind<'p>(params: &'p [Param<'p>]) -> Vec<Box<dyn ToSql + Sync + 'p>> {
@@ -182,18 +260,25 @@ impl<C: postgres::GenericClient> Tx for PgTx<'_, C> {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
         let boxed = bind(params);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.conn.execute(sql, &refs).map_err(map_err)
+        self.prepared(sql, |c, s| c.execute(s, &refs))
     }
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
         let boxed = bind(params);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.conn.query(sql, &refs).map_err(map_err)?.iter().map(cells).collect()
+        self.prepared(sql, |c, s| c.query(s, &refs))?.iter().map(cells).collect()
     }
 
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
     }
+}
+
+/// The server refuses a prepared statement whose result changed shape since
+/// it was prepared (a column added to a table it selects `*` from).
+fn is_stale(e: &postgres::Error) -> bool {
+    e.code() == Some(&postgres::error::SqlState::FEATURE_NOT_SUPPORTED)
+        && e.as_db_error().is_some_and(|d| d.message().contains("cached plan"))
 }
 
 fn map_err(e: postgres::Error) -> DbError {
