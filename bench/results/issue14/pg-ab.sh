@@ -4,8 +4,11 @@
 # (`split`). /tmp/binbase and /tmp/binhead hold release builds of `mercato` and
 # `mercato-loadgen` (cargo build --release -p mercato -p mercato-loadgen in a worktree of each
 # commit; with a shared CARGO_TARGET_DIR, touch the sources before each build).
+# BASE and HEAD override the two build directories.
 set -u
 PG=postgres://postgres@127.0.0.1
+BASE=${BASE:-/tmp/binbase}
+HEAD=${HEAD:-/tmp/binhead}
 run() { # name bin port split?
   local name=$1 bin=$2 port=$3 split=$4
   local d=/tmp/pgab/$name-$RANDOM db=pgab_$RANDOM url
@@ -35,16 +38,16 @@ run() { # name bin port split?
   for x in $(psql $PG/postgres -Atc "select datname from pg_database where datname like '$db%'"); do
     psql $PG/postgres -qc "DROP DATABASE $x WITH (FORCE)"; done
 }
-ceiling() {
+ceiling() { # bin: each build's own storage ceiling (its SQL layer is part of it)
   local db=pgab_ceiling_$RANDOM; psql $PG/postgres -qc "CREATE DATABASE $db"
-  MERCATO_DATABASE_URL=$PG/$db MERCATO_DATA_DIR=/tmp/pgab/c-$RANDOM /tmp/binhead/mercato bench-storage --seconds 10 --clients 16 | tail -1
+  MERCATO_DATABASE_URL=$PG/$db MERCATO_DATA_DIR=/tmp/pgab/c-$RANDOM $1/mercato bench-storage --seconds 10 --clients 16 | tail -1
   psql $PG/postgres -qc "DROP DATABASE $db WITH (FORCE)"
 }
 rm -rf /tmp/pgab; mkdir -p /tmp/pgab
-echo "ceiling: $(ceiling)"
+echo "ceiling base: $(ceiling $BASE)"; echo "ceiling head: $(ceiling $HEAD)"
 for round in 1 2; do
-  run base /tmp/binbase 18401 no
-  run head /tmp/binhead 18402 no
-  run split /tmp/binhead 18403 yes
+  run base $BASE 18401 no
+  run head $HEAD 18402 no
+  run split $HEAD 18403 yes
 done
-echo "ceiling: $(ceiling)"
+echo "ceiling base: $(ceiling $BASE)"; echo "ceiling head: $(ceiling $HEAD)"
