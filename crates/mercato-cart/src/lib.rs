@@ -5,10 +5,12 @@
 
 pub mod pricing;
 mod service;
+mod settings;
 
 pub use mercato_contracts::cart::{Cart, CartOwner, PricedCart};
 pub use pricing::{PricedLine, Totals};
 pub use service::CartService;
+pub use settings::ShopSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

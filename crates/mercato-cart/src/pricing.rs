@@ -4,8 +4,8 @@
 //! (subtotal - discount [+ shipping]) rounded half away from zero once, on the
 //! whole order (not per line), as most tax authorities compute invoices.
 
+use mercato_contracts::cart::ShippingMethod;
 use mercato_core::{Currency, Error, Money};
-use mercato_platform::config::ShippingMethod;
 
 pub use mercato_contracts::cart::Totals;
 pub use mercato_contracts::lines::PricedLine;

@@ -1,11 +1,12 @@
 use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
+use crate::settings::ShopSettings;
+use mercato_contracts::cart::ShippingMethod;
 use mercato_contracts::cart::{Cart, CartConverted, CartOwner, PricedCart};
 use mercato_contracts::catalog::{Catalog, ProductStatus, SkuInfo};
 use mercato_contracts::inventory::Inventory;
 use mercato_contracts::orders::OrderPlaced;
 use mercato_contracts::promotions::{EligibleLine, Promotions, normalize_code};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
-use mercato_platform::config::{ShippingMethod, ShopConfig};
 use mercato_platform::events::{EventBus, Received, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
@@ -24,7 +25,7 @@ struct Inner {
     catalog: Arc<dyn Catalog>,
     inventory: Arc<dyn Inventory>,
     promotions: Arc<dyn Promotions>,
-    shop: ShopConfig,
+    shop: ShopSettings,
     currency: Currency,
 }
 
@@ -124,7 +125,7 @@ impl CartService {
         catalog: Arc<dyn Catalog>,
         inventory: Arc<dyn Inventory>,
         promotions: Arc<dyn Promotions>,
-        shop: ShopConfig,
+        shop: ShopSettings,
     ) -> Self {
         let currency = shop.currency.parse().unwrap_or(Currency::USD);
         CartService { inner: Arc::new(Inner { db, ids, bus, catalog, inventory, promotions, shop, currency }) }

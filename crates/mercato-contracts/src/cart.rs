@@ -4,7 +4,6 @@ use crate::event;
 use crate::lines::PricedLine;
 use crate::promotions::Applied;
 use mercato_core::{Currency, Error, Id, Money};
-use mercato_platform::config::ShippingMethod;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -40,6 +39,19 @@ pub struct Totals {
     pub shipping: Money,
     pub tax: Money,
     pub total: Money,
+}
+
+/// A flat-rate shipping method a cart may choose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingMethod {
+    pub code: String,
+    pub name: String,
+    /// Price in minor units of the shop currency.
+    pub price: i64,
+    /// Free when the discounted subtotal reaches this amount.
+    #[serde(default)]
+    pub free_over: Option<i64>,
 }
 
 /// What the cart does for the HTTP edge and for checkout. Every answer is

@@ -4,9 +4,11 @@
 
 pub mod model;
 mod service;
+mod settings;
 
 pub use mercato_contracts::customers::{Customer, Customers, LoginOutcome, Principal, Role};
 pub use service::CustomersService;
+pub use settings::AuthSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[mercato_platform::Migration {
     version: 1,

@@ -1,10 +1,10 @@
 use crate::model::{Customer, Email, Principal, Role, validate_name, validate_password};
+use crate::settings::AuthSettings;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use mercato_contracts::customers::{CustomerRegistered, Customers, LoginOutcome};
 use mercato_core::{Error, ErrorCode, Id};
 use mercato_platform::cache::{CacheHub, Tiered};
-use mercato_platform::config::AuthConfig;
 use mercato_platform::events::{EventBus, publish};
 use mercato_platform::ids::IdGen;
 use mercato_platform::ratelimit::RateLimiter;
@@ -21,7 +21,7 @@ struct Inner {
     db: Db,
     ids: IdGen,
     bus: EventBus,
-    cfg: AuthConfig,
+    cfg: AuthSettings,
     argon: Argon2<'static>,
     limiter: RateLimiter,
     /// Sessions by token hash: every authenticated request needs one, so they
@@ -47,7 +47,7 @@ struct Session {
 const INVALID_LOGIN: &str = "email or password is incorrect";
 
 impl CustomersService {
-    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthConfig, cache: &CacheHub) -> Self {
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthSettings, cache: &CacheHub) -> Self {
         let params = Params::new(cfg.argon2_memory_kib, 2, 1, None).unwrap_or_default();
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");

@@ -4,16 +4,17 @@
 //! lost while Redis was unreachable, and Redis not reachable at all.
 
 use mercato_cart::CartService;
+use mercato_cart::ShopSettings;
 use mercato_catalog::{CatalogService, NewProduct, NewVariant, ProductStatus};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_flashsale::stock::{FlashStock, Holding, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
 use mercato_flashsale::{Acquire, FlashSalesService, NewFlashSale, RedisStock};
 use mercato_inventory::InventoryService;
 use mercato_orders::OrdersService;
+use mercato_orders::OrdersSettings;
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
-use mercato_platform::config::{OrdersConfig, ShopConfig};
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::testing::{self, RedisServer};
@@ -84,7 +85,7 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
         Arc::new(catalog.clone()),
         Arc::new(inventory.clone()),
         Arc::new(promotions.clone()),
-        ShopConfig::default(),
+        ShopSettings::default(),
     );
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
     let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider));
@@ -96,7 +97,7 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
         Arc::new(inventory.clone()),
         Arc::new(payments),
         Arc::new(promotions),
-        OrdersConfig::default(),
+        OrdersSettings::default(),
         usd,
     );
     let (c, i, o) = (Arc::new(catalog.clone()), Arc::new(inventory.clone()), Arc::new(orders.clone()));

@@ -46,7 +46,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         sha256_hex(format!("{}|{}", credential("authorization"), credential("x-cart-token")).as_bytes())
     };
     let (parts, body) = req.into_parts();
-    let bytes = match axum::body::to_bytes(body, s.config.http.body_limit_bytes).await {
+    let bytes = match axum::body::to_bytes(body, s.http.body_limit_bytes).await {
         Ok(b) => b,
         Err(_) => {
             return ApiError(Error::new(mercato_core::ErrorCode::PayloadTooLarge, "request body is too large"))
@@ -56,7 +56,7 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
     let mut fp = format!("{} {}\n", parts.method, parts.uri.path()).into_bytes();
     fp.extend_from_slice(&bytes);
     let fingerprint = sha256_hex(&fp);
-    let lease = s.config.orders.checkout_lease_ms as i64;
+    let lease = s.idempotency_lease_ms as i64;
     match idempotency::begin(&s.db, &scope, &key, &fingerprint, lease).await {
         Err(e) => ApiError(e).into_response(),
         Ok(Begin::Replay { status, headers, body }) => replay(status, &headers, body),

@@ -135,8 +135,8 @@ impl MakeRequestId for RandomRequestId {
 /// body limit.
 pub fn app(state: AppState) -> Router {
     let (api, doc) = api_router().split_for_parts();
-    let timeout = Duration::from_millis(state.config.http.request_timeout_ms);
-    let body_limit = state.config.http.body_limit_bytes;
+    let timeout = Duration::from_millis(state.http.request_timeout_ms);
+    let body_limit = state.http.body_limit_bytes;
     let doc_json = serde_json::to_vec(&doc).unwrap_or_default();
     let request_id = HeaderName::from_static("x-request-id");
     // route_layer: runs after routing, so the layer sees the matched route.

@@ -12,7 +12,7 @@ use mercato_contracts::payments::Payments;
 use mercato_contracts::promotions::Promotions;
 use mercato_contracts::webhooks::Webhooks;
 use mercato_platform::Db;
-use mercato_platform::config::Config;
+use mercato_platform::config::HttpConfig;
 use mercato_search::SearchEngine;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
@@ -38,7 +38,10 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Services {
-    pub config: Arc<Config>,
+    pub http: HttpConfig,
+    /// How long a request holds its Idempotency-Key before a retry may take
+    /// it over (`orders.checkout_lease_ms`: it must outlast a checkout).
+    pub idempotency_lease_ms: u64,
     /// The platform's database (stored Idempotency-Key answers).
     pub db: Db,
     /// Every domain's database, for health and metrics only: handlers reach

@@ -15,6 +15,7 @@ pub mod model;
 mod payment;
 mod refunds;
 mod service;
+mod settings;
 mod store;
 mod sweep;
 
@@ -23,6 +24,7 @@ pub use mercato_contracts::orders::{
     Address, AdminFilter, HistoryEntry, Order, OrderItem, OrderStatus, Orders, PaymentResult, Placed,
 };
 pub use service::OrdersService;
+pub use settings::OrdersSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

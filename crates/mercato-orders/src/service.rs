@@ -8,6 +8,7 @@
 //! `sweep` is the background upkeep, and `store` holds the SQL they share.
 
 use crate::model::{Address, HistoryEntry, Order, OrderItem, OrderStatus};
+use crate::settings::OrdersSettings;
 use crate::store::load_order;
 use mercato_contracts::cart::Cart;
 use mercato_contracts::inventory::Inventory;
@@ -15,7 +16,6 @@ use mercato_contracts::orders::{AdminFilter, Orders, PaymentResult, Placed};
 use mercato_contracts::payments::{PaymentSucceeded, Payments};
 use mercato_contracts::promotions::Promotions;
 use mercato_core::{Currency, Error, Id, Money};
-use mercato_platform::config::OrdersConfig;
 use mercato_platform::db::Param;
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
@@ -35,7 +35,7 @@ pub(crate) struct Inner {
     pub(crate) inventory: Arc<dyn Inventory>,
     pub(crate) payments: Arc<dyn Payments>,
     pub(crate) promotions: Arc<dyn Promotions>,
-    pub(crate) cfg: OrdersConfig,
+    pub(crate) cfg: OrdersSettings,
     currency: Currency,
 }
 
@@ -48,7 +48,7 @@ impl OrdersService {
         inventory: Arc<dyn Inventory>,
         payments: Arc<dyn Payments>,
         promotions: Arc<dyn Promotions>,
-        cfg: OrdersConfig,
+        cfg: OrdersSettings,
         currency: Currency,
     ) -> Self {
         OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, promotions, cfg, currency }) }

@@ -9,12 +9,14 @@
 pub mod card;
 pub mod provider;
 mod service;
+mod settings;
 pub mod signature;
 pub mod test_provider;
 
 pub use mercato_contracts::payments::{PayOutcome, Payment, PaymentStatus, Payments, Refund};
 pub use provider::{ChargeOutcome, Provider};
 pub use service::PaymentsService;
+pub use settings::PaymentsSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -5,6 +5,7 @@
 //! Architecture invariant: no business rule lives here. Only wiring.
 
 pub mod bench;
+pub mod config;
 pub mod indexer;
 pub mod seed;
 pub mod server;

@@ -1,7 +1,7 @@
 //! `mercato`: the command line. Parsing only; the work is in the library.
 
 use clap::{Parser, Subcommand};
-use mercato_platform::config::Config;
+use mercato::config::Config;
 use std::path::PathBuf;
 
 // glibc's malloc keeps freed memory in per-thread arenas: under load (tokio
@@ -103,8 +103,7 @@ fn main() -> anyhow::Result<()> {
             }
             Command::Seed { products } => {
                 let shop = mercato::server::Shop::build(config).await?;
-                let n =
-                    mercato::seed::run(&shop.state, products, shop.state.config.seed.stock_per_variant, true).await?;
+                let n = mercato::seed::run(&shop.state, products, shop.config.seed.stock_per_variant, true).await?;
                 println!("added {n} products");
                 Ok(())
             }

@@ -1,3 +1,4 @@
+use crate::config::Config;
 use anyhow::Context;
 use mercato_cart::CartService;
 use mercato_catalog::CatalogService;
@@ -8,7 +9,6 @@ use mercato_orders::OrdersService;
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
-use mercato_platform::config::Config;
 use mercato_platform::db::DbOptions;
 use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::ids::IdGen;
@@ -23,6 +23,7 @@ use std::time::Duration;
 
 /// Every service of one shop, wired and ready.
 pub struct Shop {
+    pub config: Arc<Config>,
     pub state: AppState,
     /// The same services as `state` holds through their surfaces, as the
     /// binary needs them to start their reactions and background work.
@@ -252,8 +253,10 @@ impl Shop {
         let events = Outboxes::new(dbs.clone(), bus.clone());
         let domains = Domains { catalog, inventory, customers, cart, orders, payments, promotions, webhooks, flash };
         let d = domains.clone();
+        let config = Arc::new(config);
         let state = AppState::new(mercato_http::state::Services {
-            config: Arc::new(config),
+            http: config.http.clone(),
+            idempotency_lease_ms: config.orders.checkout_lease_ms,
             db,
             dbs,
             catalog: Arc::new(d.catalog),
@@ -272,7 +275,7 @@ impl Shop {
             search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });
-        let shop = Shop { state, domains, bus, provider, cache };
+        let shop = Shop { config, state, domains, bus, provider, cache };
         shop.subscribe();
         Ok(shop)
     }
@@ -308,7 +311,7 @@ impl Shop {
     /// its leases back at once), distinct between instances.
     pub fn spawn_workers(&self, instance: &str) {
         // One relay per database, each reading its own outbox.
-        let events = &self.state.config.events;
+        let events = &self.config.events;
         let mut opts = RelayOptions::new(instance);
         opts.max_attempts = events.max_attempts;
         opts.retry_base = Duration::from_millis(events.retry_base_ms);
@@ -324,7 +327,7 @@ impl Shop {
         let flash = self.domains.flash.clone();
         let customers = self.domains.customers.clone();
         let db = self.state.db.clone();
-        let interval = Duration::from_millis(self.state.config.orders.sweep_interval_ms.max(50));
+        let interval = Duration::from_millis(self.config.orders.sweep_interval_ms.max(50));
         tokio::spawn(async move {
             let mut ticks: u64 = 0;
             loop {

@@ -26,7 +26,7 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     // which may exceed the request timeout (the probe would then get a bare
     // timeout problem) and the orchestrator's probe timeout (1 s by default on
     // Kubernetes): answer within a bound of our own, and say why.
-    let bound = Duration::from_millis((s.config.http.request_timeout_ms / 2).min(READY_PING_MAX_MS));
+    let bound = Duration::from_millis((s.http.request_timeout_ms / 2).min(READY_PING_MAX_MS));
     let db = tokio::time::timeout(bound, s.db.ping()).await.unwrap_or(false);
     let status = if db && !draining { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, axum::Json(serde_json::json!({ "ready": status == StatusCode::OK, "database": db, "draining": draining })))
