@@ -9,6 +9,7 @@
 //! release idempotent: a retried or re-delivered call changes nothing twice.
 
 mod service;
+mod store;
 
 pub use mercato_contracts::inventory::{Adjustment, Inventory, Line, Stock};
 pub use service::{InventoryService, SHOWN_TTL, SOLE_WRITER_SHOWN_TTL};

@@ -1,10 +1,11 @@
+use crate::store;
 use mercato_contracts::inventory::{Adjustment, Inventory, Line, Stock, StockChanged};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
-use mercato_core::{Error, ErrorCode, Id};
-use mercato_platform::db::{Dialect, Param};
-use mercato_platform::events::{EventBus, Received, publish};
+use mercato_core::{Error, Id};
+use mercato_platform::db::Dialect;
+use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
-use mercato_platform::{Db, Tx, now_ms, params};
+use mercato_platform::Db;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,138 +28,6 @@ struct Inner {
     /// Concurrent misses for the same SKUs (a hot product's page after its
     /// entry expired) share one read.
     shown_loads: mercato_platform::cache::SingleFlight<Vec<String>, Arc<HashMap<String, i64>>>,
-}
-
-fn stock_changed(tx: &mut dyn Tx, skus: &[&str], cause: &str, reference: &str) -> Result<(), Error> {
-    publish(
-        tx,
-        &StockChanged {
-            skus: skus.iter().map(|s| s.to_string()).collect(),
-            cause: cause.to_string(),
-            reference: reference.to_string(),
-        },
-    )
-}
-
-/// `skus`' available units as the stock table holds them, in the caller's
-/// transaction (0 for a SKU without a stock row).
-fn available_in(tx: &mut dyn Tx, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
-    let mut found: HashMap<String, i64> = skus.iter().map(|s| (s.clone(), 0)).collect();
-    if skus.is_empty() {
-        return Ok(found);
-    }
-    let ph: Vec<String> = (1..=skus.len()).map(|i| format!("${i}")).collect();
-    let args: Vec<Param<'_>> = skus.iter().map(|s| Param::Text(s)).collect();
-    for r in tx.query(&format!("SELECT sku, available FROM stock WHERE sku IN ({})", ph.join(", ")), &args)? {
-        found.insert(r.text(0)?, r.int(1)?);
-    }
-    Ok(found)
-}
-
-fn read_stock(tx: &mut dyn Tx, sku: &str) -> Result<Option<Stock>, Error> {
-    tx.query_opt("SELECT available, reserved, sold FROM stock WHERE sku = $1", params![sku])?
-        .map(|r| Ok::<_, Error>(Stock { available: r.int(0)?, reserved: r.int(1)?, sold: r.int(2)? }))
-        .transpose()
-}
-
-/// Creates reservation `id` in state held; false if it already exists (an
-/// earlier attempt made it: reservations are keyed by order id).
-fn open_reservation(tx: &mut dyn Tx, id: Id, now: i64) -> Result<bool, Error> {
-    Ok(tx.execute(
-        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'held', $2, $2) ON CONFLICT (id) DO NOTHING",
-        params![id, now],
-    )? == 1)
-}
-
-/// Holds `lines` for `reservation`: all or nothing, each line a conditional
-/// decrement. Returns the SKUs whose stock moved (none when the reservation
-/// is already held: an earlier attempt made it). A reservation released
-/// before (a compensated checkout) is refused, so a step arriving late holds
-/// nothing.
-fn reserve_in(tx: &mut dyn Tx, reservation: Id, lines: &[Line]) -> Result<Vec<String>, Error> {
-    let mut lines = lines.to_vec();
-    // A fixed lock order across transactions avoids deadlocks on row-locking backends.
-    lines.sort_by(|a, b| a.sku.cmp(&b.sku));
-    if lines.is_empty() || lines.iter().any(|l| l.quantity <= 0) {
-        return Err(Error::validation("a reservation needs lines with positive quantities"));
-    }
-    let now = now_ms();
-    if !open_reservation(tx, reservation, now)? {
-        let state = tx.query_one("SELECT state FROM reservations WHERE id = $1", params![reservation])?.text(0)?;
-        if state == "held" {
-            return Ok(vec![]); // already reserved by an earlier attempt
-        }
-        return Err(Error::conflict(format!("reservation {reservation} was {state}; it cannot be held again")));
-    }
-    for l in &lines {
-        let ok = tx.execute(
-            "UPDATE stock SET available = available - $1, reserved = reserved + $1, updated_at = $2 \
-             WHERE sku = $3 AND available >= $1",
-            params![l.quantity, now, &l.sku],
-        )?;
-        if ok == 0 {
-            let available = read_stock(tx, &l.sku)?.map(|s| s.available).unwrap_or(0);
-            return Err(Error::new(
-                ErrorCode::OutOfStock,
-                format!("only {available} of {} available, {} requested", l.sku, l.quantity),
-            )
-            .with_details(serde_json::json!({ "sku": l.sku, "available": available, "requested": l.quantity })));
-        }
-        tx.execute(
-            "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
-            params![reservation, &l.sku, l.quantity],
-        )?;
-    }
-    let sku_refs: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-    stock_changed(tx, &sku_refs, "reserved", &reservation.to_string())?;
-    Ok(lines.into_iter().map(|l| l.sku).collect())
-}
-
-/// Moves reservation `reservation` from state `from` to `to` ("held" to
-/// "committed" or "released", "committed" to "restocked"). Returns the SKUs
-/// whose stock moved, or None when the reservation was not in state `from`
-/// (moved already, or never made).
-fn transition_in(
-    tx: &mut dyn Tx,
-    reservation: Id,
-    from: &'static str,
-    to: &'static str,
-) -> Result<Option<Vec<String>>, Error> {
-    let sql = match (from, to) {
-        ("held", "committed") => {
-            "UPDATE stock SET reserved = reserved - $1, sold = sold + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
-        }
-        ("held", "released") => {
-            "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1"
-        }
-        ("committed", "restocked") => {
-            "UPDATE stock SET sold = sold - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND sold >= $1"
-        }
-        _ => return Err(Error::internal("unknown reservation transition")),
-    };
-    let now = now_ms();
-    let moved = tx.execute(
-        "UPDATE reservations SET state = $1, updated_at = $2 WHERE id = $3 AND state = $4",
-        params![to, now, reservation, from],
-    )?;
-    if moved == 0 {
-        return Ok(None);
-    }
-    let lines = tx.query(
-        "SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1 ORDER BY sku",
-        params![reservation],
-    )?;
-    let mut skus = Vec::with_capacity(lines.len());
-    for r in &lines {
-        let (sku, qty) = (r.text(0)?, r.int(1)?);
-        if tx.execute(sql, params![qty, now, &sku])? == 0 {
-            return Err(Error::internal(format!("stock of {sku} is inconsistent with reservation {reservation}")));
-        }
-        skus.push(sku);
-    }
-    let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
-    stock_changed(tx, &refs, to, &reservation.to_string())?;
-    Ok(Some(skus))
 }
 
 /// How long displayed availability may lag a write made on another instance
@@ -278,7 +147,7 @@ impl InventoryService {
                     let seen: Vec<u64> = missing.iter().map(|s| self.inner.shown_gen.current(s.as_str())).collect();
                     metrics::counter!("mercato_cache_loads_total", "cache" => "stock").increment(1);
                     let skus = missing.clone();
-                    let found = self.inner.db.lookup(move |tx| available_in(tx, &skus)).await?;
+                    let found = self.inner.db.lookup(move |tx| store::available_in(tx, &skus)).await?;
                     // Stored inside the flight, so nobody can miss both the
                     // flight and its result.
                     for (sku, g) in missing.iter().zip(seen) {
@@ -298,7 +167,7 @@ impl InventoryService {
 
     pub async fn stock(&self, sku: &str) -> Result<Stock, Error> {
         let s = sku.to_string();
-        Ok(self.inner.db.lookup(move |tx| read_stock(tx, &s)).await?.unwrap_or(Stock {
+        Ok(self.inner.db.lookup(move |tx| store::read_stock(tx, &s)).await?.unwrap_or(Stock {
             available: 0,
             reserved: 0,
             sold: 0,
@@ -307,27 +176,7 @@ impl InventoryService {
 
     pub async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
         let s = sku.to_string();
-        self.inner
-            .db
-            .read(move |tx| {
-                tx.query(
-                    "SELECT id, delta, available_after, reason, actor, created_at FROM adjustments WHERE sku = $1 ORDER BY id DESC LIMIT $2",
-                    params![&s, limit],
-                )?
-                .iter()
-                .map(|r| {
-                    Ok(Adjustment {
-                        id: r.id(0)?,
-                        delta: r.int(1)?,
-                        available_after: r.int(2)?,
-                        reason: r.text(3)?,
-                        actor: r.text(4)?,
-                        created_at: r.int(5)?,
-                    })
-                })
-                .collect()
-            })
-            .await
+        self.inner.db.read(move |tx| store::adjustments(tx, &s, limit)).await
     }
 
     /// Sets the available quantity, recording the difference as an adjustment.
@@ -335,7 +184,7 @@ impl InventoryService {
         if available < 0 {
             return Err(Error::field("available", "must not be negative"));
         }
-        self.apply(sku, Target::Set(available), reason, actor).await
+        self.apply(sku, store::Target::Set(available), reason, actor).await
     }
 
     /// Adds `delta` (negative to remove) to the available quantity. Removing more
@@ -344,54 +193,20 @@ impl InventoryService {
         if delta == 0 {
             return Err(Error::field("delta", "must not be zero"));
         }
-        self.apply(sku, Target::Delta(delta), reason, actor).await
+        self.apply(sku, store::Target::Delta(delta), reason, actor).await
     }
 
-    async fn apply(&self, sku: &str, target: Target, reason: &str, actor: &str) -> Result<Stock, Error> {
+    async fn apply(&self, sku: &str, target: store::Target, reason: &str, actor: &str) -> Result<Stock, Error> {
         let reason = reason.trim();
         if reason.is_empty() || reason.len() > 500 {
             return Err(Error::field("reason", "must be 1 to 500 characters"));
         }
-        if matches!(target, Target::Set(v) | Target::Delta(v) if v.abs() > 1_000_000_000) {
+        if matches!(target, store::Target::Set(v) | store::Target::Delta(v) if v.abs() > 1_000_000_000) {
             return Err(Error::validation("quantity out of range"));
         }
         let (sku_s, reason, actor) = (sku.to_string(), reason.to_string(), actor.to_string());
         let id = self.inner.ids.next()?;
-        let stock = self
-            .inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                tx.execute(
-                    "INSERT INTO stock (sku, available, reserved, sold, updated_at) VALUES ($1, 0, 0, 0, $2) ON CONFLICT (sku) DO NOTHING",
-                    params![&sku_s, now],
-                )?;
-                let before = read_stock(tx, &sku_s)?.ok_or_else(|| Error::internal("stock row vanished"))?;
-                let delta = match target {
-                    Target::Set(v) => v - before.available,
-                    Target::Delta(d) => d,
-                };
-                let changed = tx.execute(
-                    "UPDATE stock SET available = available + $1, updated_at = $2 WHERE sku = $3 AND available + $1 >= 0",
-                    params![delta, now, &sku_s],
-                )?;
-                if changed == 0 {
-                    return Err(Error::conflict(format!(
-                        "cannot remove {} units of {sku_s}: only {} available",
-                        -delta, before.available
-                    )));
-                }
-                let after = read_stock(tx, &sku_s)?.ok_or_else(|| Error::internal("stock row vanished"))?;
-                if delta != 0 {
-                    tx.execute(
-                        "INSERT INTO adjustments (id, sku, delta, available_after, reason, actor, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                        params![id, &sku_s, delta, after.available, &reason, &actor, now],
-                    )?;
-                    stock_changed(tx, &[&sku_s], "adjustment", &id.to_string())?;
-                }
-                Ok(after)
-            })
-            .await?;
+        let stock = self.inner.db.write(move |tx| store::apply(tx, id, &sku_s, target, &reason, &actor)).await?;
         self.invalidate(&[sku.to_string()]);
         self.inner.bus.wake();
         Ok(stock)
@@ -400,23 +215,7 @@ impl InventoryService {
     /// Bulk initial stock for seeding: one transaction, audited as "seed".
     pub async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
         let ids: Vec<Id> = lines.iter().map(|_| self.inner.ids.next()).collect::<Result<_, _>>()?;
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                for ((sku, qty), id) in lines.iter().zip(&ids) {
-                    tx.execute(
-                        "INSERT INTO stock (sku, available, reserved, sold, updated_at) VALUES ($1, $2, 0, 0, $3)",
-                        params![sku, *qty, now],
-                    )?;
-                    tx.execute(
-                        "INSERT INTO adjustments (id, sku, delta, available_after, reason, actor, created_at) VALUES ($1, $2, $3, $3, 'initial stock', 'seed', $4)",
-                        params![*id, sku, *qty, now],
-                    )?;
-                }
-                Ok(())
-            })
-            .await
+        self.inner.db.write(move |tx| store::seed(tx, &lines, &ids)).await
     }
 
     /// Holds stock for every line of `reservation`, or for none: either all
@@ -424,7 +223,7 @@ impl InventoryService {
     /// Calling it again with the same id returns without reserving twice.
     pub async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
         let lines = lines.to_vec();
-        let skus = self.inner.db.write(move |tx| reserve_in(tx, reservation, &lines)).await?;
+        let skus = self.inner.db.write(move |tx| store::reserve_in(tx, reservation, &lines)).await?;
         self.stock_written(&skus);
         Ok(())
     }
@@ -455,18 +254,7 @@ impl InventoryService {
     /// nothing. Idempotent.
     pub async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
         if self.reservation_state(reservation).await?.is_none() {
-            self.inner
-                .db
-                .write(move |tx| {
-                    let now = now_ms();
-                    tx.execute(
-                        "INSERT INTO reservations (id, state, created_at, updated_at) VALUES ($1, 'released', $2, $2) \
-                         ON CONFLICT (id) DO NOTHING",
-                        params![reservation, now],
-                    )?;
-                    Ok(())
-                })
-                .await?;
+            self.inner.db.write(move |tx| store::tombstone(tx, reservation)).await?;
         }
         // A reserve that committed first kept its row: release it.
         self.transition(reservation, "held", "released").await
@@ -487,7 +275,7 @@ impl InventoryService {
         if state.as_deref() != Some(from) {
             return Ok(false);
         }
-        let moved = self.inner.db.write(move |tx| transition_in(tx, reservation, from, to)).await?;
+        let moved = self.inner.db.write(move |tx| store::transition_in(tx, reservation, from, to)).await?;
         match moved {
             Some(skus) => {
                 self.stock_written(&skus);
@@ -502,84 +290,14 @@ impl InventoryService {
     /// units stay reserved throughout. Idempotent on `to`.
     pub async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
         let sku = sku.to_string();
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                if !open_reservation(tx, to, now)? {
-                    return Ok(());
-                }
-                let held = tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![from])?.map(|r| r.text(0)).transpose()?;
-                if held.as_deref() != Some("held") {
-                    return Err(Error::new(ErrorCode::OutOfStock, "the allocation is closed"));
-                }
-                // Take from the line; the last units remove it (quantity stays positive).
-                let mut taken = tx.execute(
-                    "UPDATE reservation_lines SET quantity = quantity - $1 WHERE reservation_id = $2 AND sku = $3 AND quantity > $1",
-                    params![quantity, from, &sku],
-                )?;
-                if taken == 0 {
-                    taken = tx.execute(
-                        "DELETE FROM reservation_lines WHERE reservation_id = $1 AND sku = $2 AND quantity = $3",
-                        params![from, &sku, quantity],
-                    )?;
-                }
-                if taken == 0 {
-                    return Err(Error::new(ErrorCode::OutOfStock, format!("the allocation has no {quantity} of {sku} left")));
-                }
-                tx.execute(
-                    "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3)",
-                    params![to, &sku, quantity],
-                )?;
-                Ok(())
-            })
-            .await
+        self.inner.db.write(move |tx| store::split(tx, from, to, &sku, quantity)).await
     }
 
     /// Gives held reservation `from` back to allocation `into` (an unpaid flash
     /// order returns its unit to the sale). If the allocation has closed, the
     /// units go back to available instead. Idempotent: `from` changes state once.
     pub async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
-        let moved = self
-            .inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let returned = tx.execute(
-                    "UPDATE reservations SET state = 'returned', updated_at = $1 WHERE id = $2 AND state = 'held'",
-                    params![now, from],
-                )?;
-                if returned == 0 {
-                    return Ok(None);
-                }
-                let open = tx
-                    .query_opt("SELECT state FROM reservations WHERE id = $1", params![into])?
-                    .map(|r| r.text(0))
-                    .transpose()?
-                    .is_some_and(|s| s == "held");
-                let lines = tx.query("SELECT sku, quantity FROM reservation_lines WHERE reservation_id = $1", params![from])?;
-                let mut skus = Vec::new();
-                for r in &lines {
-                    let (sku, qty) = (r.text(0)?, r.int(1)?);
-                    if open {
-                        tx.execute(
-                            "INSERT INTO reservation_lines (reservation_id, sku, quantity) VALUES ($1, $2, $3) \
-                             ON CONFLICT (reservation_id, sku) DO UPDATE SET quantity = reservation_lines.quantity + excluded.quantity",
-                            params![into, &sku, qty],
-                        )?;
-                    } else {
-                        tx.execute(
-                            "UPDATE stock SET reserved = reserved - $1, available = available + $1, updated_at = $2 WHERE sku = $3 AND reserved >= $1",
-                            params![qty, now, &sku],
-                        )?;
-                    }
-                    skus.push(sku);
-                }
-                let refs: Vec<&str> = skus.iter().map(String::as_str).collect();
-                stock_changed(tx, &refs, if open { "returned-to-allocation" } else { "released" }, &from.to_string())?;
-                Ok(Some(skus))
-            })
-            .await?;
+        let moved = self.inner.db.write(move |tx| store::merge_back(tx, from, into)).await?;
         match moved {
             Some(skus) => {
                 self.invalidate(&skus);
@@ -592,21 +310,8 @@ impl InventoryService {
 
     /// The state of a reservation, if it exists.
     pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
-        self.inner
-            .db
-            .lookup(move |tx| {
-                tx.query_opt("SELECT state FROM reservations WHERE id = $1", params![reservation])?
-                    .map(|r| r.text(0))
-                    .transpose()
-            })
-            .await
+        self.inner.db.lookup(move |tx| store::reservation_state(tx, reservation)).await
     }
-}
-
-#[derive(Clone, Copy)]
-enum Target {
-    Set(i64),
-    Delta(i64),
 }
 
 #[async_trait::async_trait]
