@@ -9,11 +9,12 @@
 //! idempotent steps of the checkout saga.
 
 mod service;
+mod store;
 
 pub use mercato_contracts::promotions::{
     Applied, EligibleLine, Kind, NewPromotion, Promotion, Promotions, Quote, Rejection, Scope, normalize_code,
 };
-pub use service::{PromotionsService, release_in};
+pub use service::PromotionsService;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

@@ -1,13 +1,13 @@
+use crate::store;
 use mercato_contracts::promotions::{
-    Applied, EligibleLine, Kind, NewPromotion, Promotion, Promotions, Quote, Rejection, Scope, apply, normalize_code,
+    Applied, EligibleLine, Kind, NewPromotion, Promotion, Promotions, Quote, Scope, apply, normalize_code,
 };
 use mercato_core::{Currency, Error, ErrorCode, Id};
 
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
-use mercato_contracts::promotions::PromotionCreated;
-use mercato_platform::events::{EventBus, Received, publish};
+use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
-use mercato_platform::{Db, Row, Tx, now_ms, params};
+use mercato_platform::{Db, now_ms};
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,76 +27,6 @@ struct Inner {
     /// change rarely and are needed on every cart view. Redemption re-checks
     /// limits against the database, so staleness here never over-grants.
     automatic: Cache<(), Arc<Vec<Promotion>>>,
-}
-
-const COLUMNS: &str = "id, code, name, kind, value, min_subtotal, scope, scope_values, starts_at, ends_at, usage_limit, \
-     per_customer_limit, used, active, created_at";
-
-fn from_row(r: &Row) -> Result<Promotion, Error> {
-    let value = r.int(4)?;
-    let kind = match r.str(3)? {
-        "percentage" => Kind::Percentage(value),
-        _ => Kind::Fixed(value),
-    };
-    let values: serde_json::Value = serde_json::from_str(r.str(7)?).unwrap_or_default();
-    let scope = match r.str(6)? {
-        "categories" => Scope::Categories(
-            values.as_array().map(|a| a.iter().filter_map(|v| v.as_str()?.parse().ok()).collect()).unwrap_or_default(),
-        ),
-        "skus" => Scope::Skus(
-            values
-                .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default(),
-        ),
-        _ => Scope::All,
-    };
-    Ok(Promotion {
-        id: r.id(0)?,
-        code: r.opt_text(1)?,
-        name: r.text(2)?,
-        kind,
-        min_subtotal: r.int(5)?,
-        scope,
-        starts_at: r.opt_int(8)?,
-        ends_at: r.opt_int(9)?,
-        usage_limit: r.opt_int(10)?,
-        per_customer_limit: r.opt_int(11)?,
-        used: r.int(12)?,
-        active: r.bool(13)?,
-        created_at: r.int(14)?,
-    })
-}
-
-/// Gives back the uses `order` counted, inside the caller's transaction.
-/// Idempotent.
-pub fn release_in(tx: &mut dyn Tx, order: Id) -> Result<(), Error> {
-    let ids: Vec<Id> = tx
-        .query("SELECT promotion_id FROM redemptions WHERE order_id = $1", params![order])?
-        .iter()
-        .map(|r| r.id(0))
-        .collect::<Result<_, _>>()?;
-    for id in ids {
-        if tx.execute("DELETE FROM redemptions WHERE promotion_id = $1 AND order_id = $2", params![id, order])? == 1 {
-            tx.execute("UPDATE promotions SET used = used - 1 WHERE id = $1 AND used > 0", params![id])?;
-        }
-    }
-    Ok(())
-}
-
-fn customer_uses(tx: &mut dyn Tx, ids: &[Id], customer: Option<Id>) -> Result<HashMap<Id, i64>, Error> {
-    let mut out = HashMap::new();
-    let Some(customer) = customer else { return Ok(out) };
-    for id in ids {
-        let n = tx
-            .query_one(
-                "SELECT COUNT(*) FROM redemptions WHERE promotion_id = $1 AND customer_id = $2",
-                params![*id, customer],
-            )?
-            .int(0)?;
-        out.insert(*id, n);
-    }
-    Ok(out)
 }
 
 impl PromotionsService {
@@ -152,20 +82,18 @@ impl PromotionsService {
             .inner
             .db
             .write(move |tx| {
-                tx.execute(
-                    &format!("INSERT INTO promotions ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0, $13, $14)"),
-                    params![
-                        id, code.as_deref(), &name, kind, value, p.min_subtotal, scope, &values, p.starts_at, p.ends_at,
-                        p.usage_limit, p.per_customer_limit, p.active, now_ms()
-                    ],
+                store::insert(
+                    tx,
+                    id,
+                    code.as_deref(),
+                    &name,
+                    (kind, value),
+                    p.min_subtotal,
+                    (scope, &values),
+                    (p.starts_at, p.ends_at),
+                    (p.usage_limit, p.per_customer_limit),
+                    p.active,
                 )
-                .map_err(|e| match Error::from(e) {
-                    e if e.code == ErrorCode::Conflict => Error::conflict("a promotion with this code exists"),
-                    e => e,
-                })?;
-                publish(tx, &PromotionCreated { id })?;
-                let row = tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?;
-                from_row(&row)
             })
             .await?;
         self.inner.automatic.invalidate_all();
@@ -174,36 +102,19 @@ impl PromotionsService {
     }
 
     pub async fn list(&self) -> Result<Vec<Promotion>, Error> {
-        self.inner
-            .db
-            .read(|tx| {
-                tx.query(&format!("SELECT {COLUMNS} FROM promotions ORDER BY id DESC LIMIT 500"), params![])?
-                    .iter()
-                    .map(from_row)
-                    .collect()
-            })
-            .await
+        self.inner.db.read(store::list).await
     }
 
     pub async fn get(&self, id: Id) -> Result<Promotion, Error> {
         self.inner
             .db
-            .lookup(move |tx| {
-                let row = tx
-                    .query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![id])?
-                    .ok_or_else(|| Error::not_found("promotion not found"))?;
-                from_row(&row)
-            })
+            .lookup(move |tx| store::by_id(tx, id)?.ok_or_else(|| Error::not_found("promotion not found")))
             .await
     }
 
     pub async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
-        let n = self
-            .inner
-            .db
-            .write(move |tx| Ok(tx.execute("UPDATE promotions SET active = $1 WHERE id = $2", params![active, id])?))
-            .await?;
-        if n == 0 {
+        let found = self.inner.db.write(move |tx| store::set_active(tx, id, active)).await?;
+        if !found {
             return Err(Error::not_found("promotion not found"));
         }
         self.inner.automatic.invalidate_all();
@@ -214,16 +125,7 @@ impl PromotionsService {
         if let Some(list) = self.inner.automatic.get(&()) {
             return Ok(list);
         }
-        let list = self
-            .inner
-            .db
-            .read(|tx| {
-                tx.query(&format!("SELECT {COLUMNS} FROM promotions WHERE code IS NULL AND active = 1"), params![])?
-                    .iter()
-                    .map(from_row)
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let list = self.inner.db.read(store::automatic).await?;
         let list = Arc::new(list);
         self.inner.automatic.insert((), list.clone());
         Ok(list)
@@ -231,14 +133,7 @@ impl PromotionsService {
 
     async fn by_code(&self, code: &str) -> Result<Option<Promotion>, Error> {
         let code = code.trim().to_ascii_uppercase();
-        self.inner
-            .db
-            .lookup(move |tx| {
-                tx.query_opt(&format!("SELECT {COLUMNS} FROM promotions WHERE code = $1"), params![&code])?
-                    .map(|r| from_row(&r))
-                    .transpose()
-            })
-            .await
+        self.inner.db.lookup(move |tx| store::by_code(tx, &code)).await
     }
 
     /// The discounts for a cart: every automatic promotion that applies, and
@@ -283,7 +178,7 @@ impl PromotionsService {
         let uses = if ids.is_empty() || customer.is_none() {
             HashMap::new()
         } else {
-            self.inner.db.lookup(move |tx| customer_uses(tx, &ids, customer)).await?
+            self.inner.db.lookup(move |tx| store::customer_uses(tx, &ids, customer)).await?
         };
         let used = |p: &Promotion| uses.get(&p.id).copied().unwrap_or(0);
         let auto: Vec<(&Promotion, i64)> = automatic.iter().map(|p| (p, used(p))).collect();
@@ -303,77 +198,9 @@ impl PromotionsService {
         if applied.is_empty() {
             return Ok(());
         }
-        let (this, applied) = (self.clone(), applied.to_vec());
-        self.inner.db.write(move |tx| this.redeem_in(tx, order, customer, &applied)).await?;
+        let (currency, applied) = (self.inner.currency, applied.to_vec());
+        self.inner.db.write(move |tx| store::redeem(tx, order, customer, &applied, currency)).await?;
         self.redeemed();
-        Ok(())
-    }
-
-    /// Counts `order`'s uses of the promotions in `applied` inside the caller's
-    /// transaction, refusing (and so rolling back the whole transaction) when a
-    /// limit, window or activity rule no longer admits one. Idempotent per
-    /// order. Call [`Self::redeemed`] after the commit.
-    pub fn redeem_in(&self, tx: &mut dyn Tx, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
-        let currency = self.inner.currency;
-        let now = now_ms();
-        // The order's claim row orders this against an [`Self::abandon`] of
-        // the same order: whichever writes it first, the other waits for it
-        // (a unique key) and then sees its state.
-        tx.execute(
-            "INSERT INTO redemption_orders (order_id, state, at) VALUES ($1, 'redeemed', $2) ON CONFLICT (order_id) DO NOTHING",
-            params![order, now],
-        )?;
-        let claim = tx.query_one("SELECT state FROM redemption_orders WHERE order_id = $1", params![order])?;
-        if claim.str(0)? == "abandoned" {
-            return Err(Error::conflict(format!(
-                "checkout {order} was abandoned; its discounts can no longer be counted"
-            )));
-        }
-        for a in applied {
-            if tx
-                .query_opt(
-                    "SELECT 1 FROM redemptions WHERE promotion_id = $1 AND order_id = $2",
-                    params![a.promotion_id, order],
-                )?
-                .is_some()
-            {
-                continue;
-            }
-            // The conditional increment takes the promotion's row lock, so
-            // concurrent redeemers of one promotion queue here.
-            let counted = tx.execute(
-                "UPDATE promotions SET used = used + 1 WHERE id = $1 AND active = 1 \
-                 AND (usage_limit IS NULL OR used < usage_limit) \
-                 AND (starts_at IS NULL OR starts_at <= $2) AND (ends_at IS NULL OR ends_at > $2)",
-                params![a.promotion_id, now],
-            )?;
-            let p = from_row(
-                &tx.query_one(&format!("SELECT {COLUMNS} FROM promotions WHERE id = $1"), params![a.promotion_id])?,
-            )?;
-            let code = p.code.clone().unwrap_or_else(|| p.name.clone());
-            if counted == 0 {
-                let reason = if !p.active {
-                    Rejection::Inactive
-                } else if p.ends_at.is_some_and(|e| now >= e) {
-                    Rejection::Expired
-                } else if p.starts_at.is_some_and(|s| now < s) {
-                    Rejection::NotStarted
-                } else {
-                    Rejection::UsageLimitReached
-                };
-                return Err(reason.into_error(&code, currency));
-            }
-            if let Some(limit) = p.per_customer_limit {
-                let uses = customer_uses(tx, &[p.id], Some(customer))?.get(&p.id).copied().unwrap_or(0);
-                if uses >= limit {
-                    return Err(Rejection::CustomerLimitReached.into_error(&code, currency));
-                }
-            }
-            tx.execute(
-                "INSERT INTO redemptions (promotion_id, order_id, customer_id, amount, created_at) VALUES ($1, $2, $3, $4, $5)",
-                params![a.promotion_id, order, customer, a.amount, now],
-            )?;
-        }
         Ok(())
     }
 
@@ -405,15 +232,11 @@ impl PromotionsService {
     pub async fn release(&self, order: Id) -> Result<(), Error> {
         // Most orders (every one without a discount) counted no use: a read
         // says so without queueing a write. The write checks again.
-        let counted = self
-            .inner
-            .db
-            .lookup(move |tx| Ok(tx.query_opt("SELECT 1 FROM redemptions WHERE order_id = $1", params![order])?))
-            .await?;
-        if counted.is_none() {
+        let counted = self.inner.db.lookup(move |tx| store::counted_any(tx, order)).await?;
+        if !counted {
             return Ok(());
         }
-        self.inner.db.write(move |tx| release_in(tx, order)).await?;
+        self.inner.db.write(move |tx| store::release(tx, order)).await?;
         self.redeemed();
         Ok(())
     }
@@ -423,29 +246,14 @@ impl PromotionsService {
     /// still be running, and a late redeem must not count a use for an order
     /// that will never exist. Idempotent.
     pub async fn abandon(&self, order: Id) -> Result<(), Error> {
-        self.inner
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO redemption_orders (order_id, state, at) VALUES ($1, 'abandoned', $2) \
-                     ON CONFLICT (order_id) DO UPDATE SET state = 'abandoned', at = excluded.at",
-                    params![order, now_ms()],
-                )?;
-                release_in(tx, order)
-            })
-            .await?;
+        self.inner.db.write(move |tx| store::abandon(tx, order)).await?;
         self.redeemed();
         Ok(())
     }
 
     /// Redemption counts per promotion id, for reporting.
     pub async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
-        self.inner
-            .db
-            .read(move |tx| {
-                tx.query_one("SELECT COUNT(*) FROM redemptions WHERE promotion_id = $1", params![promotion])?.int(0)
-            })
-            .await
+        self.inner.db.read(move |tx| store::redemptions(tx, promotion)).await
     }
 
     pub fn currency(&self) -> Currency {
