@@ -11,6 +11,7 @@ pub mod provider;
 mod service;
 mod settings;
 pub mod signature;
+mod store;
 pub mod test_provider;
 
 pub use mercato_contracts::payments::{PayOutcome, Payment, PaymentStatus, Payments, Refund};
