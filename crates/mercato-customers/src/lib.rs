@@ -5,6 +5,7 @@
 pub mod model;
 mod service;
 mod settings;
+mod store;
 
 pub use mercato_contracts::customers::{Customer, Customers, LoginOutcome, Principal, Role};
 pub use service::CustomersService;

@@ -1,14 +1,15 @@
 use crate::model::{Customer, Email, Principal, Role, validate_name, validate_password};
 use crate::settings::AuthSettings;
+use crate::store;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use mercato_contracts::customers::{CustomerRegistered, Customers, LoginOutcome};
+use mercato_contracts::customers::{Customers, LoginOutcome};
 use mercato_core::{Error, ErrorCode, Id};
 use mercato_platform::cache::{CacheHub, Tiered};
-use mercato_platform::events::{EventBus, publish};
+use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
 use mercato_platform::ratelimit::RateLimiter;
-use mercato_platform::{Db, now_ms, params, random_token, sha256_hex};
+use mercato_platform::{Db, now_ms, random_token, sha256_hex};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ struct Inner {
     limiter: RateLimiter,
     /// Sessions by token hash: every authenticated request needs one, so they
     /// are cached (shared through Redis when configured); logout invalidates.
-    sessions: Tiered<String, Session>,
+    sessions: Tiered<String, store::Session>,
     /// Password hashes running at once: each takes `argon2_memory_kib` and a
     /// core, so a burst of logins queues here instead of spawning hundreds of
     /// blocking threads (seen as +250 MB RSS when 1,000 customers logged in).
@@ -34,14 +35,6 @@ struct Inner {
     /// Verified against when the email is unknown, so that a wrong email and a
     /// wrong password take the same time.
     dummy_hash: String,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct Session {
-    customer_id: i64,
-    role: String,
-    expires_at: i64,
-    revoked: bool,
 }
 
 const INVALID_LOGIN: &str = "email or password is incorrect";
@@ -91,21 +84,7 @@ impl CustomersService {
         let hash = self.hash(password.to_string()).await?;
         let id = self.inner.ids.next()?;
         let (e, n) = (email.as_str().to_string(), name.clone());
-        let created = self
-            .inner
-            .db
-            .write(move |tx| {
-                let inserted = tx.execute(
-                    "INSERT INTO customers (id, email, name, password_hash, role, created_at) \
-                     VALUES ($1, $2, $3, $4, 'customer', $5) ON CONFLICT (email) DO NOTHING",
-                    params![id, &e, &n, &hash, now_ms()],
-                )?;
-                if inserted == 1 {
-                    publish(tx, &CustomerRegistered { id })?;
-                }
-                Ok(inserted == 1)
-            })
-            .await?;
+        let created = self.inner.db.write(move |tx| store::register(tx, id, &e, &n, &hash)).await?;
         if created {
             self.inner.bus.wake();
         }
@@ -127,27 +106,9 @@ impl CustomersService {
             }
         }
         let e = normalized.clone();
-        let row = self
-            .inner
-            .db
-            .read(move |tx| {
-                Ok(tx.query_opt(
-                    "SELECT id, email, name, password_hash, role, created_at FROM customers WHERE email = $1",
-                    params![&e],
-                )?)
-            })
-            .await?;
+        let row = self.inner.db.read(move |tx| store::by_email_with_hash(tx, &e)).await?;
         let (customer, hash) = match row {
-            Some(r) => (
-                Some(Customer {
-                    id: r.id(0)?,
-                    email: r.text(1)?,
-                    name: r.text(2)?,
-                    role: Role::parse(r.str(4)?),
-                    created_at: r.int(5)?,
-                }),
-                r.text(3)?,
-            ),
+            Some((customer, hash)) => (Some(customer), hash),
             None => (None, self.inner.dummy_hash.clone()),
         };
         let ok = self.verify(password.to_string(), hash).await;
@@ -161,17 +122,7 @@ impl CustomersService {
         let token_hash = sha256_hex(token.as_bytes());
         let ttl = cfg.token_ttl_secs;
         let (cid, role) = (customer.id, customer.role.as_str());
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                tx.execute(
-                    "INSERT INTO sessions (token_hash, customer_id, role, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    params![&token_hash, cid, role, now + (ttl as i64) * 1000, now],
-                )?;
-                Ok(())
-            })
-            .await?;
+        self.inner.db.write(move |tx| store::open_session(tx, &token_hash, cid, role, ttl)).await?;
         Ok(LoginOutcome { access_token: token, expires_in: ttl, customer })
     }
 
@@ -184,24 +135,7 @@ impl CustomersService {
         let session = self
             .inner
             .sessions
-            .get_or_load(&key, || async move {
-                db.lookup(move |tx| {
-                    tx.query_opt(
-                        "SELECT customer_id, role, expires_at, revoked_at FROM sessions WHERE token_hash = $1",
-                        params![&token_hash],
-                    )?
-                    .map(|r| {
-                        Ok(Session {
-                            customer_id: r.int(0)?,
-                            role: r.text(1)?,
-                            expires_at: r.int(2)?,
-                            revoked: r.opt_int(3)?.is_some(),
-                        })
-                    })
-                    .transpose()
-                })
-                .await
-            })
+            .get_or_load(&key, || async move { db.lookup(move |tx| store::session(tx, &token_hash)).await })
             .await?
             .ok_or_else(|| Error::unauthorized("invalid access token"))?;
         if session.revoked || session.expires_at <= now_ms() {
@@ -212,16 +146,7 @@ impl CustomersService {
 
     pub async fn logout(&self, token: &str) -> Result<(), Error> {
         let token_hash = sha256_hex(token.as_bytes());
-        self.inner
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE sessions SET revoked_at = $1 WHERE token_hash = $2 AND revoked_at IS NULL",
-                    params![now_ms(), &token_hash],
-                )?;
-                Ok(())
-            })
-            .await?;
+        self.inner.db.write(move |tx| store::revoke_session(tx, &token_hash)).await?;
         self.inner.sessions.invalidate(&sha256_hex(token.as_bytes())).await;
         Ok(())
     }
@@ -229,18 +154,7 @@ impl CustomersService {
     pub async fn get(&self, id: Id) -> Result<Customer, Error> {
         self.inner
             .db
-            .lookup(move |tx| {
-                let r = tx
-                    .query_opt("SELECT id, email, name, role, created_at FROM customers WHERE id = $1", params![id])?
-                    .ok_or_else(|| Error::not_found("customer not found"))?;
-                Ok(Customer {
-                    id: r.id(0)?,
-                    email: r.text(1)?,
-                    name: r.text(2)?,
-                    role: Role::parse(r.str(3)?),
-                    created_at: r.int(4)?,
-                })
-            })
+            .lookup(move |tx| store::by_id(tx, id)?.ok_or_else(|| Error::not_found("customer not found")))
             .await
     }
 
@@ -249,11 +163,7 @@ impl CustomersService {
     pub async fn ensure_admin(&self, email: &str, configured_password: Option<&str>) -> Result<Option<String>, Error> {
         let email = Email::parse(email)?;
         let e = email.as_str().to_string();
-        let exists = self
-            .inner
-            .db
-            .read(move |tx| Ok(tx.query_opt("SELECT id FROM customers WHERE email = $1", params![&e])?.is_some()))
-            .await?;
+        let exists = self.inner.db.read(move |tx| store::email_taken(tx, &e)).await?;
         let (password, generated) = match (exists, configured_password) {
             (true, None) => return Ok(None),
             (_, Some(p)) => {
@@ -265,26 +175,13 @@ impl CustomersService {
         let hash = self.hash(password.clone()).await?;
         let id = self.inner.ids.next()?;
         let e = email.as_str().to_string();
-        self.inner
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT INTO customers (id, email, name, password_hash, role, created_at) VALUES ($1, $2, 'Administrator', $3, 'admin', $4) \
-                     ON CONFLICT (email) DO UPDATE SET password_hash = excluded.password_hash, role = 'admin'",
-                    params![id, &e, &hash, now_ms()],
-                )?;
-                Ok(())
-            })
-            .await?;
+        self.inner.db.write(move |tx| store::upsert_admin(tx, id, &e, &hash)).await?;
         Ok(generated.then_some(password))
     }
 
     /// Deletes sessions that expired more than a day ago.
     pub async fn purge_sessions(&self) -> Result<u64, Error> {
-        self.inner
-            .db
-            .write(|tx| Ok(tx.execute("DELETE FROM sessions WHERE expires_at < $1", params![now_ms() - 86_400_000])?))
-            .await
+        self.inner.db.write(|tx| store::purge_sessions(tx, now_ms() - 86_400_000)).await
     }
 }
 
