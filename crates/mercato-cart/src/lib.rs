@@ -6,6 +6,7 @@
 pub mod pricing;
 mod service;
 mod settings;
+mod store;
 
 pub use mercato_contracts::cart::{Cart, CartOwner, PricedCart};
 pub use pricing::{PricedLine, Totals};

@@ -1,15 +1,16 @@
 use crate::pricing::{PricedLine, TaxRule, Totals, line_total, totals};
 use crate::settings::ShopSettings;
+use crate::store::{self, CartState, FreshCart};
 use mercato_contracts::cart::ShippingMethod;
-use mercato_contracts::cart::{Cart, CartConverted, CartOwner, PricedCart};
+use mercato_contracts::cart::{Cart, CartOwner, PricedCart};
 use mercato_contracts::catalog::{Catalog, ProductStatus, SkuInfo};
 use mercato_contracts::inventory::Inventory;
 use mercato_contracts::orders::OrderPlaced;
 use mercato_contracts::promotions::{EligibleLine, Promotions, normalize_code};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
-use mercato_platform::events::{EventBus, Received, publish};
+use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
-use mercato_platform::{Db, Tx, now_ms, params, random_token, sha256_hex};
+use mercato_platform::{Db, random_token};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -29,92 +30,12 @@ struct Inner {
     currency: Currency,
 }
 
-struct CartRow {
-    id: Id,
-}
-
-/// What pricing needs of a cart, read in one transaction.
-struct CartState {
-    shipping_method: String,
-    customer: Option<Id>,
-    coupon: Option<String>,
-    /// (sku, quantity), oldest line first.
-    lines: Vec<(String, i64)>,
-}
-
-/// Cart `cart` as pricing needs it. Writes that change a cart read this in
-/// their own transaction: the writer's pages are current and cached, while a
-/// reader after any commit starts from an empty page cache (SQLite's WAL
-/// readers drop it whenever the database changed), so a second read
-/// transaction cost more than the write itself.
-fn cart_state_in(tx: &mut dyn Tx, cart: Id) -> Result<CartState, Error> {
-    let row = tx
-        .query_opt("SELECT shipping_method, customer_id, coupon_code FROM carts WHERE id = $1", params![cart])?
-        .ok_or_else(|| Error::not_found("no cart"))?;
-    let lines = tx
-        .query("SELECT sku, quantity FROM cart_lines WHERE cart_id = $1 ORDER BY added_at, sku", params![cart])?
-        .iter()
-        .map(|r| Ok((r.text(0)?, r.int(1)?)))
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(CartState { shipping_method: row.text(0)?, customer: row.opt_int(1)?.map(Id), coupon: row.opt_text(2)?, lines })
-}
-
 /// Where a cart's catalog facts come from.
 enum Facts {
     /// As product pages show them (cached; for a cart being filled).
     Shown,
     /// Read from the database with the cart (checkout).
     Read(HashMap<String, SkuInfo>),
-}
-
-/// What creating an owner's cart needs, prepared outside the transaction so
-/// the body can run more than once.
-struct FreshCart {
-    owner: CartOwner,
-    id: Id,
-    default_method: String,
-    token: Option<String>,
-}
-
-impl FreshCart {
-    /// The owner's active cart, created if there is none; the token is returned
-    /// only when this call created a guest cart.
-    fn ensure_in(&self, tx: &mut dyn Tx) -> Result<(Id, Option<String>), Error> {
-        if let Some(found) = find_active(tx, &self.owner)? {
-            return Ok((found.id, None));
-        }
-        let now = now_ms();
-        let (customer, token_hash) = match &self.owner {
-            CartOwner::Customer(c) => (Some(*c), None),
-            CartOwner::Guest(_) => (None, self.token.as_ref().map(|t| sha256_hex(t.as_bytes()))),
-        };
-        // ON CONFLICT: a concurrent request created this customer's cart first.
-        tx.execute(
-            "INSERT INTO carts (id, token_hash, customer_id, status, shipping_method, created_at, updated_at) \
-             VALUES ($1, $2, $3, 'active', $4, $5, $5) ON CONFLICT DO NOTHING",
-            params![self.id, token_hash.as_deref(), customer, &self.default_method, now],
-        )?;
-        let lookup = match &self.owner {
-            CartOwner::Guest(_) => CartOwner::Guest(self.token.clone()),
-            customer => customer.clone(),
-        };
-        let found = find_active(tx, &lookup)?.ok_or_else(|| Error::internal("cart not found after insert"))?;
-        Ok((found.id, if found.id == self.id { self.token.clone() } else { None }))
-    }
-}
-
-fn find_active(tx: &mut dyn Tx, owner: &CartOwner) -> Result<Option<CartRow>, Error> {
-    let row = match owner {
-        CartOwner::Customer(c) => {
-            tx.query_opt("SELECT id FROM carts WHERE customer_id = $1 AND status = 'active'", params![*c])?
-        }
-        CartOwner::Guest(Some(token)) => tx.query_opt(
-            "SELECT id FROM carts WHERE token_hash = $1 AND status = 'active' AND customer_id IS NULL",
-            params![&sha256_hex(token.as_bytes())],
-        )?,
-        CartOwner::Guest(None) => None,
-    };
-    row.map(|r| Ok(CartRow { id: r.id(0)? })).transpose()
 }
 
 impl CartService {
@@ -144,7 +65,7 @@ impl CartService {
     /// and, for a newly created guest cart, the token the client must keep.
     async fn ensure(&self, owner: &CartOwner) -> Result<(Id, Option<String>), Error> {
         let fresh = self.fresh_cart(owner)?;
-        self.inner.db.write(move |tx| fresh.ensure_in(tx)).await
+        self.inner.db.write(move |tx| fresh.ensure(tx)).await
     }
 
     fn fresh_cart(&self, owner: &CartOwner) -> Result<FreshCart, Error> {
@@ -212,11 +133,8 @@ impl CartService {
             .inner
             .db
             .write(move |tx| {
-                let (cart, token) = fresh.ensure_in(tx)?;
-                let held = tx
-                    .query_opt("SELECT quantity FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?
-                    .map(|r| r.int(0))
-                    .transpose()?;
+                let (cart, token) = fresh.ensure(tx)?;
+                let held = store::line_quantity(tx, cart, &s)?;
                 let wanted = held.unwrap_or(0) + quantity;
                 if wanted > max {
                     return Err(Error::field("quantity", format!("a line holds at most {max} units")));
@@ -224,20 +142,10 @@ impl CartService {
                 if wanted > available {
                     return Err(out_of_stock(&s, available, wanted));
                 }
-                let now = now_ms();
-                // Added to what the line holds when the row is written, not
-                // to what was read: concurrent adds to one line both count.
-                let changed = tx.execute(
-                    "INSERT INTO cart_lines (cart_id, sku, quantity, added_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = cart_lines.quantity + excluded.quantity \
-                     WHERE cart_lines.quantity + excluded.quantity <= $5",
-                    params![cart, &s, quantity, now, max],
-                )?;
-                if changed == 0 {
+                if !store::add_to_line(tx, cart, &s, quantity, max)? {
                     return Err(Error::field("quantity", format!("a line holds at most {max} units")));
                 }
-                tx.execute("UPDATE carts SET updated_at = $1 WHERE id = $2", params![now, cart])?;
-                let state = cart_state_in(tx, cart)?;
+                let state = store::cart_state(tx, cart)?;
                 // Counted after the insert and after the cart row's update:
                 // on PostgreSQL that update waits for any concurrent add to
                 // this cart to commit, so this count includes its line.
@@ -259,14 +167,10 @@ impl CartService {
             .inner
             .db
             .write(move |tx| {
-                let n = tx.execute(
-                    "UPDATE cart_lines SET quantity = $1 WHERE cart_id = $2 AND sku = $3",
-                    params![quantity, cart, &s],
-                )?;
-                if n == 0 {
+                if !store::set_line_quantity(tx, cart, &s, quantity)? {
                     return Err(Error::not_found(format!("SKU {s} is not in the cart")));
                 }
-                cart_state_in(tx, cart)
+                store::cart_state(tx, cart)
             })
             .await?;
         self.priced_state(cart, state, Facts::Shown).await
@@ -279,11 +183,10 @@ impl CartService {
             .inner
             .db
             .write(move |tx| {
-                let n = tx.execute("DELETE FROM cart_lines WHERE cart_id = $1 AND sku = $2", params![cart, &s])?;
-                if n == 0 {
+                if !store::remove_line(tx, cart, &s)? {
                     return Err(Error::not_found(format!("SKU {s} is not in the cart")));
                 }
-                cart_state_in(tx, cart)
+                store::cart_state(tx, cart)
             })
             .await?;
         self.priced_state(cart, state, Facts::Shown).await
@@ -300,16 +203,13 @@ impl CartService {
         }
         let (cart, token) = self.ensure(owner).await?;
         let c = code.to_string();
-        self.inner
-            .db
-            .write(move |tx| Ok(tx.execute("UPDATE carts SET shipping_method = $1 WHERE id = $2", params![&c, cart])?))
-            .await?;
+        self.inner.db.write(move |tx| store::set_shipping_method(tx, cart, &c)).await?;
         Ok((self.priced(cart).await?, token))
     }
 
     async fn find(&self, owner: &CartOwner) -> Result<Option<Id>, Error> {
         let owner = owner.clone();
-        Ok(self.inner.db.lookup(move |tx| find_active(tx, &owner)).await?.map(|c| c.id))
+        Ok(self.inner.db.lookup(move |tx| store::find_active(tx, &owner)).await?.map(|c| c.id))
     }
 
     async fn existing(&self, owner: &CartOwner) -> Result<Id, Error> {
@@ -351,7 +251,7 @@ impl CartService {
 
     /// Prices cart `cart` from catalog facts and current promotions.
     async fn priced_from(&self, cart: Id, facts: Facts) -> Result<PricedCart, Error> {
-        let state = self.inner.db.lookup(move |tx| cart_state_in(tx, cart)).await?;
+        let state = self.inner.db.lookup(move |tx| store::cart_state(tx, cart)).await?;
         self.priced_state(cart, state, facts).await
     }
 
@@ -443,13 +343,7 @@ impl CartService {
     }
 
     async fn write_coupon(&self, cart: Id, code: Option<String>) -> Result<(), Error> {
-        self.inner
-            .db
-            .write(move |tx| {
-                Ok(tx.execute("UPDATE carts SET coupon_code = $1 WHERE id = $2", params![code.as_deref(), cart])?)
-            })
-            .await
-            .map(drop)
+        self.inner.db.write(move |tx| store::set_coupon(tx, cart, code.as_deref())).await
     }
 
     /// Moves a guest cart's lines into the customer's cart (quantities add up,
@@ -458,34 +352,12 @@ impl CartService {
     pub async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
         let guest = CartOwner::Guest(Some(token.to_string()));
         let g = guest.clone();
-        let Some(guest_cart) = self.inner.db.lookup(move |tx| find_active(tx, &g)).await? else {
+        let Some(guest_cart) = self.inner.db.lookup(move |tx| store::find_active(tx, &g)).await? else {
             return Ok(());
         };
         let (target, _) = self.ensure(&CartOwner::Customer(customer)).await?;
         let max = self.inner.shop.max_line_quantity;
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let retired = tx.execute(
-                    "UPDATE carts SET status = 'merged', updated_at = $1 WHERE id = $2 AND status = 'active'",
-                    params![now, guest_cart.id],
-                )?;
-                if retired == 0 {
-                    return Ok(());
-                }
-                let lines = tx.query("SELECT sku, quantity, added_at FROM cart_lines WHERE cart_id = $1", params![guest_cart.id])?;
-                for r in lines {
-                    tx.execute(
-                        "INSERT INTO cart_lines (cart_id, sku, quantity, added_at) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (cart_id, sku) DO UPDATE SET quantity = CASE WHEN cart_lines.quantity + excluded.quantity > $5 \
-                         THEN $5 ELSE cart_lines.quantity + excluded.quantity END",
-                        params![target, &r.text(0)?, r.int(1)?.min(max), r.int(2)?, max],
-                    )?;
-                }
-                Ok(())
-            })
-            .await
+        self.inner.db.write(move |tx| store::merge(tx, guest_cart.id, target, max)).await
     }
 
     /// `customer`'s active cart priced as checkout prices it (empty when
@@ -496,8 +368,8 @@ impl CartService {
             .inner
             .db
             .lookup(move |tx| {
-                let Some(cart) = find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
-                Ok(Some((cart.id, cart_state_in(tx, cart.id)?)))
+                let Some(cart) = store::find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
+                Ok(Some((cart.id, store::cart_state(tx, cart.id)?)))
             })
             .await?;
         let Some((cart, state)) = found else { return self.empty() };
@@ -509,7 +381,7 @@ impl CartService {
     /// Retires `cart` because `order` was placed from it (checkout's last
     /// step, when the cart is known to be active). Idempotent.
     pub async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
-        if self.inner.db.write(move |tx| convert_in(tx, cart, order)).await? {
+        if self.inner.db.write(move |tx| store::convert(tx, cart, order)).await? {
             self.inner.bus.wake();
         }
         Ok(())
@@ -534,36 +406,14 @@ impl CartService {
     /// a checkout that crashed before retiring its cart: it usually has
     /// nothing to do, and a read says so without queueing a write.
     pub async fn mark_converted(&self, cart: Id, order: Id) -> Result<(), Error> {
-        let active = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                Ok(tx.query_opt("SELECT 1 FROM carts WHERE id = $1 AND status = 'active'", params![cart])?)
-            })
-            .await?;
-        match active {
-            Some(_) => self.convert(cart, order).await,
-            None => Ok(()),
-        }
+        let active = self.inner.db.lookup(move |tx| store::is_active(tx, cart)).await?;
+        if active { self.convert(cart, order).await } else { Ok(()) }
     }
 }
 
 fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {
     Error::new(ErrorCode::OutOfStock, format!("only {available} of {sku} available"))
         .with_details(serde_json::json!({ "sku": sku, "available": available, "requested": requested }))
-}
-
-/// Retires `cart` because `order` was placed from it. Returns whether this
-/// call retired it (false: already retired).
-fn convert_in(tx: &mut dyn Tx, cart: Id, order: Id) -> Result<bool, Error> {
-    let n = tx.execute(
-        "UPDATE carts SET status = 'converted', order_id = $1, updated_at = $2 WHERE id = $3 AND status = 'active'",
-        params![order, now_ms(), cart],
-    )?;
-    if n == 1 {
-        publish(tx, &CartConverted { cart_id: cart, order_id: order })?;
-    }
-    Ok(n == 1)
 }
 
 #[async_trait::async_trait]
