@@ -23,69 +23,11 @@
 
 use crate::model::{Address, OrderItem};
 use crate::service::OrdersService;
-use crate::store::insert_order;
+use crate::store::{self, insert_order};
 use mercato_contracts::inventory::Line;
 use mercato_contracts::orders::Placed;
 use mercato_core::{Error, ErrorCode, Id};
-use mercato_platform::{Db, Tx, now_ms, params};
-
-/// What an earlier request with the same Idempotency-Key left behind.
-enum Earlier {
-    /// It placed an order: its answer is replayed.
-    Done(String, Id),
-    /// It stopped half-way (a crash, or a refusal whose compensation did not
-    /// finish) and its lease ran out: what it held is to be given back
-    /// before the checkout starts over.
-    Abandoned(Id),
-    /// Like `Abandoned`, and what it held is back: the key is free.
-    Released(Id),
-}
-
-fn in_progress(retry_after_secs: u64) -> Error {
-    Error::new(ErrorCode::IdempotencyInProgress, "a request with this Idempotency-Key is in progress")
-        .with_retry_after(retry_after_secs)
-}
-
-/// The record of an earlier checkout with `key`, if any. Errors when it was
-/// made with a different body, or is still being worked on.
-fn earlier_checkout(
-    tx: &mut dyn Tx,
-    customer: Id,
-    key: &str,
-    fingerprint: &str,
-    now: i64,
-) -> Result<Option<Earlier>, Error> {
-    let Some(row) = tx.query_opt(
-        "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
-        params![customer, key],
-    )?
-    else {
-        return Ok(None);
-    };
-    if row.str(0)? != fingerprint {
-        return Err(Error::new(
-            ErrorCode::IdempotencyMismatch,
-            "this Idempotency-Key was used with a different request body",
-        ));
-    }
-    let (order_id, lease_until) = (row.id(1)?, row.int(3)?);
-    match row.str(2)? {
-        "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
-        "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
-        "released" => Ok(Some(Earlier::Released(order_id))),
-        _ => Ok(Some(Earlier::Abandoned(order_id))),
-    }
-}
-
-/// Step 1's outcome.
-enum Begun {
-    /// The record is ours.
-    Mine,
-    Replay(String, Id),
-    /// An abandoned attempt's record, fenced (`abandoned`): the holds of its
-    /// order must be given back before the key can be used again.
-    Abandoned(Id),
-}
+use mercato_platform::{Db, now_ms};
 
 /// Finished checkouts forgotten per write job by [`purge_checkouts`].
 const PURGE_BATCH: u64 = 1_000;
@@ -100,18 +42,7 @@ pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
     loop {
         // A finished checkout's lease_until is the time it finished, and
         // (state, lease_until) is indexed.
-        let n = db
-            .write(move |tx| {
-                Ok(tx.execute(
-                    &format!(
-                        "DELETE FROM checkouts WHERE (customer_id, idempotency_key) IN \
-                         (SELECT customer_id, idempotency_key FROM checkouts \
-                          WHERE state = 'done' AND lease_until < $1 LIMIT {PURGE_BATCH})"
-                    ),
-                    params![cutoff],
-                )?)
-            })
-            .await?;
+        let n = db.write(move |tx| store::purge_done_checkouts(tx, cutoff, PURGE_BATCH)).await?;
         total += n;
         if n < PURGE_BATCH {
             return Ok(total);
@@ -185,15 +116,15 @@ impl OrdersService {
 
         // 1. begin
         let mut begun = self.begin(customer, &key, &fingerprint, order_id).await?;
-        if let Begun::Abandoned(old) = begun {
+        if let store::Begun::Abandoned(old) = begun {
             // An attempt that stopped half-way: what it held comes back first.
             self.release_abandoned(customer, &key, old).await?;
             begun = self.begin(customer, &key, &fingerprint, order_id).await?;
         }
         match begun {
-            Begun::Mine => {}
-            Begun::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
-            Begun::Abandoned(_) => return Err(in_progress(1)),
+            store::Begun::Mine => {}
+            store::Begun::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
+            store::Begun::Abandoned(_) => return Err(store::in_progress(1)),
         }
 
         // 2. reserve, 3. redeem
@@ -222,13 +153,7 @@ impl OrdersService {
             .inner()
             .db
             .write(move |tx| {
-                let now = now_ms();
-                let done = tx.execute(
-                    "UPDATE checkouts SET state = 'done', response = $1, lease_until = $2 \
-                     WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'pending'",
-                    params![&b, now, customer, &k, order_id],
-                )?;
-                if done == 0 {
+                if !store::finish_checkout(tx, customer, &k, order_id, &b)? {
                     // The sweeper gave this attempt up (its lease ran out)
                     // and is giving back what it held.
                     return Ok(false);
@@ -241,7 +166,7 @@ impl OrdersService {
         // record, done, or pending until the sweeper gives it back.
         if !placed? {
             // The sweeper gives back what this attempt held.
-            return Err(in_progress(1));
+            return Err(store::in_progress(1));
         }
         self.inner().bus.wake();
 
@@ -254,50 +179,10 @@ impl OrdersService {
 
     /// Step 1: the key's record, `pending` under `order_id`, or what an
     /// earlier request with the key left.
-    async fn begin(&self, customer: Id, key: &str, fingerprint: &str, order_id: Id) -> Result<Begun, Error> {
+    async fn begin(&self, customer: Id, key: &str, fingerprint: &str, order_id: Id) -> Result<store::Begun, Error> {
         let lease = self.inner().cfg.checkout_lease_ms as i64;
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        self.inner()
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let claimed = tx.execute(
-                    "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
-                    params![customer, &k, &f, order_id, now + lease, now],
-                )?;
-                if claimed == 1 {
-                    return Ok(Begun::Mine);
-                }
-                // On PostgreSQL the insert waited for a concurrent request
-                // with this key to commit; this read sees its record.
-                match earlier_checkout(tx, customer, &k, &f, now)? {
-                    Some(Earlier::Done(body, id)) => Ok(Begun::Replay(body, id)),
-                    Some(Earlier::Released(old)) => {
-                        let taken = tx.execute(
-                            "UPDATE checkouts SET order_id = $1, state = 'pending', lease_until = $2 \
-                             WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'released'",
-                            params![order_id, now + lease, customer, &k, old],
-                        )?;
-                        if taken == 0 {
-                            return Err(in_progress(1));
-                        }
-                        Ok(Begun::Mine)
-                    }
-                    Some(Earlier::Abandoned(old)) => {
-                        // Fenced first: the old attempt can no longer place
-                        // its order once its holds are being given back.
-                        tx.execute(
-                            "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 \
-                             AND order_id = $3 AND state = 'pending' AND lease_until <= $4",
-                            params![customer, &k, old, now],
-                        )?;
-                        Ok(Begun::Abandoned(old))
-                    }
-                    None => Err(in_progress(1)),
-                }
-            })
-            .await
+        self.inner().db.write(move |tx| store::begin_checkout(tx, customer, &k, &f, order_id, lease)).await
     }
 
     /// Gives back what abandoned attempt `order_id` held, then marks its
@@ -336,30 +221,14 @@ impl OrdersService {
         to: Option<&'static str>,
     ) -> Result<(), Error> {
         let k = key.to_string();
-        self.inner()
-            .db
-            .write(move |tx| {
-                const WHERE: &str = "customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = $4";
-                match to {
-                    Some(to) => tx.execute(
-                        &format!("UPDATE checkouts SET state = $5 WHERE {WHERE}"),
-                        params![customer, &k, order_id, from, to],
-                    )?,
-                    None => tx.execute(
-                        &format!("DELETE FROM checkouts WHERE {WHERE}"),
-                        params![customer, &k, order_id, from],
-                    )?,
-                };
-                Ok(())
-            })
-            .await
+        self.inner().db.write(move |tx| store::move_checkout(tx, customer, &k, order_id, from, to)).await
     }
 
     /// The stored answer of a finished checkout with this key, if there is one.
     async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        Ok(match self.inner().db.lookup(move |tx| earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
-            Some(Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
+        Ok(match self.inner().db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
+            Some(store::Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
             _ => None,
         })
     }
@@ -377,39 +246,14 @@ impl OrdersService {
         // holds are given back; then every fenced record not yet released
         // (including those a failed pass left) is released. A pass with
         // nothing to do is one read.
-        let list = move |tx: &mut dyn Tx| {
-            tx.query(
-                "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
-                params![],
-            )?
-            .iter()
-            .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
-            .collect::<Result<Vec<_>, Error>>()
-        };
         let (expired, mut abandoned) = self
             .inner()
             .db
-            .read(move |tx| {
-                let expired = tx
-                    .query_opt(
-                        "SELECT 1 FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 1",
-                        params![now],
-                    )?
-                    .is_some();
-                Ok((expired, list(tx)?))
-            })
+            .read(move |tx| Ok((store::any_checkout_expired(tx, now)?, store::abandoned_checkouts(tx)?)))
             .await?;
         if expired {
-            self.inner()
-                .db
-                .write(move |tx| {
-                    Ok(tx.execute(
-                        "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
-                        params![now],
-                    )?)
-                })
-                .await?;
-            abandoned = self.inner().db.read(list).await?;
+            self.inner().db.write(move |tx| store::fence_expired_checkouts(tx, now)).await?;
+            abandoned = self.inner().db.read(store::abandoned_checkouts).await?;
         }
         let n = abandoned.len();
         for (customer, key, order_id) in abandoned {

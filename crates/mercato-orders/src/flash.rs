@@ -4,9 +4,8 @@
 
 use crate::model::{Address, Order, OrderItem};
 use crate::service::OrdersService;
-use crate::store::insert_order;
+use crate::store::{self, insert_order};
 use mercato_core::{Error, Id};
-use mercato_platform::params;
 
 impl OrdersService {
     /// Creates the order for a flash-sale purchase: one unit at the sale price.
@@ -39,7 +38,7 @@ impl OrdersService {
             .inner()
             .db
             .write(move |tx| {
-                if tx.query_opt("SELECT 1 FROM orders WHERE id = $1", params![o.id])?.is_some() {
+                if store::exists(tx, o.id)? {
                     return Ok(false);
                 }
                 insert_order(tx, &o, history_id, None, None)?;

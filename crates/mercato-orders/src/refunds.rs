@@ -1,13 +1,10 @@
 //! Refunds: an admin's refund through the payments domain, and the record of
 //! any refund on the order (a full one moves a paid order to `refunded`).
 
-use crate::model::{Action, Order, OrderStatus, next};
+use crate::model::{Action, Order, next};
 use crate::service::OrdersService;
-use crate::store::transition;
-use mercato_contracts::orders::OrderRefundRecorded;
+use crate::store;
 use mercato_core::{Error, Id};
-use mercato_platform::events::publish;
-use mercato_platform::{now_ms, params};
 
 impl OrdersService {
     /// Refunds `amount` (None: everything not yet refunded) through the provider.
@@ -29,23 +26,7 @@ impl OrdersService {
 
     pub(crate) async fn add_refunded(&self, id: Id, amount: i64) -> Result<(), Error> {
         let hid = self.inner().ids.next()?;
-        self.inner()
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE orders SET refunded = refunded + $1, updated_at = $2 WHERE id = $3",
-                    params![amount, now_ms(), id],
-                )?;
-                let r = tx.query_one("SELECT refunded, total, status FROM orders WHERE id = $1", params![id])?;
-                let full = r.int(0)? >= r.int(1)?;
-                let status = OrderStatus::parse(r.str(2)?)?;
-                publish(tx, &OrderRefundRecorded { order_id: id, amount, full })?;
-                if full && status != OrderStatus::Cancelled {
-                    transition(tx, hid, id, Action::Refund { full: true }, None, "admin", None)?;
-                }
-                Ok(())
-            })
-            .await?;
+        self.inner().db.write(move |tx| store::add_refunded(tx, hid, id, amount)).await?;
         self.inner().bus.wake();
         Ok(())
     }

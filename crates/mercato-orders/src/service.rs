@@ -5,18 +5,18 @@
 //! What it does to orders lives beside it, one module per responsibility, as
 //! further `impl OrdersService` blocks: `checkout` and `flash` place orders,
 //! `payment` pays them, `lifecycle` moves them on, `refunds` gives money back,
-//! `sweep` is the background upkeep, and `store` holds the SQL they share.
+//! `sweep` is the background upkeep, and `store` holds every statement on the
+//! domain's tables.
 
 use crate::model::{Address, HistoryEntry, Order, OrderItem, OrderStatus};
 use crate::settings::OrdersSettings;
-use crate::store::load_order;
+use crate::store::{self, load_order};
 use mercato_contracts::cart::Cart;
 use mercato_contracts::inventory::Inventory;
 use mercato_contracts::orders::{AdminFilter, Orders, PaymentResult, Placed};
 use mercato_contracts::payments::{PaymentSucceeded, Payments};
 use mercato_contracts::promotions::Promotions;
 use mercato_core::{Currency, Error, Id, Money};
-use mercato_platform::db::Param;
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
 use mercato_platform::{Db, now_ms};
@@ -90,23 +90,7 @@ impl OrdersService {
         self.inner
             .db
             .read(move |tx| {
-                let mut sql = String::from("SELECT id FROM orders WHERE 1 = 1");
-                let mut args: Vec<Param<'_>> = Vec::new();
-                let status = filter.status.map(|s| s.as_str());
-                if let Some(s) = status {
-                    args.push(Param::Text(s));
-                    sql.push_str(&format!(" AND status = ${}", args.len()));
-                }
-                if let Some(c) = filter.customer_id {
-                    args.push(Param::Int(c.0));
-                    sql.push_str(&format!(" AND customer_id = ${}", args.len()));
-                }
-                if let Some(b) = before {
-                    args.push(Param::Int(b));
-                    sql.push_str(&format!(" AND id < ${}", args.len()));
-                }
-                sql.push_str(&format!(" ORDER BY id DESC LIMIT {}", limit + 1));
-                let ids: Vec<Id> = tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect::<Result<_, _>>()?;
+                let ids = store::list_ids(tx, &filter, before, limit + 1)?;
                 let more = ids.len() > limit;
                 let mut orders = Vec::with_capacity(limit);
                 for id in ids.into_iter().take(limit) {

@@ -1,11 +1,12 @@
-//! The orders' SQL and row mapping shared by the service's modules: loading an
-//! order with its items and history, writing a new one, and `transition`, the
-//! one conditional state change every move goes through (with its history
-//! entry and event, in the caller's transaction).
+//! The orders' SQL: every statement on its tables, each in the caller's
+//! transaction. Loading an order with its items and history, writing a new
+//! one, `transition` (the one conditional state change every move goes
+//! through, with its history entry and event), and the checkout records.
 
 use crate::model::{Action, HistoryEntry, Order, OrderItem, OrderStatus, next};
-use mercato_contracts::orders::{OrderPlaced, OrderStatusChanged};
+use mercato_contracts::orders::{AdminFilter, OrderPlaced, OrderRefundRecorded, OrderStatusChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
+use mercato_platform::db::Param;
 use mercato_platform::events::publish;
 use mercato_platform::{Row, Tx, now_ms, params};
 
@@ -203,4 +204,341 @@ pub(crate) fn insert_order(
 /// A value as JSON text, for a TEXT column.
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
+}
+
+// ---- checkout records (`checkouts`): see checkout.rs for the process ----
+
+/// What an earlier request with the same Idempotency-Key left behind.
+pub(crate) enum Earlier {
+    /// It placed an order: its answer is replayed.
+    Done(String, Id),
+    /// It stopped half-way (a crash, or a refusal whose compensation did not
+    /// finish) and its lease ran out: what it held is to be given back
+    /// before the checkout starts over.
+    Abandoned(Id),
+    /// Like `Abandoned`, and what it held is back: the key is free.
+    Released(Id),
+}
+
+pub(crate) fn in_progress(retry_after_secs: u64) -> Error {
+    Error::new(ErrorCode::IdempotencyInProgress, "a request with this Idempotency-Key is in progress")
+        .with_retry_after(retry_after_secs)
+}
+
+/// The record of an earlier checkout with `key`, if any. Errors when it was
+/// made with a different body, or is still being worked on.
+pub(crate) fn earlier_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    fingerprint: &str,
+    now: i64,
+) -> Result<Option<Earlier>, Error> {
+    let Some(row) = tx.query_opt(
+        "SELECT fingerprint, order_id, state, lease_until, response FROM checkouts WHERE customer_id = $1 AND idempotency_key = $2",
+        params![customer, key],
+    )?
+    else {
+        return Ok(None);
+    };
+    if row.str(0)? != fingerprint {
+        return Err(Error::new(
+            ErrorCode::IdempotencyMismatch,
+            "this Idempotency-Key was used with a different request body",
+        ));
+    }
+    let (order_id, lease_until) = (row.id(1)?, row.int(3)?);
+    match row.str(2)? {
+        "done" => Ok(Some(Earlier::Done(row.opt_text(4)?.unwrap_or_default(), order_id))),
+        "pending" if lease_until > now => Err(in_progress(((lease_until - now) / 1000).max(1) as u64)),
+        "released" => Ok(Some(Earlier::Released(order_id))),
+        _ => Ok(Some(Earlier::Abandoned(order_id))),
+    }
+}
+
+/// Step 1's outcome.
+pub(crate) enum Begun {
+    /// The record is ours.
+    Mine,
+    Replay(String, Id),
+    /// An abandoned attempt's record, fenced (`abandoned`): the holds of its
+    /// order must be given back before the key can be used again.
+    Abandoned(Id),
+}
+
+/// Step 1 of a checkout: the key's record, `pending` under `order_id` with
+/// a lease, or what an earlier request with the key left.
+pub(crate) fn begin_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    fingerprint: &str,
+    order_id: Id,
+    lease: i64,
+) -> Result<Begun, Error> {
+    let now = now_ms();
+    let claimed = tx.execute(
+        "INSERT INTO checkouts (customer_id, idempotency_key, fingerprint, order_id, state, lease_until, created_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6) ON CONFLICT (customer_id, idempotency_key) DO NOTHING",
+        params![customer, key, fingerprint, order_id, now + lease, now],
+    )?;
+    if claimed == 1 {
+        return Ok(Begun::Mine);
+    }
+    // On PostgreSQL the insert waited for a concurrent request
+    // with this key to commit; this read sees its record.
+    match earlier_checkout(tx, customer, key, fingerprint, now)? {
+        Some(Earlier::Done(body, id)) => Ok(Begun::Replay(body, id)),
+        Some(Earlier::Released(old)) => {
+            let taken = tx.execute(
+                "UPDATE checkouts SET order_id = $1, state = 'pending', lease_until = $2 \
+                 WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'released'",
+                params![order_id, now + lease, customer, key, old],
+            )?;
+            if taken == 0 {
+                return Err(in_progress(1));
+            }
+            Ok(Begun::Mine)
+        }
+        Some(Earlier::Abandoned(old)) => {
+            // Fenced first: the old attempt can no longer place
+            // its order once its holds are being given back.
+            tx.execute(
+                "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 \
+                 AND order_id = $3 AND state = 'pending' AND lease_until <= $4",
+                params![customer, key, old, now],
+            )?;
+            Ok(Begun::Abandoned(old))
+        }
+        None => Err(in_progress(1)),
+    }
+}
+
+/// Step 4's condition: the key's record moves from `pending` to `done` with
+/// the answer; false when the sweeper gave the attempt up meanwhile.
+pub(crate) fn finish_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    order_id: Id,
+    body: &str,
+) -> Result<bool, Error> {
+    Ok(tx.execute(
+        "UPDATE checkouts SET state = 'done', response = $1, lease_until = $2 \
+         WHERE customer_id = $3 AND idempotency_key = $4 AND order_id = $5 AND state = 'pending'",
+        params![body, now_ms(), customer, key, order_id],
+    )? == 1)
+}
+
+/// Moves the key's record of `order_id` from state `from` to `to` (None:
+/// deletes it).
+pub(crate) fn move_checkout(
+    tx: &mut dyn Tx,
+    customer: Id,
+    key: &str,
+    order_id: Id,
+    from: &str,
+    to: Option<&str>,
+) -> Result<(), Error> {
+    const WHERE: &str = "customer_id = $1 AND idempotency_key = $2 AND order_id = $3 AND state = $4";
+    match to {
+        Some(to) => tx.execute(
+            &format!("UPDATE checkouts SET state = $5 WHERE {WHERE}"),
+            params![customer, key, order_id, from, to],
+        )?,
+        None => tx.execute(&format!("DELETE FROM checkouts WHERE {WHERE}"), params![customer, key, order_id, from])?,
+    };
+    Ok(())
+}
+
+/// Whether a `pending` record's lease ran out before `now`.
+pub(crate) fn any_checkout_expired(tx: &mut dyn Tx, now: i64) -> Result<bool, Error> {
+    Ok(tx
+        .query_opt("SELECT 1 FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 1", params![now])?
+        .is_some())
+}
+
+/// Fences every `pending` record whose lease ran out before `now`: its attempt
+/// can no longer place its order.
+pub(crate) fn fence_expired_checkouts(tx: &mut dyn Tx, now: i64) -> Result<u64, Error> {
+    Ok(tx.execute(
+        "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
+        params![now],
+    )?)
+}
+
+/// Up to 200 fenced records whose holds are still to be given back:
+/// (customer, key, order).
+pub(crate) fn abandoned_checkouts(tx: &mut dyn Tx) -> Result<Vec<(Id, String, Id)>, Error> {
+    tx.query(
+        "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
+        params![],
+    )?
+    .iter()
+    .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
+    .collect()
+}
+
+/// Deletes up to `batch` records of checkouts finished before `cutoff`; how
+/// many. A finished checkout's lease_until is the time it finished, and
+/// (state, lease_until) is indexed.
+pub(crate) fn purge_done_checkouts(tx: &mut dyn Tx, cutoff: i64, batch: u64) -> Result<u64, Error> {
+    Ok(tx.execute(
+        &format!(
+            "DELETE FROM checkouts WHERE (customer_id, idempotency_key) IN \
+             (SELECT customer_id, idempotency_key FROM checkouts \
+              WHERE state = 'done' AND lease_until < $1 LIMIT {batch})"
+        ),
+        params![cutoff],
+    )?)
+}
+
+// ---- payment, refunds, expiry ----
+
+pub(crate) enum PaidOutcome {
+    /// The order is now paid; its held units are to be sold.
+    Paid,
+    /// The payment landed on a cancelled order.
+    Refund,
+    Nothing,
+}
+
+/// The order is paid (its payment just succeeded). Already paid (a
+/// duplicate report): nothing. Cancelled meanwhile: the payment must be
+/// refunded. Its held units are sold by the inventory domain afterwards
+/// (directly, and by the `order.paid` subscriber after a crash).
+pub(crate) fn paid_in(tx: &mut dyn Tx, hid: Id, id: Id) -> Result<PaidOutcome, Error> {
+    match transition(tx, hid, id, Action::Pay, None, "payment", None) {
+        Ok(_) => Ok(PaidOutcome::Paid),
+        Err(e) if e.code == ErrorCode::IllegalTransition => {
+            let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+            if status != "cancelled" {
+                return Ok(PaidOutcome::Nothing);
+            }
+            // Cancelled after it was paid (an admin cancel, which refunds it
+            // itself): this is a late report of the payment already applied,
+            // not a payment that landed on a cancelled order.
+            let was_paid = tx
+                .query_opt("SELECT 1 FROM order_history WHERE order_id = $1 AND to_status = 'paid'", params![id])?
+                .is_some();
+            Ok(if was_paid { PaidOutcome::Nothing } else { PaidOutcome::Refund })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Lets another payment of unpaid order `id` start at once.
+pub(crate) fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
+        params![id],
+    )?;
+    Ok(())
+}
+
+/// What paying an order needs to know of it.
+pub(crate) struct Payable {
+    pub customer_id: Id,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub payment_due_at: Option<i64>,
+}
+
+/// What paying order `id` needs to know of it, if it exists.
+pub(crate) fn payable(tx: &mut dyn Tx, id: Id) -> Result<Option<Payable>, Error> {
+    let Some(r) = tx.query_opt(
+        "SELECT customer_id, status, total, currency, payment_due_at FROM orders WHERE id = $1",
+        params![id],
+    )?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Payable {
+        customer_id: r.id(0)?,
+        status: OrderStatus::parse(r.str(1)?)?,
+        total: Money::new(r.int(2)?, r.str(3)?.parse()?),
+        payment_due_at: r.opt_int(4)?,
+    }))
+}
+
+/// Claims unpaid order `id` for one payment for `lease` ms; refused while
+/// another payment holds it or once it is no longer unpaid.
+pub(crate) fn lease_payment(tx: &mut dyn Tx, id: Id, lease: i64) -> Result<(), Error> {
+    let now = now_ms();
+    let locked = tx.execute(
+        "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment' \
+         AND (payment_lock_until IS NULL OR payment_lock_until < $3)",
+        params![now + lease, id, now],
+    )?;
+    if locked == 0 {
+        let status = tx.query_one("SELECT status FROM orders WHERE id = $1", params![id])?.text(0)?;
+        return Err(match status.as_str() {
+            "pending_payment" => Error::conflict("a payment for this order is already in progress").with_retry_after(2),
+            other => Error::illegal_transition(other, "pay"),
+        });
+    }
+    Ok(())
+}
+
+/// Order `id`'s status as stored, if it exists.
+pub(crate) fn status(tx: &mut dyn Tx, id: Id) -> Result<Option<String>, Error> {
+    tx.query_opt("SELECT status FROM orders WHERE id = $1", params![id])?.map(|r| r.text(0)).transpose()
+}
+
+/// Counts `amount` as refunded on order `id`; a full refund of an order not
+/// cancelled moves it to refunded (history entry `hid`).
+pub(crate) fn add_refunded(tx: &mut dyn Tx, hid: Id, id: Id, amount: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE orders SET refunded = refunded + $1, updated_at = $2 WHERE id = $3",
+        params![amount, now_ms(), id],
+    )?;
+    let r = tx.query_one("SELECT refunded, total, status FROM orders WHERE id = $1", params![id])?;
+    let full = r.int(0)? >= r.int(1)?;
+    let status = OrderStatus::parse(r.str(2)?)?;
+    publish(tx, &OrderRefundRecorded { order_id: id, amount, full })?;
+    if full && status != OrderStatus::Cancelled {
+        transition(tx, hid, id, Action::Refund { full: true }, None, "admin", None)?;
+    }
+    Ok(())
+}
+
+/// Up to 200 unpaid orders whose payment window closed by `now`, oldest due first.
+pub(crate) fn overdue(tx: &mut dyn Tx, now: i64) -> Result<Vec<Id>, Error> {
+    tx.query(
+        "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1 ORDER BY payment_due_at LIMIT 200",
+        params![now],
+    )?
+    .iter()
+    .map(|r| r.id(0))
+    .collect()
+}
+
+pub(crate) fn exists(tx: &mut dyn Tx, id: Id) -> Result<bool, Error> {
+    Ok(tx.query_opt("SELECT 1 FROM orders WHERE id = $1", params![id])?.is_some())
+}
+
+/// Ids of the orders `filter` admits below id `before`, newest first, at
+/// most `limit`.
+pub(crate) fn list_ids(
+    tx: &mut dyn Tx,
+    filter: &AdminFilter,
+    before: Option<i64>,
+    limit: usize,
+) -> Result<Vec<Id>, Error> {
+    let mut sql = String::from("SELECT id FROM orders WHERE 1 = 1");
+    let mut args: Vec<Param<'_>> = Vec::new();
+    if let Some(s) = filter.status {
+        args.push(Param::Text(s.as_str()));
+        sql.push_str(&format!(" AND status = ${}", args.len()));
+    }
+    if let Some(c) = filter.customer_id {
+        args.push(Param::Int(c.0));
+        sql.push_str(&format!(" AND customer_id = ${}", args.len()));
+    }
+    if let Some(b) = before {
+        args.push(Param::Int(b));
+        sql.push_str(&format!(" AND id < ${}", args.len()));
+    }
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
+    tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect()
 }

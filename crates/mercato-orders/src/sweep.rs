@@ -4,8 +4,9 @@
 //! `purge_checkouts`, run by the hourly upkeep.)
 
 use crate::service::OrdersService;
+use crate::store;
 use mercato_core::Error;
-use mercato_platform::{now_ms, params};
+use mercato_platform::now_ms;
 
 impl OrdersService {
     /// One pass of background upkeep: cancels overdue unpaid orders, releases
@@ -13,19 +14,7 @@ impl OrdersService {
     /// payments a crash left open. Safe to run on every instance at once.
     pub async fn sweep(&self) -> Result<usize, Error> {
         let now = now_ms();
-        let overdue = self
-            .inner()
-            .db
-            .read(move |tx| {
-                tx.query(
-                    "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1 ORDER BY payment_due_at LIMIT 200",
-                    params![now],
-                )?
-                .iter()
-                .map(|r| r.id(0))
-                .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let overdue = self.inner().db.read(move |tx| store::overdue(tx, now)).await?;
         let mut n = 0;
         for id in overdue {
             if self.expire(id).await? {
