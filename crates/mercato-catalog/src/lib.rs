@@ -6,6 +6,7 @@
 
 mod membership;
 mod service;
+mod store;
 
 pub use mercato_contracts::catalog::*;
 pub use service::CatalogService;

@@ -10,7 +10,7 @@
 use fastbloom::AtomicBloomFilter;
 use mercato_core::{Error, Id};
 use mercato_platform::ids::{first_id_at, minted_at_ms};
-use mercato_platform::{Db, now_ms, params};
+use mercato_platform::{Db, now_ms};
 use parking_lot::RwLock;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,10 +37,7 @@ fn build(ids: &[i64], capacity: usize) -> AtomicBloomFilter {
 }
 
 async fn ids_since(db: &Db, from: Id) -> Result<Vec<i64>, Error> {
-    db.read(move |tx| {
-        tx.query("SELECT id FROM products WHERE id >= $1", params![from])?.iter().map(|r| r.int(0)).collect()
-    })
-    .await
+    db.read(move |tx| crate::store::product_ids_from(tx, from)).await
 }
 
 impl Membership {
