@@ -9,24 +9,25 @@
 
 use crate::model::{self, ID_HEADER, SIGNATURE_HEADER};
 use crate::service::WebhooksService;
+use crate::store;
 use mercato_core::{Error, Id};
-use mercato_platform::{now_ms, params};
+use mercato_platform::now_ms;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 /// A claimed attempt: everything needed to send it.
-struct Job {
-    delivery_id: Id,
-    endpoint_id: Id,
-    token: String,
-    url: String,
-    secret: String,
-    event_id: i64,
-    event_type: String,
-    event_version: i64,
-    payload: String,
-    event_created_at: i64,
+pub(crate) struct Job {
+    pub(crate) delivery_id: Id,
+    pub(crate) endpoint_id: Id,
+    pub(crate) token: String,
+    pub(crate) url: String,
+    pub(crate) secret: String,
+    pub(crate) event_id: i64,
+    pub(crate) event_type: String,
+    pub(crate) event_version: i64,
+    pub(crate) payload: String,
+    pub(crate) event_created_at: i64,
 }
 
 #[derive(Serialize)]
@@ -44,11 +45,6 @@ enum Sent {
     Status(u16),
     Error(String),
 }
-
-/// Deliveries that are the oldest pending one of their (active) endpoint.
-const HEADS: &str = "FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-     WHERE d.status = 'pending' AND e.active = 1 AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p \
-     WHERE p.endpoint_id = d.endpoint_id AND p.status = 'pending' AND p.event_id < d.event_id)";
 
 impl WebhooksService {
     /// Starts the background sender. One per process; several processes may
@@ -109,22 +105,7 @@ impl WebhooksService {
         max: usize,
     ) -> Result<Duration, Error> {
         let poll = self.opts.poll;
-        let heads: Vec<(Id, i64)> = self
-            .inner
-            .db
-            .read(|tx| {
-                tx.query(
-                    &format!(
-                        "SELECT d.id, CASE WHEN d.lease_until > d.next_attempt_at THEN d.lease_until \
-                         ELSE d.next_attempt_at END AS due {HEADS} ORDER BY due, d.id LIMIT 256"
-                    ),
-                    params![],
-                )?
-                .iter()
-                .map(|r| Ok((r.id(0)?, r.int(1)?)))
-                .collect()
-            })
-            .await?;
+        let heads: Vec<(Id, i64)> = self.inner.db.read(store::heads).await?;
         let now = now_ms();
         let free = max.saturating_sub(in_flight.len());
         let due: Vec<Id> = heads.iter().filter(|(_, at)| *at <= now).take(free).map(|(id, _)| *id).collect();
@@ -153,45 +134,7 @@ impl WebhooksService {
     async fn claim(&self, ids: Vec<Id>) -> Result<Vec<Job>, Error> {
         let token = mercato_platform::random_token();
         let lease_ms = self.opts.lease.as_millis() as i64;
-        self.inner
-            .db
-            .write(move |tx| {
-                let now = now_ms();
-                let mut jobs = Vec::new();
-                for id in &ids {
-                    let won = tx.execute(
-                        "UPDATE webhook_deliveries SET lease_until = $1, lease_token = $2 \
-                         WHERE id = $3 AND status = 'pending' AND lease_until <= $4 AND next_attempt_at <= $4 \
-                         AND EXISTS (SELECT 1 FROM webhook_endpoints e WHERE e.id = webhook_deliveries.endpoint_id AND e.active = 1) \
-                         AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = webhook_deliveries.endpoint_id \
-                         AND p.status = 'pending' AND p.event_id < webhook_deliveries.event_id)",
-                        params![now + lease_ms, &token, *id, now],
-                    )?;
-                    if won == 0 {
-                        continue;
-                    }
-                    let r = tx.query_one(
-                        "SELECT d.endpoint_id, d.event_id, d.event_type, d.payload, d.event_created_at, e.url, e.secret, \
-                         d.event_version \
-                         FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1",
-                        params![*id],
-                    )?;
-                    jobs.push(Job {
-                        delivery_id: *id,
-                        endpoint_id: r.id(0)?,
-                        token: token.clone(),
-                        event_id: r.int(1)?,
-                        event_type: r.text(2)?,
-                        payload: r.text(3)?,
-                        event_created_at: r.int(4)?,
-                        url: r.text(5)?,
-                        secret: r.text(6)?,
-                        event_version: r.int(7)?,
-                    });
-                }
-                Ok(jobs)
-            })
-            .await
+        self.inner.db.write(move |tx| store::claim(tx, &ids, &token, lease_ms)).await
     }
 
     /// Sends one claimed attempt and records what happened.
@@ -253,15 +196,9 @@ impl WebhooksService {
             .db
             .write(move |tx| {
                 let now = now_ms();
-                let Some(r) = tx.query_opt(
-                    "SELECT status, attempts, failures FROM webhook_deliveries WHERE id = $1 AND lease_token = $2",
-                    params![delivery_id, &token],
-                )?
-                else {
+                let Some((status, attempts, failures)) = store::leased(tx, delivery_id, &token)? else {
                     return Ok(Outcome::LostLease);
                 };
-                let (status, attempts, failures) = (r.text(0)?, r.int(1)?, r.int(2)?);
-                let number = attempts + 1;
                 let (new_status, new_failures, next_at, outcome) = if status != "pending" {
                     (status, failures, now, Outcome::Cancelled)
                 } else if ok {
@@ -272,31 +209,25 @@ impl WebhooksService {
                     let delay = retry.delay(failures as u32 + 1).as_millis() as i64;
                     ("pending".to_string(), failures + 1, now + delay, Outcome::Retry(delay))
                 };
-                let moved = tx.execute(
-                    "UPDATE webhook_deliveries SET status = $1, attempts = $2, failures = $3, next_attempt_at = $4, \
-                     lease_until = 0, lease_token = NULL, last_error = $5, \
-                     delivered_at = CASE WHEN $1 = 'delivered' THEN $6 ELSE delivered_at END, updated_at = $6 \
-                     WHERE id = $7 AND lease_token = $8 AND attempts = $9",
-                    params![
-                        new_status.as_str(),
-                        number,
-                        new_failures,
-                        next_at,
-                        if matches!(outcome, Outcome::Cancelled) { Some("endpoint deleted") } else { last_error.as_deref() },
-                        now,
-                        delivery_id,
-                        &token,
-                        attempts
-                    ],
+                let error_text = if matches!(outcome, Outcome::Cancelled) {
+                    Some("endpoint deleted")
+                } else {
+                    last_error.as_deref()
+                };
+                let moved = store::finish_attempt(
+                    tx,
+                    delivery_id,
+                    &token,
+                    attempts,
+                    (&new_status, new_failures, next_at),
+                    error_text,
+                    now,
                 )?;
-                if moved == 0 {
+                if !moved {
                     return Ok(Outcome::LostLease);
                 }
-                tx.execute(
-                    "INSERT INTO webhook_attempts (id, delivery_id, number, started_at, status_code, error, duration_ms) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    params![attempt_id, delivery_id, number, started_at, status_code.map(i64::from), error.as_deref(), duration_ms],
-                )?;
+                let sent = (status_code, error.as_deref());
+                store::insert_attempt(tx, attempt_id, delivery_id, attempts + 1, started_at, sent, duration_ms)?;
                 Ok(outcome)
             })
             .await?;

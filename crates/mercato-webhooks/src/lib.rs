@@ -17,6 +17,7 @@
 mod dispatch;
 pub mod model;
 mod service;
+mod store;
 
 pub use mercato_contracts::webhooks::{Attempt, Delivery, DeliveryStatus, Endpoint, EndpointPatch, Webhooks};
 pub use model::{ID_HEADER, RetryPolicy, SIGNATURE_HEADER, sign, verify};
