@@ -22,6 +22,7 @@
 pub mod redis_stock;
 mod service;
 pub mod stock;
+mod store;
 
 pub use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale, SaleState};
 pub use redis_stock::RedisStock;

@@ -1,13 +1,14 @@
-use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, Holding, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
+use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
+use crate::store;
 use mercato_contracts::catalog::{Catalog, ProductStatus};
-use mercato_contracts::flashsale::{FlashSale, FlashSaleCreated, FlashSales, NewFlashSale, SaleState};
+use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale, SaleState};
 use mercato_contracts::inventory::{Inventory, Line};
 use mercato_contracts::orders::{Address, Order, OrderItem, Orders};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
-use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
-use mercato_platform::events::{EventBus, Received, publish};
+use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
+use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
-use mercato_platform::{Db, Row, Tx, now_ms, params};
+use mercato_platform::{Db, now_ms};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -48,26 +49,8 @@ struct Inner {
     reconciled_at: parking_lot::Mutex<HashMap<Id, Millis>>,
 }
 
-const COLUMNS: &str = "id, sku, price, currency, quantity, starts_at, ends_at, per_customer_limit, created_at";
-
 fn window(sale: &FlashSale) -> SaleWindow {
     SaleWindow { starts_at: sale.starts_at, ends_at: sale.ends_at, per_customer_limit: sale.per_customer_limit }
-}
-
-/// The purchase records that hold a unit: the database's answer to what the
-/// counter should hold.
-fn live_purchases(tx: &mut dyn Tx, sale: Id) -> Result<Vec<Holding>, Error> {
-    tx.query(
-        "SELECT order_id, customer_id FROM flash_purchases WHERE sale_id = $1 AND state IN ('pending', 'active')",
-        params![sale],
-    )?
-    .iter()
-    .map(|r| Ok(Holding { order: r.id(0)?, customer: r.id(1)? }))
-    .collect()
-}
-
-fn limit_reached(limit: i64) -> Error {
-    Error::new(ErrorCode::LimitReached, format!("at most {limit} per customer in this sale"))
 }
 
 fn sold_out() -> Error {
@@ -78,7 +61,7 @@ fn sold_out() -> Error {
 fn refusal(sale: &FlashSale, outcome: Acquire, now: Millis) -> Error {
     match outcome {
         Acquire::SoldOut => sold_out(),
-        Acquire::LimitReached => limit_reached(sale.per_customer_limit),
+        Acquire::LimitReached => store::limit_reached(sale.per_customer_limit),
         Acquire::NotStarted => {
             let wait = ((sale.starts_at - now) / 1000).max(1) as u64;
             Error::new(ErrorCode::NotStarted, "the flash sale has not started").with_retry_after(wait)
@@ -88,21 +71,6 @@ fn refusal(sale: &FlashSale, outcome: Acquire, now: Millis) -> Error {
             Error::unavailable("the flash-sale counter has lost this sale; try again").with_retry_after(1)
         }
     }
-}
-
-fn sale_from(r: &Row) -> Result<FlashSale, Error> {
-    Ok(FlashSale {
-        id: r.id(0)?,
-        sku: r.text(1)?,
-        price: Money::new(r.int(2)?, r.str(3)?.parse()?),
-        quantity: r.int(4)?,
-        remaining: r.int(4)?,
-        starts_at: r.int(5)?,
-        ends_at: r.int(6)?,
-        per_customer_limit: r.int(7)?,
-        state: SaleState::Scheduled,
-        created_at: r.int(8)?,
-    })
 }
 
 impl FlashSalesService {
@@ -158,29 +126,7 @@ impl FlashSalesService {
         let id = self.inner.ids.next()?;
         self.inner.inventory.reserve(id, &[Line { sku: new.sku.clone(), quantity: new.quantity }]).await?;
         let n = new.clone();
-        let inserted = self
-            .inner
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    &format!("INSERT INTO flash_sales ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-                    params![
-                        id,
-                        &n.sku,
-                        n.price.amount,
-                        n.price.currency.as_str(),
-                        n.quantity,
-                        n.starts_at,
-                        n.ends_at,
-                        n.per_customer_limit,
-                        now_ms()
-                    ],
-                )?;
-                publish(tx, &FlashSaleCreated { id, sku: n.sku.clone(), quantity: n.quantity })?;
-                let row = tx.query_one(&format!("SELECT {COLUMNS} FROM flash_sales WHERE id = $1"), params![id])?;
-                sale_from(&row)
-            })
-            .await;
+        let inserted = self.inner.db.write(move |tx| store::insert_sale(tx, id, &n)).await;
         let sale = match inserted {
             Ok(s) => s,
             Err(e) => {
@@ -209,7 +155,7 @@ impl FlashSalesService {
     /// already has the sale keeps what it has.
     async fn load_stock(&self, sale: &FlashSale) -> Result<(), Error> {
         let id = sale.id;
-        let live = self.inner.db.read(move |tx| live_purchases(tx, id)).await?;
+        let live = self.inner.db.read(move |tx| store::live_purchases(tx, id)).await?;
         self.inner.stock.load(id, window(sale), sale.quantity, &live).await
     }
 
@@ -217,23 +163,7 @@ impl FlashSalesService {
     /// counter that already has a sale (a shared one, kept while this
     /// instance restarted) keeps it.
     pub async fn load_open(&self) -> Result<usize, Error> {
-        let rows = self
-            .inner
-            .db
-            .read(|tx| {
-                let sales = tx
-                    .query(&format!("SELECT {COLUMNS} FROM flash_sales WHERE closed_at IS NULL"), params![])?
-                    .iter()
-                    .map(sale_from)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let mut out = Vec::with_capacity(sales.len());
-                for s in sales {
-                    let live = live_purchases(tx, s.id)?;
-                    out.push((s, live));
-                }
-                Ok(out)
-            })
-            .await?;
+        let rows = self.inner.db.read(store::open_sales).await?;
         let n = rows.len();
         for (sale, live) in rows {
             if let Err(e) = self.inner.stock.load(sale.id, window(&sale), sale.quantity, &live).await {
@@ -250,35 +180,14 @@ impl FlashSalesService {
             return Ok(s);
         }
         // Created on another instance (or after this one started).
-        let found = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                tx.query_opt(
-                    &format!("SELECT {COLUMNS} FROM flash_sales WHERE id = $1 AND closed_at IS NULL"),
-                    params![id],
-                )?
-                .map(|r| sale_from(&r))
-                .transpose()
-            })
-            .await?;
+        let found = self.inner.db.lookup(move |tx| store::open_sale(tx, id)).await?;
         found.map(|s| self.remember(s)).ok_or_else(|| Error::not_found("flash sale not found"))
     }
 
     /// Units held by live purchase records of a sale, and by `customer`.
     async fn live_counts(&self, sale: Id, customer: Option<Id>) -> Result<(i64, i64), Error> {
         let customer = customer.map_or(0, |c| c.0);
-        self.inner
-            .db
-            .read(move |tx| {
-                let r = tx.query_one(
-                    "SELECT COUNT(*), CAST(COALESCE(SUM(CASE WHEN customer_id = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                     FROM flash_purchases WHERE sale_id = $1 AND state IN ('pending', 'active')",
-                    params![sale, customer],
-                )?;
-                Ok((r.int(0)?, r.int(1)?))
-            })
-            .await
+        self.inner.db.read(move |tx| store::live_counts(tx, sale, customer)).await
     }
 
     /// The sale with its remaining units and state now.
@@ -317,18 +226,7 @@ impl FlashSalesService {
             return Err(Error::validation("Idempotency-Key (1 to 255 characters) is required"));
         }
         let k = key.to_string();
-        let earlier = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                tx.query_opt(
-                    "SELECT order_id, state FROM flash_purchases WHERE sale_id = $1 AND customer_id = $2 AND idempotency_key = $3",
-                    params![sale_id, customer, &k],
-                )?
-                .map(|r| Ok::<_, Error>((r.id(0)?, r.text(1)?)))
-                .transpose()
-            })
-            .await?;
+        let earlier = self.inner.db.lookup(move |tx| store::earlier_purchase(tx, sale_id, customer, &k)).await?;
         if let Some((order_id, state)) = earlier {
             return match state.as_str() {
                 "pending" => {
@@ -413,7 +311,7 @@ impl FlashSalesService {
             return Err(sold_out());
         }
         if mine >= sale.per_customer_limit {
-            return Err(limit_reached(sale.per_customer_limit));
+            return Err(store::limit_reached(sale.per_customer_limit));
         }
         Ok(permit)
     }
@@ -436,33 +334,8 @@ impl FlashSalesService {
         address: Option<Address>,
     ) -> Result<Order, Error> {
         let (sale_id, k, limit) = (sale.id, key.to_string(), sale.per_customer_limit);
-        let recorded = self
-            .inner
-            .db
-            .write(move |tx| {
-                let inserted = tx.execute(
-                    "INSERT INTO flash_purchases (order_id, sale_id, customer_id, idempotency_key, state, created_at) \
-                     VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT DO NOTHING",
-                    params![order_id, sale_id, customer, &k, now_ms()],
-                )?;
-                if inserted == 0 {
-                    return Ok(false);
-                }
-                // The limit holds in the database whatever the counter said
-                // (it may have lost its data): a conditional upsert on one
-                // row per customer, which concurrent transactions serialise on.
-                let within = tx.execute(
-                    "INSERT INTO flash_holds (sale_id, customer_id, held) VALUES ($1, $2, 1) \
-                     ON CONFLICT (sale_id, customer_id) DO UPDATE SET held = flash_holds.held + 1 \
-                     WHERE flash_holds.held < $3",
-                    params![sale_id, customer, limit],
-                )?;
-                if within == 0 {
-                    return Err(limit_reached(limit));
-                }
-                Ok(true)
-            })
-            .await?;
+        let recorded =
+            self.inner.db.write(move |tx| store::record_purchase(tx, order_id, sale_id, customer, &k, limit)).await?;
         if !recorded {
             return Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is already being processed")
                 .with_retry_after(1));
@@ -504,47 +377,14 @@ impl FlashSalesService {
     }
 
     async fn mark(&self, order: Id, from: &'static str, to: &'static str) -> Result<(), Error> {
-        self.inner
-            .db
-            .write(move |tx| {
-                Ok(tx.execute(
-                    "UPDATE flash_purchases SET state = $1 WHERE order_id = $2 AND state = $3",
-                    params![to, order, from],
-                )?)
-            })
-            .await
-            .map(drop)
+        self.inner.db.write(move |tx| store::mark(tx, order, from, to)).await.map(drop)
     }
 
     /// Moves a purchase record from `from` to `released` and gives the
     /// customer's hold back, in one transaction. Returns the sale and customer
     /// if this call moved it.
     async fn release_record(&self, order: Id, from: &'static str) -> Result<Option<(Id, Id)>, Error> {
-        self.inner
-            .db
-            .write(move |tx| {
-                let Some(row) = tx.query_opt(
-                    "SELECT sale_id, customer_id FROM flash_purchases WHERE order_id = $1",
-                    params![order],
-                )?
-                else {
-                    return Ok(None);
-                };
-                let (sale, customer) = (row.id(0)?, row.id(1)?);
-                let moved = tx.execute(
-                    "UPDATE flash_purchases SET state = 'released' WHERE order_id = $1 AND state = $2",
-                    params![order, from],
-                )?;
-                if moved == 0 {
-                    return Ok(None);
-                }
-                tx.execute(
-                    "UPDATE flash_holds SET held = held - 1 WHERE sale_id = $1 AND customer_id = $2 AND held > 0",
-                    params![sale, customer],
-                )?;
-                Ok(Some((sale, customer)))
-            })
-            .await
+        self.inner.db.write(move |tx| store::release_record(tx, order, from)).await
     }
 
     /// The flash sale's reactions to other domains' events. Call once at
@@ -580,19 +420,7 @@ impl FlashSalesService {
     /// repairs shared counters that drifted from the purchase records.
     pub async fn sweep(&self) -> Result<(), Error> {
         let now = now_ms();
-        let stale = self
-            .inner
-            .db
-            .read(move |tx| {
-                tx.query(
-                    "SELECT order_id, sale_id, customer_id FROM flash_purchases WHERE state = 'pending' AND created_at < $1 LIMIT 100",
-                    params![now - PENDING_GRACE_MS],
-                )?
-                .iter()
-                .map(|r| Ok((r.id(0)?, r.id(1)?, r.id(2)?)))
-                .collect::<Result<Vec<_>, Error>>()
-            })
-            .await?;
+        let stale = self.inner.db.read(move |tx| store::stale_pending(tx, now - PENDING_GRACE_MS)).await?;
         for (order, sale, customer) in stale {
             if self.inner.orders.get(order).await.is_ok() {
                 self.mark(order, "pending", "active").await?;
@@ -603,21 +431,7 @@ impl FlashSalesService {
                 }
             }
         }
-        let ended = self
-            .inner
-            .db
-            .write(move |tx| {
-                let ids = tx
-                    .query("SELECT id FROM flash_sales WHERE closed_at IS NULL AND ends_at <= $1", params![now])?
-                    .iter()
-                    .map(|r| r.id(0))
-                    .collect::<Result<Vec<_>, _>>()?;
-                for id in &ids {
-                    tx.execute("UPDATE flash_sales SET closed_at = $1 WHERE id = $2", params![now, *id])?;
-                }
-                Ok(ids)
-            })
-            .await?;
+        let ended = self.inner.db.write(move |tx| store::close_ended(tx, now)).await?;
         for sale in ended {
             self.inner.inventory.release(sale).await?;
             self.inner.reconciled_at.lock().remove(&sale);
@@ -636,32 +450,10 @@ impl FlashSalesService {
     /// from drift, and explains why running it beside live purchases is safe.
     async fn reconcile_open(&self) -> Result<(), Error> {
         let now = now_ms();
-        let open = self
-            .inner
-            .db
-            .read(move |tx| {
-                tx.query("SELECT id FROM flash_sales WHERE closed_at IS NULL AND ends_at > $1", params![now])?
-                    .iter()
-                    .map(|r| r.id(0))
-                    .collect::<Result<Vec<_>, _>>()
-            })
-            .await?;
+        let open = self.inner.db.read(move |tx| store::running(tx, now)).await?;
         for sale in open {
             let Some(seen) = self.inner.stock.probe(sale).await? else { continue };
-            let (taken, sum) = self
-                .inner
-                .db
-                .read(move |tx| {
-                    let r = tx.query_one(
-                        &format!(
-                            "SELECT COUNT(*), CAST(COALESCE(SUM(order_id % {CHECKSUM_MODULUS}), 0) AS BIGINT) \
-                             FROM flash_purchases WHERE sale_id = $1 AND state IN ('pending', 'active')"
-                        ),
-                        params![sale],
-                    )?;
-                    Ok((r.int(0)?, r.int(1)?))
-                })
-                .await?;
+            let (taken, sum) = self.inner.db.read(move |tx| store::live_checksum(tx, sale)).await?;
             if taken == seen.taken && sum % CHECKSUM_MODULUS == seen.checksum {
                 continue;
             }
@@ -678,21 +470,7 @@ impl FlashSalesService {
             // that disagree. Released first: a record released between the
             // two queries is then merely missed, never taken for live.
             let since = now - 2 * IN_FLIGHT_GRACE_MS;
-            let (live, released) = self
-                .inner
-                .db
-                .read(move |tx| {
-                    let released = tx
-                        .query(
-                            "SELECT order_id FROM flash_purchases WHERE sale_id = $1 AND state = 'released' AND created_at > $2",
-                            params![sale, since],
-                        )?
-                        .iter()
-                        .map(|r| r.id(0))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok((live_purchases(tx, sale)?, released))
-                })
-                .await?;
+            let (live, released) = self.inner.db.read(move |tx| store::live_and_released(tx, sale, since)).await?;
             if let Reconciled::Repaired(n) = self.inner.stock.reconcile(sale, &seen, &live, &released, now_ms()).await?
                 && n > 0
             {
