@@ -4,8 +4,9 @@
 //! domain; the HTTP edge knows the domains only through their surfaces. Only
 //! the binary, which wires them, names their implementations.
 //!
-//! On PostgreSQL in the split shape the per-domain roles check the other half
-//! of the rule, that no domain's SQL reaches another domain's tables.
+//! Inside a domain, its SQL lives in one module, `store.rs`. On PostgreSQL in
+//! the split shape the per-domain roles check the other half of the rule,
+//! that no domain's SQL reaches another domain's tables.
 
 use std::path::Path;
 
@@ -59,4 +60,35 @@ fn the_http_edge_knows_domains_only_by_their_surfaces() {
     assert!(deps.iter().any(|d| d == "mercato-contracts"));
     let named: Vec<_> = deps.iter().filter(|d| DOMAINS.contains(&d.as_str())).collect();
     assert!(named.is_empty(), "mercato-http depends on domain implementations: {named:?}");
+}
+
+/// Files allowed statements besides each domain's `store.rs`: the built-in
+/// test payment provider keeps its own ledger, as a real provider would on
+/// its side.
+const OTHER_SQL: &[&str] = &["mercato-payments/src/test_provider.rs"];
+
+#[test]
+fn each_domain_keeps_its_sql_in_its_store() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut strays = Vec::new();
+    for domain in DOMAINS {
+        let src = root.join(domain).join("src");
+        let mut stores = 0;
+        for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display())) {
+            let path = entry.unwrap().path();
+            let name = format!("{domain}/src/{}", path.file_name().unwrap().to_string_lossy());
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let statements = text.matches("tx.execute(").count() + text.matches("tx.query").count();
+            if name.ends_with("/store.rs") {
+                stores += statements;
+            } else if statements > 0 && !OTHER_SQL.contains(&name.as_str()) {
+                strays.push(format!("{name}: {statements}"));
+            }
+        }
+        assert!(stores > 0, "{domain} has no statements in src/store.rs");
+    }
+    assert!(strays.is_empty(), "statements outside the domains' stores: {strays:?}");
 }
