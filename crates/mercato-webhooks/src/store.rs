@@ -236,9 +236,13 @@ pub(crate) fn record_deliveries(tx: &mut dyn Tx, rows: &[(Id, Id)], e: &Event, p
     let mut created = 0;
     for (id, endpoint) in rows {
         // Checked again inside the transaction: the endpoint may
-        // have been paused, deleted or re-targeted since the read.
-        let Some(r) =
-            tx.query_opt("SELECT events FROM webhook_endpoints WHERE id = $1 AND active = 1", params![*endpoint])?
+        // have been paused, deleted or re-targeted since the read. An
+        // event older than the endpoint is not for it: it reaches the
+        // relay again only when redelivered (a restored cursor, a redrive).
+        let Some(r) = tx.query_opt(
+            "SELECT events FROM webhook_endpoints WHERE id = $1 AND active = 1 AND created_at <= $2",
+            params![*endpoint, e.created_at],
+        )?
         else {
             continue;
         };

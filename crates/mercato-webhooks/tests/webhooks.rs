@@ -48,7 +48,9 @@ fn event(id: i64, kind: &str) -> Event {
         kind: kind.into(),
         version: 1,
         payload: serde_json::json!({ "order_id": "42", "n": id }),
-        created_at: 1_735_689_600_123,
+        // After any endpoint a test creates: an endpoint gets only events
+        // from its creation on.
+        created_at: 4_102_444_800_123,
     }
 }
 
@@ -197,7 +199,7 @@ async fn a_delivery_is_signed_json_the_receiver_can_verify() {
             "id": "evt_101",
             "type": "order.placed",
             "version": 1,
-            "created_at": "2025-01-01T00:00:00.123Z",
+            "created_at": "2100-01-01T00:00:00.123Z",
             "data": { "order_id": "42", "n": 101 },
         })
     );
@@ -557,4 +559,20 @@ async fn events_from_the_outbox_reach_the_endpoint_through_the_bus() {
     let bodies: Vec<serde_json::Value> = rx.hits().iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
     assert_eq!(bodies.iter().map(|b| b["type"].as_str().unwrap()).collect::<Vec<_>>(), ["order.placed", "order.paid"]);
     assert_eq!(bodies[0]["data"]["order_id"], "9");
+}
+
+#[tokio::test]
+async fn an_endpoint_gets_no_event_from_before_it_existed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(&dir).await;
+    let svc = service(&db, 1, fast(50, true)).await;
+    let ep = svc.create_endpoint("http://127.0.0.1:9/hook", patterns(&["*"]), None).await.unwrap();
+    // Redelivered after a cursor was restored: it happened before the
+    // endpoint was registered.
+    let mut old = event(7, "order.placed");
+    old.created_at = ep.created_at - 60_000;
+    svc.on_event(old).await.unwrap();
+    assert_eq!(deliveries(&svc, ep.id).await.len(), 0);
+    svc.on_event(event(8, "order.placed")).await.unwrap();
+    assert_eq!(deliveries(&svc, ep.id).await.len(), 1);
 }

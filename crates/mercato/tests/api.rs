@@ -1786,3 +1786,134 @@ async fn a_late_payment_event_for_an_admin_cancelled_order_changes_nothing() {
     assert_eq!(o.body["status"], json!("cancelled"), "{}", o.text);
     assert_eq!(amount(&o.body["refunded"]), total, "refunded once: {}", o.text);
 }
+
+/// What the effects of a shop's events produced, as the API shows it.
+async fn effects_snapshot(srv: &TestServer, admin: &str, customer: &str, skus: &[&str], orders: &[&str]) -> Value {
+    let mut stock = Vec::new();
+    for sku in skus {
+        stock.push(json!(srv.stock(admin, sku).await));
+    }
+    let mut statuses = Vec::new();
+    for id in orders {
+        let o = srv.get(&format!("/orders/{id}"), Some(customer)).await;
+        statuses.push(json!([o.body["status"], o.body["refunded"]]));
+    }
+    let promos = srv.get("/admin/promotions", Some(admin)).await.expect(200).clone();
+    let hooks = srv.get("/admin/webhooks", Some(admin)).await.expect(200).clone();
+    let mut deliveries = Vec::new();
+    for h in hooks["items"].as_array().expect("endpoints") {
+        let d = srv.get(&format!("/admin/webhooks/{}/deliveries?limit=100", id_of(&h["id"])), Some(admin)).await;
+        let mut kinds: Vec<String> = d.expect(200)["items"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|x| format!("{}:{}", x["event_type"].as_str().unwrap_or(""), x["event_id"]))
+            .collect();
+        kinds.sort();
+        deliveries.push(json!(kinds));
+    }
+    let cart = srv.get("/cart", Some(customer)).await;
+    json!({
+        "stock": stock,
+        "orders": statuses,
+        "promotion_uses": promos["items"].as_array().expect("promotions").iter().map(|p| p["used"].clone()).collect::<Vec<_>>(),
+        "deliveries": deliveries,
+        "cart_items": cart.body["items"].as_array().map(|a| a.len()),
+    })
+}
+
+/// Waits until the snapshot stops changing (every event handled).
+async fn settled_snapshot(srv: &TestServer, admin: &str, customer: &str, skus: &[&str], orders: &[&str]) -> Value {
+    let mut last = effects_snapshot(srv, admin, customer, skus, orders).await;
+    let mut stable = 0;
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = effects_snapshot(srv, admin, customer, skus, orders).await;
+        stable = if now == last { stable + 1 } else { 0 };
+        last = now;
+        if stable >= 4 {
+            break;
+        }
+    }
+    last
+}
+
+/// At-least-once delivery never applies an effect twice: after a workload
+/// (orders paid, cancelled, coupons used, webhooks recorded), every
+/// subscriber's cursor in every database is rewound to the start, as after a
+/// crash that lost them all, and every event is delivered again. The shop's
+/// state does not move, and nothing is dead-lettered.
+#[tokio::test]
+async fn every_event_delivered_again_changes_nothing() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let (a, b) = (srv.quick_sku(&admin, 3000, 10).await, srv.quick_sku(&admin, 1200, 10).await);
+    srv.post(
+        "/admin/promotions",
+        Some(&admin),
+        json!({"code": unique_str("AGAIN").to_uppercase(), "name": "Again", "kind": "fixed", "value": 300}),
+    )
+    .await
+    .expect(201);
+    let code = srv.get("/admin/promotions", Some(&admin)).await.body["items"][0]["code"].as_str().unwrap().to_string();
+    srv.post("/admin/webhooks", Some(&admin), json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]}))
+        .await
+        .expect(201);
+    let customer = srv.new_customer().await;
+    // Paid with the coupon; placed then cancelled (stock and use come back).
+    srv.add_to_cart(&customer, &a, 2).await.expect(200);
+    srv.post("/cart/coupon", Some(&customer), json!({"code": code})).await.expect(200);
+    let paid = srv.place_order(&customer, &unique_str("key")).await.expect(201).clone();
+    let paid = id_of(&paid["id"]);
+    srv.pay(&customer, &paid, CARD_OK).await.expect(201);
+    let cancelled = srv.order_one(&customer, &b, 3).await;
+    let cancelled = id_of(&cancelled["id"]);
+    srv.post_empty(&format!("/orders/{cancelled}/cancel"), Some(&customer)).await.expect(200);
+    let pending = srv.order_one(&customer, &b, 1).await;
+    let pending = id_of(&pending["id"]);
+
+    let (skus, orders) = ([a.as_str(), b.as_str()], [paid.as_str(), cancelled.as_str(), pending.as_str()]);
+    let before = settled_snapshot(&srv, &admin, &customer, &skus, &orders).await;
+    assert_eq!(before["stock"], json!([[8, 0, 2], [9, 1, 0]]), "{before}");
+    assert!(!before["deliveries"][0].as_array().unwrap().is_empty(), "{before}");
+
+    let mut srv = srv;
+    srv.sigterm_and_wait(Duration::from_secs(10)).expect("the server stops");
+    let mut rewound = 0;
+    for domain in [
+        "platform",
+        "catalog",
+        "inventory",
+        "customers",
+        "cart",
+        "orders",
+        "payments",
+        "promotions",
+        "flashsale",
+        "webhooks",
+    ] {
+        let db = srv.open_domain_database(domain);
+        rewound += db
+            .write(|tx| {
+                Ok(tx.execute(
+                    "UPDATE outbox_cursors SET position = 0 WHERE position > 0",
+                    mercato_platform::params![],
+                )?)
+            })
+            .await
+            .unwrap();
+    }
+    assert!(rewound >= 3, "the effects' cursors were rewound ({rewound})");
+    let srv = srv.restart();
+
+    let handled = poll_until(Duration::from_secs(20), || async {
+        srv.metric("outbox_handled_total{subscriber=\"inventory.on-order\"}").await >= 1.0
+            && srv.metric("outbox_handled_total{subscriber=\"webhooks.outgoing\"}").await >= 1.0
+    })
+    .await;
+    assert!(handled, "the events were not delivered again");
+    let after = settled_snapshot(&srv, &admin, &customer, &skus, &orders).await;
+    assert_eq!(after, before, "a redelivered event changed the shop");
+    let dead = srv.get("/admin/events/dead-letters", Some(&admin)).await;
+    assert_eq!(dead.expect(200)["items"], json!([]), "repeats were refused: {}", dead.text);
+}
