@@ -4,7 +4,10 @@
 # (cargo build --release -p mercato -p mercato-loadgen in a worktree of each commit; with a shared
 # CARGO_TARGET_DIR, touch the sources before the second build or cargo may reuse the first).
 # Run 2 ran the same functions with two rounds of base and one-database, then one split round.
+# BASE and HEAD override the two build directories.
 set -u
+BASE=${BASE:-/tmp/binbase}
+HEAD=${HEAD:-/tmp/binhead}
 run() { # name bin port extra-env...
   local name=$1 bin=$2 port=$3; shift 3
   local d=/tmp/ab/$name-$RANDOM; mkdir -p $d
@@ -19,12 +22,12 @@ run() { # name bin port extra-env...
   echo "$name: $(echo $out | tr -s ' ')"
   kill $pid; wait $pid 2>/dev/null
 }
-ceiling() { MERCATO_DATA_DIR=/tmp/ab/ceiling-$RANDOM /tmp/binhead/mercato bench-storage --seconds 10 | tail -1; }
+ceiling() { MERCATO_DATA_DIR=/tmp/ab/ceiling-$RANDOM $HEAD/mercato bench-storage --seconds 10 | tail -1; }
 rm -rf /tmp/ab; mkdir -p /tmp/ab
 echo "ceiling: $(ceiling)"
 for round in 1 2; do
-  run base /tmp/binbase 18301
-  run saga-one-db /tmp/binhead 18302
-  run saga-split /tmp/binhead 18303 MERCATO_DATABASE_URL="sqlite:/tmp/ab/split-$round-$RANDOM/{domain}.db"
+  run base $BASE 18301
+  run saga-one-db $HEAD 18302
+  run saga-split $HEAD 18303 MERCATO_DATABASE_URL="sqlite:/tmp/ab/split-$round-$RANDOM/{domain}.db"
 done
 echo "ceiling: $(ceiling)"
