@@ -239,6 +239,9 @@ pub(crate) fn record_deliveries(tx: &mut dyn Tx, rows: &[(Id, Id)], e: &Event, p
         // have been paused, deleted or re-targeted since the read. An
         // event older than the endpoint is not for it: it reaches the
         // relay again only when redelivered (a restored cursor, a redrive).
+        // Both times are instances' clocks: an event published on another
+        // instance within its clock skew of the endpoint's creation may be
+        // taken for older.
         let Some(r) = tx.query_opt(
             "SELECT events FROM webhook_endpoints WHERE id = $1 AND active = 1 AND created_at <= $2",
             params![*endpoint, e.created_at],

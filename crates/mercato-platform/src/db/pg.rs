@@ -24,7 +24,7 @@ type Pool = r2d2::Pool<Manager>;
 const PREPARED_MAX: usize = 512;
 
 /// A pooled connection and the statements prepared on it.
-pub struct Conn {
+struct Conn {
     client: Client,
     prepared: HashMap<String, Statement>,
 }
@@ -202,7 +202,7 @@ impl<C: postgres::GenericClient> PgTx<'_, C> {
     /// change (another instance migrated) is refused by the server: the
     /// connection's statements are dropped, and the statement (outside a
     /// transaction) or the body (inside one) runs again.
-    fn prepared<T>(
+    fn run_prepared<T>(
         &mut self,
         sql: &str,
         run: impl Fn(&mut C, &Statement) -> Result<T, postgres::Error>,
@@ -260,13 +260,13 @@ impl<C: postgres::GenericClient> Tx for PgTx<'_, C> {
     fn execute(&mut self, sql: &str, params: &[Param<'_>]) -> Result<u64, DbError> {
         let boxed = bind(params);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.prepared(sql, |c, s| c.execute(s, &refs))
+        self.run_prepared(sql, |c, s| c.execute(s, &refs))
     }
 
     fn query(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Row>, DbError> {
         let boxed = bind(params);
         let refs: Vec<&(dyn ToSql + Sync)> = boxed.iter().map(|b| b.as_ref()).collect();
-        self.prepared(sql, |c, s| c.query(s, &refs))?.iter().map(cells).collect()
+        self.run_prepared(sql, |c, s| c.query(s, &refs))?.iter().map(cells).collect()
     }
 
     fn dialect(&self) -> Dialect {
