@@ -533,9 +533,6 @@ impl Catalog for CatalogService {
     async fn category(&self, reference: &str) -> Result<Category, Error> {
         CatalogService::category(self, reference).await
     }
-    async fn subtree(&self, root: Id) -> Result<Vec<Id>, Error> {
-        CatalogService::subtree(self, root).await
-    }
     async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
         CatalogService::ancestors(self, id).await
     }
@@ -544,9 +541,6 @@ impl Catalog for CatalogService {
     }
     async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
         CatalogService::list(self, q).await
-    }
-    async fn get_by_id(&self, id: Id) -> Result<Arc<Product>, Error> {
-        CatalogService::get_by_id(self, id).await
     }
     async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
         CatalogService::get(self, reference, published_only).await

@@ -22,14 +22,11 @@ pub trait Catalog: Send + Sync {
     async fn categories(&self) -> Result<Arc<Vec<Category>>, Error>;
     /// A category by id or slug.
     async fn category(&self, reference: &str) -> Result<Category, Error>;
-    /// A category and every category below it.
-    async fn subtree(&self, root: Id) -> Result<Vec<Id>, Error>;
     /// A category and every category above it, nearest first.
     async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error>;
     async fn create_category(&self, name: &str, slug: Option<&str>, parent_id: Option<Id>) -> Result<Category, Error>;
     /// One page of products, keyset-paginated.
     async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error>;
-    async fn get_by_id(&self, id: Id) -> Result<Arc<Product>, Error>;
     /// A product by id or slug; with `published_only`, drafts and archived
     /// products are not found.
     async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error>;

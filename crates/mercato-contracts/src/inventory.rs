@@ -72,8 +72,6 @@ pub trait Inventory: Send + Sync {
     /// Gives held reservation `from` back to `into` (or to available if `into`
     /// has closed). Idempotent.
     async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error>;
-    /// The state of a reservation, if it exists.
-    async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error>;
 }
 
 /// `stock.changed`: the available units of `skus` moved.

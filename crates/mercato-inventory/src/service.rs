@@ -361,7 +361,4 @@ impl Inventory for InventoryService {
     async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
         InventoryService::merge_back(self, from, into).await
     }
-    async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
-        InventoryService::reservation_state(self, reservation).await
-    }
 }
