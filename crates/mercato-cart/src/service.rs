@@ -10,6 +10,7 @@ use mercato_contracts::promotions::{EligibleLine, Promotions, normalize_code};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
+use mercato_platform::steps::Step;
 use mercato_platform::{Db, random_token};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -381,10 +382,21 @@ impl CartService {
     /// Retires `cart` because `order` was placed from it (checkout's last
     /// step, when the cart is known to be active). Idempotent.
     pub async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
-        if self.inner.db.write(move |tx| store::convert(tx, cart, order)).await? {
-            self.inner.bus.wake();
-        }
-        Ok(())
+        self.convert_step(cart, order).run().await
+    }
+
+    /// [`convert`](Self::convert) as a step of a process.
+    pub fn convert_step(&self, cart: Id, order: Id) -> Step {
+        let bus = self.inner.bus.clone();
+        Step::local(
+            &self.inner.db,
+            move |tx| store::convert(tx, cart, order),
+            move |converted| {
+                if converted {
+                    bus.wake()
+                }
+            },
+        )
     }
 
     /// The cart's reactions to other domains' events. Call once at start-up.
@@ -451,7 +463,7 @@ impl Cart for CartService {
     async fn checkout(&self, customer: Id) -> Result<PricedCart, Error> {
         CartService::checkout(self, customer).await
     }
-    async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
-        CartService::convert(self, cart, order).await
+    fn convert_step(&self, cart: Id, order: Id) -> Step {
+        CartService::convert_step(self, cart, order)
     }
 }

@@ -4,6 +4,7 @@ use crate::event;
 use crate::lines::PricedLine;
 use crate::promotions::Applied;
 use mercato_core::{Currency, Error, Id, Money};
+use mercato_platform::steps::Step;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -77,8 +78,9 @@ pub trait Cart: Send + Sync {
     /// `customer`'s active cart priced as checkout prices it: current
     /// catalog facts read from the catalog's database, never a cache.
     async fn checkout(&self, customer: Id) -> Result<PricedCart, Error>;
-    /// Retires `cart` because `order` was placed from it. Idempotent.
-    async fn convert(&self, cart: Id, order: Id) -> Result<(), Error>;
+    /// Retires `cart` because `order` was placed from it, as a step of a
+    /// process. Idempotent.
+    fn convert_step(&self, cart: Id, order: Id) -> Step;
 }
 
 /// `cart.converted`: the cart became the order `order_id`.

@@ -3,6 +3,7 @@
 
 use crate::event;
 use mercato_core::{Error, Id, Millis};
+use mercato_platform::steps::Step;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -57,6 +58,10 @@ pub trait Inventory: Send + Sync {
     async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error>;
     /// Holds stock for every line, or for none. Idempotent on `reservation`.
     async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error>;
+    /// [`reserve`](Self::reserve) as a step of a process.
+    fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step;
+    /// Held units become sold, as a step of a process that holds them.
+    fn commit_step(&self, reservation: Id) -> Step;
     /// Held units become sold (the order was paid).
     async fn commit(&self, reservation: Id) -> Result<bool, Error>;
     /// Held units go back to available (cancelled or expired).

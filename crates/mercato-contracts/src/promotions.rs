@@ -3,6 +3,7 @@
 
 use crate::event;
 use mercato_core::{Currency, Error, Id, Millis};
+use mercato_platform::steps::Step;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -53,8 +54,8 @@ pub trait Promotions: Send + Sync {
     /// the coupon if it does (otherwise the reason it does not).
     async fn quote(&self, coupon: Option<&str>, lines: &[EligibleLine], customer: Option<Id>) -> Result<Quote, Error>;
     /// Counts one use of each applied promotion for `order`, or none if any
-    /// limit is reached. Idempotent on `order`.
-    async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error>;
+    /// limit is reached, as a step of a process. Idempotent on `order`.
+    fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step;
     /// Gives back the uses `order` counted. Idempotent.
     async fn release(&self, order: Id) -> Result<(), Error>;
     /// Gives back `order`'s uses and refuses any it would count later (its

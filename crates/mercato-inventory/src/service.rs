@@ -6,6 +6,7 @@ use mercato_platform::Db;
 use mercato_platform::db::Dialect;
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
+use mercato_platform::steps::Step;
 use moka::sync::Cache;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -222,10 +223,32 @@ impl InventoryService {
     /// conditional decrements succeed or the whole transaction rolls back.
     /// Calling it again with the same id returns without reserving twice.
     pub async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
-        let lines = lines.to_vec();
-        let skus = self.inner.db.write(move |tx| store::reserve_in(tx, reservation, &lines)).await?;
-        self.stock_written(&skus);
-        Ok(())
+        self.reserve_step(reservation, lines).run().await
+    }
+
+    /// [`reserve`](Self::reserve) as a step of a process.
+    pub fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step {
+        let (lines, this) = (lines.to_vec(), self.clone());
+        Step::local(
+            &self.inner.db,
+            move |tx| store::reserve_in(tx, reservation, &lines),
+            move |skus| this.stock_written(&skus),
+        )
+    }
+
+    /// Held units of `reservation` become sold, as a step of a process that
+    /// knows they are held: no read first, the write's condition decides.
+    pub fn commit_step(&self, reservation: Id) -> Step {
+        let this = self.clone();
+        Step::local(
+            &self.inner.db,
+            move |tx| store::transition_in(tx, reservation, "held", "committed"),
+            move |moved| {
+                if let Some(skus) = moved {
+                    this.stock_written(&skus)
+                }
+            },
+        )
     }
 
     /// After a commit that moved stock of `skus`: drops their displayed
@@ -342,6 +365,12 @@ impl Inventory for InventoryService {
     }
     async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
         InventoryService::reserve(self, reservation, lines).await
+    }
+    fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step {
+        InventoryService::reserve_step(self, reservation, lines)
+    }
+    fn commit_step(&self, reservation: Id) -> Step {
+        InventoryService::commit_step(self, reservation)
     }
     async fn commit(&self, reservation: Id) -> Result<bool, Error> {
         InventoryService::commit(self, reservation).await

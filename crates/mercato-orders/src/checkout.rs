@@ -13,6 +13,11 @@
 //! 5. **retire** the cart (cart); the `order.placed` subscriber repeats it
 //!    after a crash.
 //!
+//! The steps are listed once and run by [`steps::run`]: when orders,
+//! inventory, promotions and cart share a database they commit as one
+//! transaction (a refusal rolls all of them back, and the compensation below
+//! finds nothing to give back); otherwise each commits on its own.
+//!
 //! A refusal at 2 or 3 compensates (stock and uses released, the record
 //! dropped, so the key can be retried). A crash between 1 and 4 leaves a
 //! `pending` record: after its lease, the sweeper moves it to `abandoned` and
@@ -21,13 +26,19 @@
 //! compensated checkout; abandoning a reservation that was never made leaves
 //! a tombstone, so a late reserve of an abandoned checkout holds nothing.
 
-use crate::model::{Address, OrderItem};
+use crate::model::{Address, Order, OrderItem};
 use crate::service::OrdersService;
 use crate::store::{self, insert_order};
 use mercato_contracts::inventory::Line;
 use mercato_contracts::orders::Placed;
 use mercato_core::{Error, ErrorCode, Id};
+use mercato_platform::steps::{self, Step};
 use mercato_platform::{Db, now_ms};
+use parking_lot::Mutex;
+use std::sync::Arc;
+
+/// The commit point's place in the steps of [`OrdersService::place`].
+const PLACE: usize = 3;
 
 /// Finished checkouts forgotten per write job by [`purge_checkouts`].
 const PURGE_BATCH: u64 = 1_000;
@@ -113,83 +124,96 @@ impl OrdersService {
             cart.shipping_method.clone(),
         );
         let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
+        let history_id = self.inner().ids.next()?;
 
-        // 1. begin
-        let mut begun = self.begin(customer, &key, &fingerprint, order_id).await?;
-        if let store::Begun::Abandoned(old) = begun {
-            // An attempt that stopped half-way: what it held comes back first.
-            self.release_abandoned(customer, &key, old).await?;
-            begun = self.begin(customer, &key, &fingerprint, order_id).await?;
-        }
-        match begun {
-            store::Begun::Mine => {}
-            store::Begun::Replay(body, order_id) => return Ok(Placed { body, order_id, replayed: true }),
-            store::Begun::Abandoned(_) => return Err(store::in_progress(1)),
-        }
-
-        // 2. reserve, 3. redeem
-        let discounts = cart.discounts;
-        let held = async {
-            self.inner().inventory.reserve(order_id, &lines).await?;
-            self.inner().promotions.redeem(order_id, customer, &discounts).await
-        }
-        .await;
-        if let Err(e) = held {
-            self.abort(customer, &key, order_id).await;
-            return Err(e);
-        }
-
-        // 4. place: the commit point
-        let history_id = match self.inner().ids.next() {
-            Ok(id) => id,
-            Err(e) => {
-                // Nothing placed yet: give back what was held, as above.
-                self.abort(customer, &key, order_id).await;
-                return Err(e);
-            }
-        };
-        let (k, b) = (key.clone(), body.clone());
-        let placed = self
-            .inner()
-            .db
-            .write(move |tx| {
-                if !store::finish_checkout(tx, customer, &k, order_id, &b)? {
-                    // The sweeper gave this attempt up (its lease ran out)
-                    // and is giving back what it held.
-                    return Ok(false);
+        // An attempt a crash left half-way is given up first (once).
+        for fresh in [true, false] {
+            let begun = Arc::new(Mutex::new(None));
+            let steps = vec![
+                self.begin_step(customer, &key, &fingerprint, order_id, begun.clone()),
+                self.inner().inventory.reserve_step(order_id, &lines),
+                self.inner().promotions.redeem_step(order_id, customer, &cart.discounts),
+                self.place_step(customer, &key, order.clone(), history_id, cart_id, body.clone()),
+                cart_service.convert_step(cart_id, order_id),
+            ];
+            let Err(halted) = steps::run(steps).await else { break };
+            let begun = begun.lock().take();
+            match begun {
+                Some(store::Begun::Replay(body, order_id)) => return Ok(Placed { body, order_id, replayed: true }),
+                Some(store::Begun::Abandoned(old)) if fresh => {
+                    // What it held comes back before the key is used again.
+                    self.release_abandoned(customer, &key, old, true).await?;
                 }
-                insert_order(tx, &order, history_id, Some(cart_id), Some(&k))?;
-                Ok(true)
-            })
-            .await;
-        // An error leaves the outcome unknown: a retry with the key finds the
-        // record, done, or pending until the sweeper gives it back.
-        if !placed? {
-            // The sweeper gives back what this attempt held.
-            return Err(store::in_progress(1));
-        }
-        self.inner().bus.wake();
-
-        // 5. retire the cart
-        if let Err(e) = cart_service.convert(cart_id, order_id).await {
-            tracing::warn!(order_id = %order_id, error = %e, "retiring the cart left to the order.placed subscriber");
+                Some(store::Begun::Abandoned(_)) => return Err(store::in_progress(1)),
+                _ if halted.committed > PLACE => {
+                    // The order.placed subscriber retires the cart.
+                    tracing::warn!(order_id = %order_id, error = %halted.error, "retiring the cart left to the order.placed subscriber");
+                    break;
+                }
+                // The outcome is unknown: a retry with the key finds the
+                // record, done, or pending until the sweeper gives it back.
+                _ if halted.may_have_committed(PLACE) => return Err(halted.error),
+                _ => {
+                    self.abort(customer, &key, order_id).await;
+                    return Err(halted.error);
+                }
+            }
         }
         Ok(Placed { body, order_id, replayed: false })
     }
 
-    /// Step 1: the key's record, `pending` under `order_id`, or what an
-    /// earlier request with the key left.
-    async fn begin(&self, customer: Id, key: &str, fingerprint: &str, order_id: Id) -> Result<store::Begun, Error> {
+    /// Step 4, the commit point: the record moves from `pending` to `done`
+    /// with the answer in the transaction that writes the order; refused when
+    /// the sweeper gave the attempt up (its lease ran out) and is giving back
+    /// what it held.
+    fn place_step(&self, customer: Id, key: &str, order: Order, history_id: Id, cart_id: Id, body: String) -> Step {
+        let (key, bus) = (key.to_string(), self.inner().bus.clone());
+        Step::local(
+            &self.inner().db,
+            move |tx| {
+                if !store::finish_checkout(tx, customer, &key, order.id, &body)? {
+                    return Err(store::in_progress(1));
+                }
+                insert_order(tx, &order, history_id, Some(cart_id), Some(&key))
+            },
+            move |_| bus.wake(),
+        )
+    }
+
+    /// Step 1: the key's record, `pending` under `order_id`. What an earlier
+    /// request with the key left (an answer to replay, an attempt to give up)
+    /// goes in `begun` and stops the steps.
+    fn begin_step(
+        &self,
+        customer: Id,
+        key: &str,
+        fingerprint: &str,
+        order_id: Id,
+        begun: Arc<Mutex<Option<store::Begun>>>,
+    ) -> Step {
         let lease = self.inner().cfg.checkout_lease_ms as i64;
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        self.inner().db.write(move |tx| store::begin_checkout(tx, customer, &k, &f, order_id, lease)).await
+        Step::local(
+            &self.inner().db,
+            move |tx| {
+                let outcome = store::begin_checkout(tx, customer, &k, &f, order_id, lease)?;
+                let mine = matches!(outcome, store::Begun::Mine);
+                *begun.lock() = Some(outcome);
+                if mine { Ok(()) } else { Err(store::in_progress(1)) }
+            },
+            |_| {},
+        )
     }
 
     /// Gives back what abandoned attempt `order_id` held, then marks its
     /// record `released` (free for the key's next request). The attempt may
     /// still be running, so its stock and coupon uses are abandoned for good:
     /// a reserve or redeem it makes later holds or counts nothing. Idempotent.
-    async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+    async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id, fence: bool) -> Result<(), Error> {
+        if fence {
+            let k = key.to_string();
+            self.inner().db.write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await?;
+        }
         self.inner().inventory.abandon(order_id).await?;
         self.inner().promotions.abandon(order_id).await?;
         self.move_record(customer, key, order_id, "abandoned", Some("released")).await
@@ -257,7 +281,7 @@ impl OrdersService {
         }
         let n = abandoned.len();
         for (customer, key, order_id) in abandoned {
-            self.release_abandoned(customer, &key, order_id).await?;
+            self.release_abandoned(customer, &key, order_id, false).await?;
         }
         Ok(n)
     }

@@ -11,6 +11,9 @@ use mercato_contracts::orders::PaymentResult;
 use mercato_contracts::payments::PayOutcome;
 use mercato_core::{Error, Id};
 use mercato_platform::now_ms;
+use mercato_platform::steps::{self, Step};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 impl OrdersService {
     /// Pays `customer`'s order with a test card. The order is leased for the
@@ -39,15 +42,20 @@ impl OrdersService {
         // neither a cancel nor the expiry sweeper slips in) before the
         // payments domain starts the attempt.
         self.inner().db.write(move |tx| store::lease_payment(tx, id, lease)).await?;
-        match self.inner().payments.pay(id, order.total, card_number).await {
+        let (then, settled) = self.settle_steps(id)?;
+        match self.inner().payments.pay(id, order.total, card_number, then).await {
             Ok(PayOutcome::Succeeded(payment)) => {
-                // Idempotent: an order a webhook already marked paid stays
-                // as it is. A crash before this commit is mended by the
-                // `payment.succeeded` subscriber.
-                let hid = self.inner().ids.next()?;
-                let outcome = self.inner().db.write(move |tx| store::paid_in(tx, hid, id)).await?;
-                self.inner().bus.wake();
-                if self.after_paid(id, outcome).await? {
+                // Marked paid with the payment's record where orders and
+                // payments share a database; otherwise, or if that part
+                // failed, here. Idempotent: an order a webhook already marked
+                // paid stays as it is, and a crash before this is mended by
+                // the `payment.succeeded` subscriber.
+                let outcome = settled.lock().take();
+                let refunded = match outcome {
+                    Some(outcome) => self.after_paid(id, outcome).await?,
+                    None => self.settle_paid(id).await?,
+                };
+                if refunded {
                     return Err(Error::illegal_transition("cancelled", "pay").with_details(
                         serde_json::json!({ "reason": "the order was cancelled; the payment was refunded" }),
                     ));
@@ -77,29 +85,56 @@ impl OrdersService {
         if !matches!(status.as_deref(), Some("pending_payment") | Some("cancelled")) {
             return Ok(());
         }
-        let hid = self.inner().ids.next()?;
-        let outcome = self.inner().db.write(move |tx| store::paid_in(tx, hid, id)).await?;
-        self.inner().bus.wake();
-        self.after_paid(id, outcome).await?;
-        Ok(())
+        self.settle_paid(id).await.map(drop)
     }
 
-    /// What follows a committed [`paid_in`]: displayed stock, or the refund
-    /// of a payment that landed on a cancelled order (then `true`).
+    /// Marks the order paid and sells its held units: one transaction when
+    /// orders and inventory share a database (otherwise the `order.paid`
+    /// subscriber sells them should this process stop in between). A payment
+    /// that landed on a cancelled order is refunded instead (then `true`).
+    async fn settle_paid(&self, id: Id) -> Result<bool, Error> {
+        let (steps, settled) = self.settle_steps(id)?;
+        steps::run(steps).await.map_err(|h| h.error)?;
+        let outcome = settled.lock().take().unwrap_or(store::PaidOutcome::Nothing);
+        self.after_paid(id, outcome).await
+    }
+
+    /// The steps that follow a succeeded payment of order `id`: mark it paid,
+    /// then sell its held units if this marked it. The cell gets what marking
+    /// did once it is committed.
+    #[allow(clippy::type_complexity)]
+    fn settle_steps(&self, id: Id) -> Result<(Vec<Step>, Arc<Mutex<Option<store::PaidOutcome>>>), Error> {
+        let hid = self.inner().ids.next()?;
+        let seen = Arc::new(Mutex::new(store::PaidOutcome::Nothing));
+        let settled = Arc::new(Mutex::new(None));
+        let (s, paid, out, bus) = (seen.clone(), seen, settled.clone(), self.inner().bus.clone());
+        let mark = Step::local(
+            &self.inner().db,
+            move |tx| {
+                let outcome = store::paid_in(tx, hid, id)?;
+                *s.lock() = outcome;
+                Ok(outcome)
+            },
+            move |outcome| {
+                *out.lock() = Some(outcome);
+                bus.wake()
+            },
+        );
+        // Only units of an order this payment paid: a cancelled order's
+        // units go back to stock.
+        let sell =
+            self.inner().inventory.commit_step(id).only_if(move || matches!(*paid.lock(), store::PaidOutcome::Paid));
+        Ok((vec![mark, sell], settled))
+    }
+
+    /// A payment that landed on a cancelled order is refunded (then `true`).
     async fn after_paid(&self, id: Id, outcome: store::PaidOutcome) -> Result<bool, Error> {
-        match outcome {
-            store::PaidOutcome::Paid => {
-                self.inner().inventory.commit(id).await?;
-            }
-            store::PaidOutcome::Refund => {
-                tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
-                let refund =
-                    self.inner().payments.refund(id, None, "payment settled after the order was cancelled").await?;
-                self.add_refunded(id, refund.amount.amount).await?;
-                return Ok(true);
-            }
-            store::PaidOutcome::Nothing => {}
+        if !matches!(outcome, store::PaidOutcome::Refund) {
+            return Ok(false);
         }
-        Ok(false)
+        tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
+        let refund = self.inner().payments.refund(id, None, "payment settled after the order was cancelled").await?;
+        self.add_refunded(id, refund.amount.amount).await?;
+        Ok(true)
     }
 }

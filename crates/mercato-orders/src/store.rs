@@ -261,8 +261,9 @@ pub(crate) enum Begun {
     /// The record is ours.
     Mine,
     Replay(String, Id),
-    /// An abandoned attempt's record, fenced (`abandoned`): the holds of its
-    /// order must be given back before the key can be used again.
+    /// An attempt whose lease ran out while `pending`: it must be fenced
+    /// ([`fence_checkout`]) and its holds given back before the key can be
+    /// used again.
     Abandoned(Id),
 }
 
@@ -300,18 +301,21 @@ pub(crate) fn begin_checkout(
             }
             Ok(Begun::Mine)
         }
-        Some(Earlier::Abandoned(old)) => {
-            // Fenced first: the old attempt can no longer place
-            // its order once its holds are being given back.
-            tx.execute(
-                "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 \
-                 AND order_id = $3 AND state = 'pending' AND lease_until <= $4",
-                params![customer, key, old, now],
-            )?;
-            Ok(Begun::Abandoned(old))
-        }
+        Some(Earlier::Abandoned(old)) => Ok(Begun::Abandoned(old)),
         None => Err(in_progress(1)),
     }
+}
+
+/// Fences the key's record of attempt `order_id` if its lease ran out while
+/// `pending`: the attempt can no longer place its order once its holds are
+/// being given back.
+pub(crate) fn fence_checkout(tx: &mut dyn Tx, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE checkouts SET state = 'abandoned' WHERE customer_id = $1 AND idempotency_key = $2 \
+         AND order_id = $3 AND state = 'pending' AND lease_until <= $4",
+        params![customer, key, order_id, now_ms()],
+    )?;
+    Ok(())
 }
 
 /// Step 4's condition: the key's record moves from `pending` to `done` with
@@ -395,6 +399,7 @@ pub(crate) fn purge_done_checkouts(tx: &mut dyn Tx, cutoff: i64, batch: u64) -> 
 
 // ---- payment, refunds, expiry ----
 
+#[derive(Debug, Clone, Copy)]
 pub(crate) enum PaidOutcome {
     /// The order is now paid; its held units are to be sold.
     Paid,

@@ -5,7 +5,9 @@ use mercato_contracts::payments::{PayOutcome, Payment, Payments, Refund};
 use mercato_core::{Error, ErrorCode, Id, Money};
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
+use mercato_platform::steps::{self, Step};
 use mercato_platform::{Db, now_ms};
+use parking_lot::Mutex;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -36,6 +38,18 @@ impl PaymentsService {
     /// by the provider's webhook or by reconciliation, and every success is
     /// announced as `payment.succeeded`.
     pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
+        self.pay_then(order, amount, card_number, Vec::new()).await
+    }
+
+    /// [`pay`](Self::pay), and `then` once the success is recorded (see
+    /// [`Payments::pay`]).
+    pub async fn pay_then(
+        &self,
+        order: Id,
+        amount: Money,
+        card_number: &str,
+        then: Vec<Step>,
+    ) -> Result<PayOutcome, Error> {
         let card = card::validate(card_number)?;
         let intent_id = self.inner.ids.next()?;
         let attempt = self.inner.ids.next()?;
@@ -53,8 +67,26 @@ impl PaymentsService {
             ChargeOutcome::Succeeded { .. } => None,
             ChargeOutcome::Declined { code, message } => Some((code.clone(), message.clone())),
         };
-        let newly = self.inner.db.write(move |tx| store::settle(tx, attempt, &outcome)).await?;
-        self.inner.bus.wake();
+        let settled = Arc::new(Mutex::new(None));
+        let (out, bus) = (settled.clone(), self.inner.bus.clone());
+        let mut steps = vec![Step::local(
+            &self.inner.db,
+            move |tx| store::settle(tx, attempt, &outcome),
+            move |p| {
+                *out.lock() = Some(p);
+                bus.wake()
+            },
+        )];
+        if declined.is_none() {
+            steps.extend(then);
+        }
+        if let Err(halted) = steps::run(steps).await {
+            if halted.committed == 0 {
+                return Err(halted.error);
+            }
+            tracing::warn!(order = %order, error = %halted.error, "what follows the payment is left to the payment.succeeded subscriber");
+        }
+        let newly = settled.lock().take().flatten();
         let payment = match newly {
             Some(p) => p,
             None => self.for_order(order).await?.ok_or_else(|| Error::internal("intent vanished"))?,
@@ -126,8 +158,8 @@ impl Payments for PaymentsService {
     async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
         PaymentsService::for_order(self, order).await
     }
-    async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
-        PaymentsService::pay(self, order, amount, card_number).await
+    async fn pay(&self, order: Id, amount: Money, card_number: &str, then: Vec<Step>) -> Result<PayOutcome, Error> {
+        PaymentsService::pay_then(self, order, amount, card_number, then).await
     }
     async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error> {
         PaymentsService::handle_webhook(self, signature, body).await

@@ -15,6 +15,7 @@ pub mod ratelimit;
 pub mod redis;
 pub mod secret;
 pub mod signature;
+pub mod steps;
 pub mod telemetry;
 
 pub use databases::Databases;

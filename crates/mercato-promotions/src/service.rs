@@ -7,6 +7,7 @@ use mercato_core::{Currency, Error, ErrorCode, Id};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_platform::events::{EventBus, Received};
 use mercato_platform::ids::IdGen;
+use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
 use moka::sync::Cache;
 use std::collections::HashMap;
@@ -195,13 +196,20 @@ impl PromotionsService {
     /// promotion is redeemed or none is. Repeating it for the same order
     /// changes nothing.
     pub async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
+        self.redeem_step(order, customer, applied).run().await
+    }
+
+    /// [`redeem`](Self::redeem) as a step of a process.
+    pub fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step {
         if applied.is_empty() {
-            return Ok(());
+            return Step::nothing();
         }
-        let (currency, applied) = (self.inner.currency, applied.to_vec());
-        self.inner.db.write(move |tx| store::redeem(tx, order, customer, &applied, currency)).await?;
-        self.redeemed();
-        Ok(())
+        let (currency, applied, this) = (self.inner.currency, applied.to_vec(), self.clone());
+        Step::local(
+            &self.inner.db,
+            move |tx| store::redeem(tx, order, customer, &applied, currency),
+            move |_| this.redeemed(),
+        )
     }
 
     /// After a commit that counted uses: cached automatic promotions carry
@@ -281,8 +289,8 @@ impl Promotions for PromotionsService {
     async fn quote(&self, coupon: Option<&str>, lines: &[EligibleLine], customer: Option<Id>) -> Result<Quote, Error> {
         PromotionsService::quote(self, coupon, lines, customer).await
     }
-    async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
-        PromotionsService::redeem(self, order, customer, applied).await
+    fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step {
+        PromotionsService::redeem_step(self, order, customer, applied)
     }
     async fn release(&self, order: Id) -> Result<(), Error> {
         PromotionsService::release(self, order).await
