@@ -137,11 +137,16 @@ pub async fn run(steps: Vec<Step>) -> Result<(), Halted> {
             done.map_err(|error| Halted { error, committed: start, not_committed: start + 1 })?;
             continue;
         };
-        let mut group = vec![step];
-        while let Some((_, next)) = steps.next_if(|(_, s)| s.db().is_some_and(|d| d.same(&db))) {
-            group.push(next);
+        let (mut group, mut end) = (vec![step], start + 1);
+        // A step with nothing to do does not split the transaction.
+        while let Some((i, next)) =
+            steps.next_if(|(_, s)| matches!(s.kind, Kind::Nothing) || s.db().is_some_and(|d| d.same(&db)))
+        {
+            if !matches!(next.kind, Kind::Nothing) {
+                group.push(next);
+            }
+            end = i + 1;
         }
-        let end = start + group.len();
         let mut bodies = Vec::with_capacity(group.len());
         let mut afters = Vec::with_capacity(group.len());
         for step in group {
@@ -236,6 +241,11 @@ mod tests {
         assert_eq!(keys(&a).await, Vec::<String>::new(), "a refusal leaves none of the group's writes");
         assert!(log.lock().is_empty(), "no after hook runs for writes rolled back");
         assert!(!halted.may_have_committed(0));
+
+        let halted =
+            run(vec![insert(&a, "x", &log), Step::nothing(), insert(&a, "y", &log), refuse(&a)]).await.unwrap_err();
+        assert_eq!(keys(&a).await, Vec::<String>::new(), "a step with nothing to do does not split the transaction");
+        assert_eq!((halted.committed, halted.not_committed), (0, 0));
 
         run(vec![insert(&a, "x", &log), Step::nothing(), insert(&a, "y", &log)]).await.unwrap();
         assert_eq!(keys(&a).await, ["x", "y"]);
