@@ -62,8 +62,6 @@ pub trait Inventory: Send + Sync {
     fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step;
     /// Held units become sold, as a step of a process that holds them.
     fn commit_step(&self, reservation: Id) -> Step;
-    /// Held units become sold (the order was paid).
-    async fn commit(&self, reservation: Id) -> Result<bool, Error>;
     /// Held units go back to available (cancelled or expired).
     async fn release(&self, reservation: Id) -> Result<bool, Error>;
     /// Gives up a reservation whether or not it was made yet: one made later

@@ -372,9 +372,6 @@ impl Inventory for InventoryService {
     fn commit_step(&self, reservation: Id) -> Step {
         InventoryService::commit_step(self, reservation)
     }
-    async fn commit(&self, reservation: Id) -> Result<bool, Error> {
-        InventoryService::commit(self, reservation).await
-    }
     async fn release(&self, reservation: Id) -> Result<bool, Error> {
         InventoryService::release(self, reservation).await
     }

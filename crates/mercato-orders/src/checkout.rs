@@ -141,8 +141,11 @@ impl OrdersService {
             match begun {
                 Some(store::Begun::Replay(body, order_id)) => return Ok(Placed { body, order_id, replayed: true }),
                 Some(store::Begun::Abandoned(old)) if fresh => {
-                    // What it held comes back before the key is used again.
-                    self.release_abandoned(customer, &key, old, true).await?;
+                    // Fenced, so it can no longer place its order; then what
+                    // it held comes back before the key is used again.
+                    let k = key.clone();
+                    self.inner().db.write(move |tx| store::fence_checkout(tx, customer, &k, old)).await?;
+                    self.release_abandoned(customer, &key, old).await?;
                 }
                 Some(store::Begun::Abandoned(_)) => return Err(store::in_progress(1)),
                 _ if halted.committed > PLACE => {
@@ -209,11 +212,7 @@ impl OrdersService {
     /// record `released` (free for the key's next request). The attempt may
     /// still be running, so its stock and coupon uses are abandoned for good:
     /// a reserve or redeem it makes later holds or counts nothing. Idempotent.
-    async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id, fence: bool) -> Result<(), Error> {
-        if fence {
-            let k = key.to_string();
-            self.inner().db.write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await?;
-        }
+    async fn release_abandoned(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         self.inner().inventory.abandon(order_id).await?;
         self.inner().promotions.abandon(order_id).await?;
         self.move_record(customer, key, order_id, "abandoned", Some("released")).await
@@ -281,7 +280,7 @@ impl OrdersService {
         }
         let n = abandoned.len();
         for (customer, key, order_id) in abandoned {
-            self.release_abandoned(customer, &key, order_id, false).await?;
+            self.release_abandoned(customer, &key, order_id).await?;
         }
         Ok(n)
     }

@@ -15,6 +15,9 @@ use mercato_platform::steps::{self, Step};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
+/// What marking an order paid did, once it is committed.
+type Settled = Arc<Mutex<Option<store::PaidOutcome>>>;
+
 impl OrdersService {
     /// Pays `customer`'s order with a test card. The order is leased for the
     /// duration of the charge, so a cancel or the expiry sweeper cannot slip in
@@ -102,8 +105,7 @@ impl OrdersService {
     /// The steps that follow a succeeded payment of order `id`: mark it paid,
     /// then sell its held units if this marked it. The cell gets what marking
     /// did once it is committed.
-    #[allow(clippy::type_complexity)]
-    fn settle_steps(&self, id: Id) -> Result<(Vec<Step>, Arc<Mutex<Option<store::PaidOutcome>>>), Error> {
+    fn settle_steps(&self, id: Id) -> Result<(Vec<Step>, Settled), Error> {
         let hid = self.inner().ids.next()?;
         let seen = Arc::new(Mutex::new(store::PaidOutcome::Nothing));
         let settled = Arc::new(Mutex::new(None));
