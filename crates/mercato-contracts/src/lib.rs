@@ -11,6 +11,7 @@
 
 pub mod cart;
 pub mod catalog;
+pub mod checkout;
 pub mod customers;
 pub mod flashsale;
 pub mod inventory;

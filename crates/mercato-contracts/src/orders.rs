@@ -1,10 +1,15 @@
 //! The orders domain's surface: its use cases ([`Orders`]), the order and
 //! its parts, its events and the order statuses they carry.
 
+use crate::cart::Totals;
 use crate::event;
 use crate::payments::Payment;
+use crate::promotions::Applied;
 use mercato_core::{Error, Id, Millis, Money};
+use mercato_platform::steps::Step;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,9 +131,81 @@ pub enum PaymentResult {
     Processing(Payment),
 }
 
-/// What the orders domain does for the HTTP edge and for the flash-sale
-/// purchase. Every move of an order is a conditional state change, so a
-/// repeated call changes nothing twice.
+/// What a new order is made of, priced by the process that places it.
+pub struct Draft {
+    pub customer_id: Id,
+    pub items: Vec<OrderItem>,
+    pub totals: Totals,
+    pub discounts: Vec<Applied>,
+    pub shipping_address: Option<Address>,
+    pub shipping_method: String,
+    pub flash_sale_id: Option<Id>,
+}
+
+/// What a checkout's first step found under its Idempotency-Key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Begun {
+    /// A new record, `pending` under this attempt's order id.
+    Mine,
+    /// A finished checkout: its answer and order, to replay.
+    Replay(String, Id),
+    /// An attempt whose lease ran out: it must be fenced and what it held
+    /// given back before the key is used again.
+    Abandoned(Id),
+}
+
+/// A checkout record whose attempt was given up (fenced), its holds still to
+/// be given back.
+#[derive(Debug, Clone)]
+pub struct Abandoned {
+    pub customer_id: Id,
+    pub key: String,
+    pub order_id: Id,
+}
+
+/// What marking an order paid did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PaidOutcome {
+    /// Already paid (a repeated report): nothing.
+    #[default]
+    Nothing,
+    /// Paid now: its held units are to be sold.
+    Paid,
+    /// Cancelled meanwhile: the payment must be refunded.
+    Refund,
+}
+
+/// What the step that marks an order paid saw: `seen` inside its
+/// transaction (what steps joined to it may look at), `settled` once it
+/// committed.
+#[derive(Debug, Default)]
+pub struct Marked {
+    pub seen: Mutex<PaidOutcome>,
+    pub settled: Mutex<Option<PaidOutcome>>,
+}
+
+/// What paying an order needs to know of it.
+#[derive(Debug, Clone)]
+pub struct Payable {
+    pub customer_id: Id,
+    pub status: OrderStatus,
+    pub total: Money,
+    pub payment_due_at: Option<Millis>,
+}
+
+/// Who cancels an order: a customer only an unpaid one, an admin also a
+/// paid one, with a reason for its history.
+#[derive(Debug, Clone)]
+pub enum CancelledBy {
+    Customer,
+    Admin { reason: Option<String> },
+}
+
+/// What the orders domain does: its reads and admin moves for the HTTP
+/// edge, and the orders' part of the processes that span domains
+/// (`mercato_contracts::checkout`), each a step or a single write on the
+/// orders' own tables. Every move of an order is a conditional state change,
+/// so a repeated call changes nothing twice.
 #[async_trait::async_trait]
 pub trait Orders: Send + Sync {
     async fn get(&self, id: Id) -> Result<Order, Error>;
@@ -141,37 +218,82 @@ pub trait Orders: Send + Sync {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<Order>, Option<String>), Error>;
-    /// Turns the customer's cart into an order, at most once per
-    /// Idempotency-Key (`fingerprint` identifies the request's body).
-    async fn place(
-        &self,
-        customer: Id,
-        address: Address,
-        shipping_method: Option<String>,
-        key: Option<String>,
-        fingerprint: String,
-    ) -> Result<Placed, Error>;
-    /// Creates the order of a flash-sale purchase, whose unit the caller has
-    /// already moved into a reservation keyed by `order_id`. Idempotent on
-    /// `order_id`.
-    async fn place_flash(
-        &self,
-        order_id: Id,
-        customer: Id,
-        sale_id: Id,
-        item: OrderItem,
-        address: Option<Address>,
-    ) -> Result<Order, Error>;
-    /// Pays `customer`'s order `id` with the card.
-    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error>;
-    /// The order's payment succeeded (a provider's late confirmation).
-    async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error>;
-    async fn cancel_by_customer(&self, customer: Id, id: Id) -> Result<Order, Error>;
-    async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error>;
     async fn fulfil(&self, id: Id) -> Result<Order, Error>;
     async fn complete(&self, id: Id) -> Result<Order, Error>;
-    /// Refunds `amount` (all that is left when None) of a paid order.
-    async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error>;
+
+    // ---- placing an order ----
+
+    /// A new unpaid order `id` of `draft`, due for payment within the
+    /// configured window. Nothing is written.
+    fn draft(&self, id: Id, draft: Draft) -> Order;
+    /// The stored answer of a finished checkout with this key, if any; an
+    /// error if the key was used with another body or is still in progress.
+    async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error>;
+    /// A checkout's first step: the key's record, `pending` under
+    /// `order_id` with a lease. Anything but [`Begun::Mine`] goes in `begun`
+    /// and refuses the step.
+    fn begin_step(
+        &self,
+        customer: Id,
+        key: &str,
+        fingerprint: &str,
+        order_id: Id,
+        begun: Arc<Mutex<Option<Begun>>>,
+    ) -> Step;
+    /// A checkout's commit point: the key's record moves from `pending` to
+    /// `done` with the answer `body`, in the transaction that writes the
+    /// order; refused once the attempt was given up.
+    fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error>;
+    /// Writes the order of a flash-sale purchase; nothing if it exists.
+    fn place_flash_step(&self, order: Order) -> Result<Step, Error>;
+    /// Fences the key's record of abandoned attempt `order_id`, so it can no
+    /// longer place its order while its holds are given back.
+    async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error>;
+    /// Forgets the key's `pending` record of `order_id` (its attempt was
+    /// refused and compensated), so the key may be used again.
+    async fn forget_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error>;
+    /// Marks the key's abandoned record of `order_id` released: its holds
+    /// are back and the key is free.
+    async fn release_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error>;
+    /// Fences the `pending` records whose lease ran out before `now`, then
+    /// lists (up to 200) fenced records whose holds are still to be given
+    /// back. A pass with nothing to do is one read.
+    async fn abandoned_checkouts(&self, now: Millis) -> Result<Vec<Abandoned>, Error>;
+    /// Forgets finished checkouts older than the Idempotency-Key replay
+    /// window (24 hours); how many.
+    async fn purge_checkouts(&self) -> Result<u64, Error>;
+
+    // ---- paying and refunding ----
+
+    /// What paying order `id` needs to know of it, if it exists.
+    async fn payable(&self, id: Id) -> Result<Option<Payable>, Error>;
+    /// Claims unpaid order `id` for one payment (a lease), so neither a
+    /// cancel nor expiry slips in while it is charged; refused while another
+    /// payment holds it or once it is no longer unpaid.
+    async fn lease_payment(&self, id: Id) -> Result<(), Error>;
+    async fn release_payment_lease(&self, id: Id) -> Result<(), Error>;
+    /// Marks order `id` paid (its payment succeeded); what it did goes in
+    /// `marked`.
+    fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error>;
+    async fn status(&self, id: Id) -> Result<Option<OrderStatus>, Error>;
+    /// Checks a refund of `amount` (None: all not yet refunded) is legal for
+    /// order `id` now; the amount it comes to.
+    async fn refundable(&self, id: Id, amount: Option<i64>) -> Result<i64, Error>;
+    /// Counts `amount` as refunded; a full refund moves a paid order to
+    /// `refunded`.
+    async fn record_refund(&self, id: Id, amount: i64) -> Result<(), Error>;
+
+    // ---- cancelling ----
+
+    /// Cancels order `id`; the status it left.
+    async fn cancel(&self, id: Id, by: CancelledBy) -> Result<OrderStatus, Error>;
+    /// Cancels unpaid order `id` whose payment window closed; false if it
+    /// had moved on.
+    async fn expire(&self, id: Id) -> Result<bool, Error>;
+    /// Up to 200 unpaid orders whose payment window closed by `now`.
+    async fn overdue(&self, now: Millis) -> Result<Vec<Id>, Error>;
+    /// The flash sale order `id` was bought in, if any.
+    async fn flash_sale_of(&self, id: Id) -> Result<Option<Id>, Error>;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

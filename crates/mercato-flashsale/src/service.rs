@@ -1,9 +1,10 @@
 use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
 use crate::store;
+use mercato_contracts::cart::Cart;
 use mercato_contracts::catalog::{Catalog, ProductStatus};
 use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale, SaleState};
 use mercato_contracts::inventory::{Inventory, Line};
-use mercato_contracts::orders::{Address, Order, OrderItem, Orders};
+use mercato_contracts::orders::{Address, Draft, Order, OrderItem, Orders};
 use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
 use mercato_platform::events::{EventBus, Received};
@@ -40,6 +41,8 @@ struct Inner {
     catalog: Arc<dyn Catalog>,
     inventory: Arc<dyn Inventory>,
     orders: Arc<dyn Orders>,
+    /// Prices a purchase's order as a cart of its one line would be.
+    cart: Arc<dyn Cart>,
     stock: Arc<dyn FlashStock>,
     currency: Currency,
     /// Sale definitions never change once created: cached for the hot path.
@@ -81,6 +84,7 @@ impl FlashSalesService {
         catalog: Arc<dyn Catalog>,
         inventory: Arc<dyn Inventory>,
         orders: Arc<dyn Orders>,
+        cart: Arc<dyn Cart>,
         stock: Arc<dyn FlashStock>,
         currency: Currency,
     ) -> Self {
@@ -92,6 +96,7 @@ impl FlashSalesService {
                 catalog,
                 inventory,
                 orders,
+                cart,
                 stock,
                 currency,
                 sales: parking_lot::RwLock::new(HashMap::new()),
@@ -365,7 +370,7 @@ impl FlashSalesService {
             unit_price: sale.price,
             line_total: sale.price,
         };
-        let order = match self.inner.orders.place_flash(order_id, customer, sale_id, item, address).await {
+        let order = match self.place_order(order_id, customer, sale_id, item, address).await {
             Ok(o) => o,
             Err(e) => {
                 undo(self).await?;
@@ -373,6 +378,38 @@ impl FlashSalesService {
             }
         };
         self.mark(order_id, "pending", "active").await?;
+        Ok(order)
+    }
+
+    /// Writes the purchase's order: its one unit at the sale price, with the
+    /// shop's default shipping. Idempotent on `order_id`.
+    async fn place_order(
+        &self,
+        order_id: Id,
+        customer: Id,
+        sale_id: Id,
+        item: OrderItem,
+        address: Option<Address>,
+    ) -> Result<Order, Error> {
+        let address = address.map(Address::validate).transpose()?;
+        let cart = &self.inner.cart;
+        let totals = cart.totals_for(std::slice::from_ref(&item))?;
+        let shipping_method = cart.shipping_methods()[0].code.clone();
+        let order = self.inner.orders.draft(
+            order_id,
+            Draft {
+                customer_id: customer,
+                items: vec![item],
+                totals,
+                discounts: vec![],
+                shipping_address: address,
+                shipping_method,
+                flash_sale_id: Some(sale_id),
+            },
+        );
+        // The id was minted for this purchase alone: an order already
+        // there is this one, written by an earlier try of the same call.
+        self.inner.orders.place_flash_step(order.clone())?.run().await?;
         Ok(order)
     }
 

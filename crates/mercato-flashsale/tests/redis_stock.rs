@@ -6,12 +6,13 @@
 use mercato_cart::CartService;
 use mercato_cart::ShopSettings;
 use mercato_catalog::{CatalogService, NewProduct, NewVariant, ProductStatus};
+use mercato_checkout::CheckoutService;
+use mercato_contracts::checkout::Checkout;
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_flashsale::stock::{FlashStock, Holding, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
 use mercato_flashsale::{Acquire, FlashSalesService, NewFlashSale, RedisStock};
 use mercato_inventory::InventoryService;
-use mercato_orders::OrdersService;
-use mercato_orders::OrdersSettings;
+use mercato_orders::{Orders, OrdersService, OrdersSettings};
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
@@ -68,6 +69,7 @@ async fn database(dir: &tempfile::TempDir) -> Db {
 struct Instance {
     flash: FlashSalesService,
     orders: OrdersService,
+    checkout: CheckoutService,
     inventory: InventoryService,
     catalog: CatalogService,
 }
@@ -89,20 +91,19 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
     );
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
     let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider));
-    let orders = OrdersService::new(
-        db.clone(),
+    let orders = OrdersService::new(db.clone(), ids.clone(), bus.clone(), OrdersSettings::default(), usd);
+    let checkout = CheckoutService::new(
         ids.clone(),
         bus.clone(),
-        Arc::new(cart),
+        Arc::new(orders.clone()),
+        Arc::new(cart.clone()),
         Arc::new(inventory.clone()),
-        Arc::new(payments),
         Arc::new(promotions),
-        OrdersSettings::default(),
-        usd,
+        Arc::new(payments),
     );
     let (c, i, o) = (Arc::new(catalog.clone()), Arc::new(inventory.clone()), Arc::new(orders.clone()));
-    let flash = FlashSalesService::new(db.clone(), ids, bus, c, i, o, stock, usd);
-    Instance { flash, orders, inventory, catalog }
+    let flash = FlashSalesService::new(db.clone(), ids, bus, c, i, o, Arc::new(cart), stock, usd);
+    Instance { flash, orders, checkout, inventory, catalog }
 }
 
 /// A published product with `STOCK` units of `SKU`.
@@ -319,7 +320,7 @@ async fn a_redis_killed_and_restarted_mid_sale_neither_loses_nor_doubles_a_unit(
     // ...and a cancelled order's unit returns, though Redis cannot hear it.
     let cancelled = first[0];
     let owner = a.orders.get(cancelled).await.unwrap().customer_id;
-    a.orders.cancel_by_customer(owner, cancelled).await.unwrap();
+    a.checkout.cancel_by_customer(owner, cancelled).await.unwrap();
     a.flash.on_order_cancelled(cancelled).await.unwrap();
 
     // Redis comes back empty.
@@ -400,7 +401,7 @@ async fn a_release_lost_while_redis_was_unreachable_is_repaired_by_the_sweep() {
     let sale = sale(&a, 3, 1, -1000, 3_600_000).await;
     let orders = [buy(&a, sale, 1).await.unwrap(), buy(&a, sale, 2).await.unwrap(), buy(&a, sale, 3).await.unwrap()];
 
-    a.orders.cancel_by_customer(Id(1), orders[0]).await.unwrap();
+    a.checkout.cancel_by_customer(Id(1), orders[0]).await.unwrap();
     cut_off.flash.on_order_cancelled(orders[0]).await.unwrap();
     assert_eq!(measured(&db, sale).await, (2, 1, 1), "the unit is back in the database");
     // Redis still counts it: drift.

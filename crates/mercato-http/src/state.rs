@@ -4,6 +4,7 @@
 
 use mercato_contracts::cart::Cart;
 use mercato_contracts::catalog::Catalog;
+use mercato_contracts::checkout::Checkout;
 use mercato_contracts::customers::Customers;
 use mercato_contracts::flashsale::FlashSales;
 use mercato_contracts::inventory::Inventory;
@@ -54,6 +55,9 @@ pub struct Services {
     pub customers: Arc<dyn Customers>,
     pub cart: Arc<dyn Cart>,
     pub orders: Arc<dyn Orders>,
+    /// The processes across domains: placing, paying, cancelling and
+    /// refunding an order.
+    pub checkout: Arc<dyn Checkout>,
     pub payments: Arc<dyn Payments>,
     pub promotions: Arc<dyn Promotions>,
     /// The search port: the embedded Tantivy index, or an external engine.

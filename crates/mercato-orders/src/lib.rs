@@ -1,29 +1,22 @@
-//! Checkout and the order lifecycle.
+//! The orders domain: orders, their items and history, the state machine
+//! that moves them, and the records that make placing an order idempotent.
 //!
-//! Placing an order is a saga over the inventory, promotions and cart
-//! domains (see `checkout`), since each may live in a database of its own:
-//! its steps are idempotent on the order id, and a checkout that stops
-//! half-way is compensated, never left holding stock. Paying claims the
-//! order, lets the payments domain charge, then marks the order paid; its
-//! units are sold by the inventory domain. Later moves (cancel, ship, refund)
-//! are conditional state changes, so events delivered twice change nothing.
+//! It reaches no other domain. Placing, paying, cancelling and refunding an
+//! order span domains (stock, coupons, the cart, the payment), so they are
+//! processes above the domains (`mercato-checkout`) that call this domain's
+//! surface ([`Orders`]) for its part: a step to write, or a single move.
+//! Every move is a conditional state change, so a process repeated after a
+//! crash, or an event delivered twice, changes nothing twice.
 
-mod checkout;
-mod flash;
-mod lifecycle;
 pub mod model;
-mod payment;
-mod refunds;
 mod service;
 mod settings;
 mod store;
-mod sweep;
 
-pub use checkout::purge_checkouts;
 pub use mercato_contracts::orders::{
     Address, AdminFilter, HistoryEntry, Order, OrderItem, OrderStatus, Orders, PaymentResult, Placed,
 };
-pub use service::OrdersService;
+pub use service::{OrdersService, purge_checkouts};
 pub use settings::OrdersSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[

@@ -1,25 +1,27 @@
-//! The orders service: its handle on the domain's database and on the
-//! services it calls, the reactions it subscribes, and its reads (an order,
-//! its owner's view of it, the admin listing).
+//! The orders service: its handle on the domain's database, and the
+//! domain's surface ([`Orders`]). It reaches no other domain: the processes
+//! that span domains (checkout, paying, cancelling, refunding) are
+//! `mercato-checkout`'s, and call this surface for the orders' part. Every
+//! statement on the domain's tables is in `store`.
 //!
-//! What it does to orders lives beside it, one module per responsibility, as
-//! further `impl OrdersService` blocks: `checkout` and `flash` place orders,
-//! `payment` pays them, `lifecycle` moves them on, `refunds` gives money back,
-//! `sweep` is the background upkeep, and `store` holds every statement on the
-//! domain's tables.
+//! A checkout's record under its Idempotency-Key goes `pending` (the first
+//! step, with a lease) → `done` (the commit point, in the transaction that
+//! writes the order). An attempt that stops half-way stays `pending` until
+//! its lease runs out; then it is fenced to `abandoned` (it can no longer
+//! place its order), its holds are given back, and it is marked `released`,
+//! which frees the key. A refused attempt, compensated at once, forgets its
+//! record.
 
-use crate::model::{Address, HistoryEntry, Order, OrderItem, OrderStatus};
+use crate::model::{Action, HistoryEntry, Order, OrderStatus, next};
 use crate::settings::OrdersSettings;
-use crate::store::{self, load_order};
-use mercato_contracts::cart::Cart;
-use mercato_contracts::inventory::Inventory;
-use mercato_contracts::orders::{AdminFilter, Orders, PaymentResult, Placed};
-use mercato_contracts::payments::{PaymentSucceeded, Payments};
-use mercato_contracts::promotions::Promotions;
-use mercato_core::{Currency, Error, Id, Money};
-use mercato_platform::events::{EventBus, Received};
+use crate::store::{self, insert_order, load_order, transition};
+use mercato_contracts::orders::{Abandoned, AdminFilter, Begun, CancelledBy, Draft, Marked, Orders, Payable, Placed};
+use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
+use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
+use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
+use parking_lot::Mutex;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -27,52 +29,80 @@ pub struct OrdersService {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct Inner {
-    pub(crate) db: Db,
-    pub(crate) ids: IdGen,
-    pub(crate) bus: EventBus,
-    pub(crate) cart: Arc<dyn Cart>,
-    pub(crate) inventory: Arc<dyn Inventory>,
-    pub(crate) payments: Arc<dyn Payments>,
-    pub(crate) promotions: Arc<dyn Promotions>,
-    pub(crate) cfg: OrdersSettings,
+struct Inner {
+    db: Db,
+    ids: IdGen,
+    bus: EventBus,
+    cfg: OrdersSettings,
     currency: Currency,
 }
 
 impl OrdersService {
-    pub fn new(
-        db: Db,
-        ids: IdGen,
-        bus: EventBus,
-        cart: Arc<dyn Cart>,
-        inventory: Arc<dyn Inventory>,
-        payments: Arc<dyn Payments>,
-        promotions: Arc<dyn Promotions>,
-        cfg: OrdersSettings,
-        currency: Currency,
-    ) -> Self {
-        OrdersService { inner: Arc::new(Inner { db, ids, bus, cart, inventory, payments, promotions, cfg, currency }) }
+    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: OrdersSettings, currency: Currency) -> Self {
+        OrdersService { inner: Arc::new(Inner { db, ids, bus, cfg, currency }) }
     }
 
-    pub(crate) fn inner(&self) -> &Inner {
-        &self.inner
-    }
-
-    pub async fn get(&self, id: Id) -> Result<Order, Error> {
+    async fn load(&self, id: Id) -> Result<Order, Error> {
         self.inner.db.lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
     }
 
-    /// An order as its owner sees it: another customer's order does not exist.
-    pub async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
-        let order = self.get(id).await?;
+    /// Moves order `id` by `action` (see `store::transition`).
+    async fn move_order(
+        &self,
+        id: Id,
+        action: Action,
+        required_from: Option<OrderStatus>,
+        actor: &str,
+        note: Option<String>,
+    ) -> Result<(OrderStatus, OrderStatus), Error> {
+        let hid = self.inner.ids.next()?;
+        let actor = actor.to_string();
+        let r = self
+            .inner
+            .db
+            .write(move |tx| transition(tx, hid, id, action, required_from, &actor, note.as_deref()))
+            .await?;
+        self.inner.bus.wake();
+        Ok(r)
+    }
+}
+
+/// Finished checkouts forgotten per write job by [`purge_checkouts`].
+const PURGE_BATCH: u64 = 1_000;
+
+/// Forgets finished checkouts that ended before `cutoff` (ms): past it, a
+/// request with the same key is a new checkout, as with every other
+/// Idempotency-Key. Each record keeps its whole answer (about 1.4 KB an
+/// order) and nothing else removes them. Deletes in batches, so the writer is
+/// never held for long; returns how many went.
+pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
+    let mut total = 0;
+    loop {
+        // A finished checkout's lease_until is the time it finished, and
+        // (state, lease_until) is indexed.
+        let n = db.write(move |tx| store::purge_done_checkouts(tx, cutoff, PURGE_BATCH)).await?;
+        total += n;
+        if n < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Orders for OrdersService {
+    async fn get(&self, id: Id) -> Result<Order, Error> {
+        self.load(id).await
+    }
+
+    async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
+        let order = self.load(id).await?;
         if order.customer_id != customer {
             return Err(Error::not_found("order not found"));
         }
         Ok(order)
     }
 
-    /// Newest first, keyset-paginated by id.
-    pub async fn list(
+    async fn list(
         &self,
         filter: AdminFilter,
         limit: usize,
@@ -104,47 +134,34 @@ impl OrdersService {
             .await
     }
 
-    /// The orders' reactions to other domains' events. Call once at start-up.
-    pub fn subscribe(&self) {
-        self.inner.bus.on_with(
-            &self.inner,
-            "orders.on-payment",
-            &["payment.succeeded"],
-            |inner, e: Received<PaymentSucceeded>| async move {
-                OrdersService { inner }.on_payment_succeeded(e.data.order_id).await
-            },
-        );
+    async fn fulfil(&self, id: Id) -> Result<Order, Error> {
+        self.move_order(id, Action::Fulfil, None, "admin", None).await?;
+        self.load(id).await
     }
 
-    /// A new unpaid order, due for payment within the configured timeout.
-    pub(crate) fn new_order(
-        &self,
-        id: Id,
-        customer: Id,
-        items: Vec<OrderItem>,
-        totals: &mercato_contracts::cart::Totals,
-        discounts: Vec<mercato_contracts::promotions::Applied>,
-        shipping_address: Option<Address>,
-        flash_sale_id: Option<Id>,
-        shipping_method: String,
-    ) -> Order {
+    async fn complete(&self, id: Id) -> Result<Order, Error> {
+        self.move_order(id, Action::Complete, None, "admin", None).await?;
+        self.load(id).await
+    }
+
+    fn draft(&self, id: Id, d: Draft) -> Order {
         let now = now_ms();
         Order {
             id,
-            customer_id: customer,
+            customer_id: d.customer_id,
             status: OrderStatus::PendingPayment,
             currency: self.inner.currency,
-            items,
-            subtotal: totals.subtotal,
-            discount: totals.discount,
-            discounts,
-            shipping: totals.shipping,
-            tax: totals.tax,
-            total: totals.total,
+            items: d.items,
+            subtotal: d.totals.subtotal,
+            discount: d.totals.discount,
+            discounts: d.discounts,
+            shipping: d.totals.shipping,
+            tax: d.totals.tax,
+            total: d.totals.total,
             refunded: Money::zero(self.inner.currency),
-            shipping_address,
-            flash_sale_id,
-            shipping_method,
+            shipping_address: d.shipping_address,
+            flash_sale_id: d.flash_sale_id,
+            shipping_method: d.shipping_method,
             payment_due_at: Some(now + (self.inner.cfg.payment_timeout_secs as i64) * 1000),
             created_at: now,
             updated_at: now,
@@ -152,68 +169,185 @@ impl OrdersService {
                 from: None,
                 to: OrderStatus::PendingPayment,
                 actor: "customer".into(),
-                note: flash_sale_id.map(|_| "flash sale".into()),
+                note: d.flash_sale_id.map(|_| "flash sale".into()),
                 at: now,
             }],
         }
     }
-}
 
-#[async_trait::async_trait]
-impl Orders for OrdersService {
-    async fn get(&self, id: Id) -> Result<Order, Error> {
-        OrdersService::get(self, id).await
+    async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        Ok(match self.inner.db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
+            Some(store::Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
+            _ => None,
+        })
     }
-    async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
-        OrdersService::get_for(self, customer, id).await
-    }
-    async fn list(
-        &self,
-        filter: AdminFilter,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<Order>, Option<String>), Error> {
-        OrdersService::list(self, filter, limit, cursor).await
-    }
-    async fn place(
+
+    fn begin_step(
         &self,
         customer: Id,
-        address: Address,
-        shipping_method: Option<String>,
-        key: Option<String>,
-        fingerprint: String,
-    ) -> Result<Placed, Error> {
-        OrdersService::place(self, customer, address, shipping_method, key, fingerprint).await
-    }
-    async fn place_flash(
-        &self,
+        key: &str,
+        fingerprint: &str,
         order_id: Id,
-        customer: Id,
-        sale_id: Id,
-        item: OrderItem,
-        address: Option<Address>,
-    ) -> Result<Order, Error> {
-        OrdersService::place_flash(self, order_id, customer, sale_id, item, address).await
+        begun: Arc<Mutex<Option<Begun>>>,
+    ) -> Step {
+        let lease = self.inner.cfg.checkout_lease_ms as i64;
+        let (k, f) = (key.to_string(), fingerprint.to_string());
+        Step::local(
+            &self.inner.db,
+            move |tx| {
+                let outcome = store::begin_checkout(tx, customer, &k, &f, order_id, lease)?;
+                let mine = outcome == Begun::Mine;
+                *begun.lock() = Some(outcome);
+                if mine { Ok(()) } else { Err(store::in_progress(1)) }
+            },
+            |_| {},
+        )
     }
-    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
-        OrdersService::pay(self, customer, id, card_number).await
+
+    fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error> {
+        let (key, bus, history_id) = (key.to_string(), self.inner.bus.clone(), self.inner.ids.next()?);
+        Ok(Step::local(
+            &self.inner.db,
+            move |tx| {
+                // Refused when the sweeper gave the attempt up (its lease ran
+                // out) and is giving back what it held.
+                if !store::finish_checkout(tx, customer, &key, order.id, &body)? {
+                    return Err(store::in_progress(1));
+                }
+                insert_order(tx, &order, history_id, Some(cart_id), Some(&key))
+            },
+            move |_| bus.wake(),
+        ))
     }
-    async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
-        OrdersService::on_payment_succeeded(self, id).await
+
+    fn place_flash_step(&self, order: Order) -> Result<Step, Error> {
+        let (bus, history_id) = (self.inner.bus.clone(), self.inner.ids.next()?);
+        Ok(Step::local(
+            &self.inner.db,
+            move |tx| {
+                if !store::exists(tx, order.id)? {
+                    insert_order(tx, &order, history_id, None, None)?;
+                }
+                Ok(())
+            },
+            move |_| bus.wake(),
+        ))
     }
-    async fn cancel_by_customer(&self, customer: Id, id: Id) -> Result<Order, Error> {
-        OrdersService::cancel_by_customer(self, customer, id).await
+
+    async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+        let k = key.to_string();
+        self.inner.db.write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await
     }
-    async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error> {
-        OrdersService::cancel_by_admin(self, id, reason).await
+
+    async fn forget_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+        let k = key.to_string();
+        self.inner.db.write(move |tx| store::move_checkout(tx, customer, &k, order_id, "pending", None)).await
     }
-    async fn fulfil(&self, id: Id) -> Result<Order, Error> {
-        OrdersService::fulfil(self, id).await
+
+    async fn release_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+        let k = key.to_string();
+        self.inner
+            .db
+            .write(move |tx| store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released")))
+            .await
     }
-    async fn complete(&self, id: Id) -> Result<Order, Error> {
-        OrdersService::complete(self, id).await
+
+    async fn abandoned_checkouts(&self, now: Millis) -> Result<Vec<Abandoned>, Error> {
+        // Fenced first, so a slow attempt cannot place its order while its
+        // holds are given back; then every fenced record not yet released
+        // (including those a failed pass left) is listed.
+        let db = &self.inner.db;
+        let (expired, mut abandoned) =
+            db.read(move |tx| Ok((store::any_checkout_expired(tx, now)?, store::abandoned_checkouts(tx)?))).await?;
+        if expired {
+            db.write(move |tx| store::fence_expired_checkouts(tx, now)).await?;
+            abandoned = db.read(store::abandoned_checkouts).await?;
+        }
+        Ok(abandoned.into_iter().map(|(customer_id, key, order_id)| Abandoned { customer_id, key, order_id }).collect())
     }
-    async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error> {
-        OrdersService::refund(self, id, amount, reason).await
+
+    async fn purge_checkouts(&self) -> Result<u64, Error> {
+        purge_checkouts(&self.inner.db, now_ms() - mercato_platform::idempotency::RETENTION_MS).await
+    }
+
+    async fn payable(&self, id: Id) -> Result<Option<Payable>, Error> {
+        // Only what paying needs: the items and history of a full load are
+        // two more queries on every payment.
+        self.inner.db.lookup(move |tx| store::payable(tx, id)).await
+    }
+
+    async fn lease_payment(&self, id: Id) -> Result<(), Error> {
+        let lease = self.inner.cfg.checkout_lease_ms as i64;
+        self.inner.db.write(move |tx| store::lease_payment(tx, id, lease)).await
+    }
+
+    async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {
+        self.inner.db.write(move |tx| store::release_payment_lease_in(tx, id)).await
+    }
+
+    fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error> {
+        let (hid, bus, seen) = (self.inner.ids.next()?, self.inner.bus.clone(), marked.clone());
+        Ok(Step::local(
+            &self.inner.db,
+            move |tx| {
+                let outcome = store::paid_in(tx, hid, id)?;
+                *seen.seen.lock() = outcome;
+                Ok(outcome)
+            },
+            move |outcome| {
+                *marked.settled.lock() = Some(outcome);
+                bus.wake()
+            },
+        ))
+    }
+
+    async fn status(&self, id: Id) -> Result<Option<OrderStatus>, Error> {
+        self.inner.db.lookup(move |tx| store::status(tx, id)).await
+    }
+
+    async fn refundable(&self, id: Id, amount: Option<i64>) -> Result<i64, Error> {
+        let order = self.load(id).await?;
+        let remaining = order.total.amount - order.refunded.amount;
+        let amount = amount.unwrap_or(remaining);
+        if amount <= 0 || amount > remaining {
+            return Err(Error::field(
+                "amount",
+                format!("must be between 1 and {remaining} (the amount not yet refunded)"),
+            ));
+        }
+        next(order.status, Action::Refund { full: amount == remaining })?;
+        Ok(amount)
+    }
+
+    async fn record_refund(&self, id: Id, amount: i64) -> Result<(), Error> {
+        let hid = self.inner.ids.next()?;
+        self.inner.db.write(move |tx| store::add_refunded(tx, hid, id, amount)).await?;
+        self.inner.bus.wake();
+        Ok(())
+    }
+
+    async fn cancel(&self, id: Id, by: CancelledBy) -> Result<OrderStatus, Error> {
+        let (required, actor, note) = match by {
+            CancelledBy::Customer => (Some(OrderStatus::PendingPayment), "customer", None),
+            CancelledBy::Admin { reason } => (None, "admin", reason),
+        };
+        Ok(self.move_order(id, Action::Cancel, required, actor, note).await?.0)
+    }
+
+    async fn expire(&self, id: Id) -> Result<bool, Error> {
+        match self.move_order(id, Action::Expire, None, "system", Some("payment window closed".into())).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code == ErrorCode::IllegalTransition => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn overdue(&self, now: Millis) -> Result<Vec<Id>, Error> {
+        self.inner.db.read(move |tx| store::overdue(tx, now)).await
+    }
+
+    async fn flash_sale_of(&self, id: Id) -> Result<Option<Id>, Error> {
+        self.inner.db.lookup(move |tx| store::flash_sale_of(tx, id)).await
     }
 }

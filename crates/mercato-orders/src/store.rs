@@ -4,7 +4,9 @@
 //! through, with its history entry and event), and the checkout records.
 
 use crate::model::{Action, HistoryEntry, Order, OrderItem, OrderStatus, next};
-use mercato_contracts::orders::{AdminFilter, OrderPlaced, OrderRefundRecorded, OrderStatusChanged};
+use mercato_contracts::orders::{
+    AdminFilter, Begun, OrderPlaced, OrderRefundRecorded, OrderStatusChanged, PaidOutcome, Payable,
+};
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::db::Param;
 use mercato_platform::events::publish;
@@ -206,7 +208,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
     serde_json::to_string(value).map_err(|e| Error::internal(e.to_string()))
 }
 
-// ---- checkout records (`checkouts`): see checkout.rs for the process ----
+// ---- checkout records (`checkouts`): see placing.rs ----
 
 /// What an earlier request with the same Idempotency-Key left behind.
 pub(crate) enum Earlier {
@@ -254,17 +256,6 @@ pub(crate) fn earlier_checkout(
         "released" => Ok(Some(Earlier::Released(order_id))),
         _ => Ok(Some(Earlier::Abandoned(order_id))),
     }
-}
-
-/// Step 1's outcome.
-pub(crate) enum Begun {
-    /// The record is ours.
-    Mine,
-    Replay(String, Id),
-    /// An attempt whose lease ran out while `pending`: it must be fenced
-    /// ([`fence_checkout`]) and its holds given back before the key can be
-    /// used again.
-    Abandoned(Id),
 }
 
 /// Step 1 of a checkout: the key's record, `pending` under `order_id` with
@@ -399,15 +390,6 @@ pub(crate) fn purge_done_checkouts(tx: &mut dyn Tx, cutoff: i64, batch: u64) -> 
 
 // ---- payment, refunds, expiry ----
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum PaidOutcome {
-    /// The order is now paid; its held units are to be sold.
-    Paid,
-    /// The payment landed on a cancelled order.
-    Refund,
-    Nothing,
-}
-
 /// The order is paid (its payment just succeeded). Already paid (a
 /// duplicate report): nothing. Cancelled meanwhile: the payment must be
 /// refunded. Its held units are sold by the inventory domain afterwards
@@ -439,14 +421,6 @@ pub(crate) fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Er
         params![id],
     )?;
     Ok(())
-}
-
-/// What paying an order needs to know of it.
-pub(crate) struct Payable {
-    pub customer_id: Id,
-    pub status: OrderStatus,
-    pub total: Money,
-    pub payment_due_at: Option<i64>,
 }
 
 /// What paying order `id` needs to know of it, if it exists.
@@ -486,8 +460,20 @@ pub(crate) fn lease_payment(tx: &mut dyn Tx, id: Id, lease: i64) -> Result<(), E
 }
 
 /// Order `id`'s status as stored, if it exists.
-pub(crate) fn status(tx: &mut dyn Tx, id: Id) -> Result<Option<String>, Error> {
-    tx.query_opt("SELECT status FROM orders WHERE id = $1", params![id])?.map(|r| r.text(0)).transpose()
+pub(crate) fn status(tx: &mut dyn Tx, id: Id) -> Result<Option<OrderStatus>, Error> {
+    tx.query_opt("SELECT status FROM orders WHERE id = $1", params![id])?
+        .map(|r| OrderStatus::parse(r.str(0)?))
+        .transpose()
+}
+
+/// The flash sale order `id` was bought in, if any.
+pub(crate) fn flash_sale_of(tx: &mut dyn Tx, id: Id) -> Result<Option<Id>, Error> {
+    Ok(tx
+        .query_opt("SELECT flash_sale_id FROM orders WHERE id = $1", params![id])?
+        .map(|r| r.opt_int(0))
+        .transpose()?
+        .flatten()
+        .map(Id))
 }
 
 /// Counts `amount` as refunded on order `id`; a full refund of an order not

@@ -2,10 +2,11 @@ use crate::config::Config;
 use anyhow::Context;
 use mercato_cart::CartService;
 use mercato_catalog::CatalogService;
+use mercato_checkout::CheckoutService;
 use mercato_customers::CustomersService;
 use mercato_http::AppState;
 use mercato_inventory::InventoryService;
-use mercato_orders::OrdersService;
+use mercato_orders::{Orders, OrdersService};
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
@@ -45,6 +46,9 @@ pub struct Domains {
     pub promotions: PromotionsService,
     pub webhooks: mercato_webhooks::WebhooksService,
     pub flash: mercato_flashsale::FlashSalesService,
+    /// Not a domain: the processes across them (placing, paying, cancelling
+    /// an order), calling their surfaces.
+    pub checkout: CheckoutService,
 }
 
 /// Opens the database at `url` (empty: the embedded default in `data_dir`).
@@ -215,12 +219,17 @@ impl Shop {
             dbs.of("orders").clone(),
             ids.clone(),
             bus.scoped(dbs.of("orders")),
-            Arc::new(cart.clone()),
-            Arc::new(inventory.clone()),
-            Arc::new(payments.clone()),
-            Arc::new(promotions.clone()),
             config.orders.clone(),
             currency,
+        );
+        let checkout = CheckoutService::new(
+            ids.clone(),
+            bus.scoped(dbs.of("orders")),
+            Arc::new(orders.clone()),
+            Arc::new(cart.clone()),
+            Arc::new(inventory.clone()),
+            Arc::new(promotions.clone()),
+            Arc::new(payments.clone()),
         );
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
@@ -240,6 +249,7 @@ impl Shop {
             Arc::new(catalog.clone()),
             Arc::new(inventory.clone()),
             Arc::new(orders.clone()),
+            Arc::new(cart.clone()),
             match &redis {
                 Some(r) => Arc::new(mercato_flashsale::RedisStock::new(r.clone())),
                 None => Arc::new(mercato_flashsale::LocalStock::new()),
@@ -251,7 +261,8 @@ impl Shop {
         let page_bytes = (config.cache.l1_max_mb << 20) / 2;
         let shown_ttl = inventory.shown_ttl();
         let events = Outboxes::new(dbs.clone(), bus.clone());
-        let domains = Domains { catalog, inventory, customers, cart, orders, payments, promotions, webhooks, flash };
+        let domains =
+            Domains { catalog, inventory, customers, cart, orders, payments, promotions, webhooks, flash, checkout };
         let d = domains.clone();
         let config = Arc::new(config);
         let state = AppState::new(mercato_http::state::Services {
@@ -264,6 +275,7 @@ impl Shop {
             customers: Arc::new(d.customers),
             cart: Arc::new(d.cart),
             orders: Arc::new(d.orders),
+            checkout: Arc::new(d.checkout),
             payments: Arc::new(d.payments),
             promotions: Arc::new(d.promotions),
             search: Arc::new(search),
@@ -290,7 +302,7 @@ impl Shop {
         s.flash.subscribe();
         s.promotions.subscribe();
         s.cart.subscribe();
-        s.orders.subscribe();
+        s.checkout.subscribe();
         // Every instance keeps its own index, following every instance's
         // catalog changes through the catalog database's outbox.
         let state = self.state.clone();
@@ -323,6 +335,7 @@ impl Shop {
         self.domains.catalog.spawn_upkeep();
         self.domains.webhooks.spawn_dispatcher();
         self.provider.spawn_webhook_sender();
+        let checkout = self.domains.checkout.clone();
         let orders = self.domains.orders.clone();
         let flash = self.domains.flash.clone();
         let customers = self.domains.customers.clone();
@@ -332,7 +345,7 @@ impl Shop {
             let mut ticks: u64 = 0;
             loop {
                 tokio::time::sleep(interval).await;
-                if let Err(e) = orders.sweep().await {
+                if let Err(e) = checkout.sweep().await {
                     tracing::warn!(error = %e, "order sweep failed");
                 }
                 if let Err(e) = flash.sweep().await {

@@ -1,8 +1,10 @@
 //! The crate graph the design promises (ARCHITECTURE.md): the domains stand
 //! side by side on one floor, each depending on the platform and on
 //! mercato-contracts (the other domains' surfaces and events) but on no other
-//! domain; the HTTP edge knows the domains only through their surfaces. Only
-//! the binary, which wires them, names their implementations.
+//! domain; the processes that span domains (mercato-checkout) stand above
+//! them and reach them through their surfaces only; the HTTP edge knows the
+//! domains only through their surfaces. Only the binary, which wires them,
+//! names their implementations.
 //!
 //! Inside a domain, its SQL lives in one module, `store.rs`. On PostgreSQL in
 //! the split shape the per-domain roles check the other half of the rule,
@@ -47,18 +49,74 @@ fn no_domain_crate_depends_on_another() {
     for domain in DOMAINS {
         let deps = dependencies(domain);
         assert!(deps.iter().any(|d| d == "mercato-platform"), "{domain}: cannot read its manifest's dependencies");
-        for dep in deps.iter().filter(|d| DOMAINS.contains(&d.as_str())) {
+        for dep in deps.iter().filter(|d| DOMAINS.contains(&d.as_str()) || PROCESSES.contains(&d.as_str())) {
             crossings.push(format!("{domain} -> {dep}"));
         }
     }
     assert!(crossings.is_empty(), "domains must reach each other through mercato-contracts: {crossings:?}");
 }
 
+/// The crates of the processes that span domains.
+const PROCESSES: &[&str] = &["mercato-checkout"];
+
+#[test]
+fn processes_reach_domains_only_through_their_surfaces() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for process in PROCESSES {
+        let deps = dependencies(process);
+        assert!(deps.iter().any(|d| d == "mercato-contracts"), "{process}: cannot read its dependencies");
+        let named: Vec<_> = deps.iter().filter(|d| DOMAINS.contains(&d.as_str())).collect();
+        assert!(named.is_empty(), "{process} depends on domain implementations: {named:?}");
+        // No tables of its own either: whatever it writes is a domain's step.
+        for entry in std::fs::read_dir(root.join(process).join("src")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("tx.execute(") && !text.contains("tx.query"), "{}: a statement", path.display());
+        }
+    }
+}
+
+/// The other domains' surfaces a domain may hold, and why. Everything else a
+/// domain needs of another arrives as an event, or is a process's to do.
+const HELD_SURFACES: &[(&str, &[&str])] = &[
+    // Pricing a cart reads prices, stock and promotions.
+    ("mercato-cart", &["Catalog", "Inventory", "Promotions"]),
+    // The purchase (its counter, then a reservation, then the order) is
+    // still the flash-sale domain's own.
+    ("mercato-flashsale", &["Catalog", "Inventory", "Orders", "Cart"]),
+];
+
+const SURFACES: &[&str] =
+    &["Catalog", "Inventory", "Customers", "Cart", "Orders", "Payments", "Promotions", "FlashSales", "Webhooks"];
+
+#[test]
+fn domains_hold_no_other_surface_than_they_need() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut held = Vec::new();
+    for domain in DOMAINS {
+        let allowed = HELD_SURFACES.iter().find(|(d, _)| d == domain).map_or(&[][..], |(_, s)| *s);
+        for entry in std::fs::read_dir(root.join(domain).join("src")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for surface in SURFACES.iter().filter(|s| !allowed.contains(s)) {
+                if text.contains(&format!("Arc<dyn {surface}>")) {
+                    held.push(format!("{domain} holds {surface}"));
+                }
+            }
+        }
+    }
+    assert!(held.is_empty(), "a domain holds a surface it should reach by an event or a process: {held:?}");
+}
+
 #[test]
 fn the_http_edge_knows_domains_only_by_their_surfaces() {
     let deps = dependencies("mercato-http");
     assert!(deps.iter().any(|d| d == "mercato-contracts"));
-    let named: Vec<_> = deps.iter().filter(|d| DOMAINS.contains(&d.as_str())).collect();
+    let named: Vec<_> =
+        deps.iter().filter(|d| DOMAINS.contains(&d.as_str()) || PROCESSES.contains(&d.as_str())).collect();
     assert!(named.is_empty(), "mercato-http depends on domain implementations: {named:?}");
 }
 

@@ -50,7 +50,7 @@ async fn place_order(
     let req: PlaceOrderRequest =
         serde_json::from_value(raw).map_err(|e| Error::validation(format!("invalid order request: {e}")))?;
     let address: Address = req.shipping_address.into();
-    let placed = s.orders.place(p.customer_id, address, req.shipping_method, key, fingerprint).await?;
+    let placed = s.checkout.place(p.customer_id, address, req.shipping_method, key, fingerprint).await?;
     let order: Order = serde_json::from_str(&placed.body)
         .map_err(|e| Error::internal(format!("stored checkout response unreadable: {e}")))?;
     let mut resp = json_response(StatusCode::CREATED, &OrderDto::from(order));
@@ -105,7 +105,7 @@ async fn get_order(State(s): State<AppState>, Auth(p, _): Auth, Path(id): Path<S
     responses((status = 200, body = OrderDto), (status = 404, body = Problem), (status = 409, body = Problem)))]
 async fn cancel_order(State(s): State<AppState>, Auth(p, _): Auth, Path(id): Path<String>) -> ApiResult<Response> {
     let id = path_id(&id)?;
-    Ok(order(s.orders.cancel_by_customer(p.customer_id, id).await?))
+    Ok(order(s.checkout.cancel_by_customer(p.customer_id, id).await?))
 }
 
 /// Pay an order. Test cards: 4242424242424242 succeeds, 4000000000000002 is
@@ -124,7 +124,7 @@ async fn pay_order(
     if req.method != "test_card" {
         return Err(Error::field("method", "the test provider accepts only 'test_card'").into());
     }
-    Ok(match s.orders.pay(p.customer_id, id, &req.card_number).await? {
+    Ok(match s.checkout.pay(p.customer_id, id, &req.card_number).await? {
         PaymentResult::Paid(payment) => json_response(StatusCode::CREATED, &PaymentDto::from(payment)),
         PaymentResult::Processing(payment) => json_response(StatusCode::ACCEPTED, &PaymentDto::from(payment)),
     })
@@ -141,7 +141,7 @@ async fn payment_webhook(State(s): State<AppState>, headers: HeaderMap, body: By
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| Error::new(ErrorCode::InvalidSignature, "missing Mercato-Signature header"))?;
     if let Some(payment) = s.payments.handle_webhook(sig, &body).await? {
-        s.orders.on_payment_succeeded(payment.order_id).await?;
+        s.checkout.on_payment_succeeded(payment.order_id).await?;
     }
     Ok(json_response(StatusCode::OK, &serde_json::json!({ "received": true })))
 }
@@ -195,7 +195,7 @@ async fn admin_cancel(
             _ => Error::new(ErrorCode::MalformedBody, e.to_string()),
         })?
     };
-    Ok(order(s.orders.cancel_by_admin(path_id(&id)?, req.reason).await?))
+    Ok(order(s.checkout.cancel_by_admin(path_id(&id)?, req.reason).await?))
 }
 
 /// Refund part or all of a paid order through the payment provider.
@@ -207,5 +207,5 @@ async fn admin_refund(
     Path(id): Path<String>,
     Json(req): Json<RefundRequest>,
 ) -> ApiResult<Response> {
-    Ok(order(s.orders.refund(path_id(&id)?, req.amount, req.reason).await?))
+    Ok(order(s.checkout.refund(path_id(&id)?, req.amount, req.reason).await?))
 }

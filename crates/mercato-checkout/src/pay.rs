@@ -1,34 +1,24 @@
 //! Paying an order: a lease claims the order while the payments domain
 //! charges, so neither a cancel nor expiry slips in between "unpaid" and
-//! "charged"; then the order is marked paid, however the success is reported
-//! (the synchronous answer, a webhook, the `payment.succeeded` event,
-//! reconciliation), and a payment that landed on a cancelled order is refunded.
+//! "charged"; then the order is marked paid and its held units sold, however
+//! the success is reported (the synchronous answer, a webhook, the
+//! `payment.succeeded` event, reconciliation), and a payment that landed on a
+//! cancelled order is refunded.
 
-use crate::model::OrderStatus;
-use crate::service::OrdersService;
-use crate::store;
-use mercato_contracts::orders::PaymentResult;
+use crate::CheckoutService;
+use mercato_contracts::orders::{Marked, OrderStatus, PaidOutcome, PaymentResult};
 use mercato_contracts::payments::PayOutcome;
 use mercato_core::{Error, Id};
 use mercato_platform::now_ms;
 use mercato_platform::steps::{self, Step};
-use parking_lot::Mutex;
 use std::sync::Arc;
 
-/// What marking an order paid did, once it is committed.
-type Settled = Arc<Mutex<Option<store::PaidOutcome>>>;
-
-impl OrdersService {
-    /// Pays `customer`'s order with a test card. The order is leased for the
-    /// duration of the charge, so a cancel or the expiry sweeper cannot slip in
-    /// between "the order is unpaid" and "the card was charged".
-    pub async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
-        // Only what paying needs: the items and history of a full load are
-        // two more queries on every payment.
-        let order = self
-            .inner()
-            .db
-            .lookup(move |tx| store::payable(tx, id))
+impl CheckoutService {
+    /// Pays `customer`'s order with a test card.
+    pub(crate) async fn pay_order(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
+        let orders = &self.inner.orders;
+        let order = orders
+            .payable(id)
             .await?
             .filter(|o| o.customer_id == customer)
             .ok_or_else(|| Error::not_found("order not found"))?;
@@ -40,21 +30,20 @@ impl OrdersService {
             return Err(Error::illegal_transition("cancelled", "pay")
                 .with_details(serde_json::json!({ "reason": "payment window closed" })));
         }
-        let lease = self.inner().cfg.checkout_lease_ms as i64;
         // The order is claimed (a lease, so one payment runs at a time and
         // neither a cancel nor the expiry sweeper slips in) before the
         // payments domain starts the attempt.
-        self.inner().db.write(move |tx| store::lease_payment(tx, id, lease)).await?;
-        let (then, settled) = self.settle_steps(id)?;
-        match self.inner().payments.pay(id, order.total, card_number, then).await {
+        orders.lease_payment(id).await?;
+        let (then, marked) = self.settle_steps(id)?;
+        match self.inner.payments.pay(id, order.total, card_number, then).await {
             Ok(PayOutcome::Succeeded(payment)) => {
                 // Marked paid with the payment's record where orders and
                 // payments share a database; otherwise, or if that part
                 // failed, here. Idempotent: an order a webhook already marked
                 // paid stays as it is, and a crash before this is mended by
                 // the `payment.succeeded` subscriber.
-                let outcome = settled.lock().take();
-                let refunded = match outcome {
+                let settled = marked.settled.lock().take();
+                let refunded = match settled {
                     Some(outcome) => self.after_paid(id, outcome).await?,
                     None => self.settle_paid(id).await?,
                 };
@@ -71,7 +60,7 @@ impl OrdersService {
                 // Declined (the customer may try again, or cancel, at once),
                 // refused, or the provider unreachable: the order is not
                 // claimed any more.
-                let _ = self.inner().db.write(move |tx| store::release_payment_lease_in(tx, id)).await;
+                let _ = orders.release_payment_lease(id).await;
                 Err(e)
             }
         }
@@ -80,12 +69,12 @@ impl OrdersService {
     /// Marks the order paid once its payment succeeded (from the synchronous
     /// answer, a webhook or reconciliation). Idempotent. A payment that lands
     /// on an order already cancelled is refunded.
-    pub async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
+    pub(crate) async fn settle(&self, id: Id) -> Result<(), Error> {
         // The synchronous answer, the webhook and the `payment.succeeded`
         // event all report one payment: after the first, a read shows the
         // order paid and no write is queued.
-        let status = self.inner().db.lookup(move |tx| store::status(tx, id)).await?;
-        if !matches!(status.as_deref(), Some("pending_payment") | Some("cancelled")) {
+        let status = self.inner.orders.status(id).await?;
+        if !matches!(status, Some(OrderStatus::PendingPayment | OrderStatus::Cancelled)) {
             return Ok(());
         }
         self.settle_paid(id).await.map(drop)
@@ -96,47 +85,32 @@ impl OrdersService {
     /// subscriber sells them should this process stop in between). A payment
     /// that landed on a cancelled order is refunded instead (then `true`).
     async fn settle_paid(&self, id: Id) -> Result<bool, Error> {
-        let (steps, settled) = self.settle_steps(id)?;
+        let (steps, marked) = self.settle_steps(id)?;
         steps::run(steps).await.map_err(|h| h.error)?;
-        let outcome = settled.lock().take().unwrap_or(store::PaidOutcome::Nothing);
+        let outcome = marked.settled.lock().take().unwrap_or(PaidOutcome::Nothing);
         self.after_paid(id, outcome).await
     }
 
     /// The steps that follow a succeeded payment of order `id`: mark it paid,
-    /// then sell its held units if this marked it. The cell gets what marking
-    /// did once it is committed.
-    fn settle_steps(&self, id: Id) -> Result<(Vec<Step>, Settled), Error> {
-        let hid = self.inner().ids.next()?;
-        let seen = Arc::new(Mutex::new(store::PaidOutcome::Nothing));
-        let settled = Arc::new(Mutex::new(None));
-        let (s, paid, out, bus) = (seen.clone(), seen, settled.clone(), self.inner().bus.clone());
-        let mark = Step::local(
-            &self.inner().db,
-            move |tx| {
-                let outcome = store::paid_in(tx, hid, id)?;
-                *s.lock() = outcome;
-                Ok(outcome)
-            },
-            move |outcome| {
-                *out.lock() = Some(outcome);
-                bus.wake()
-            },
-        );
+    /// then sell its held units if this marked it.
+    fn settle_steps(&self, id: Id) -> Result<(Vec<Step>, Arc<Marked>), Error> {
+        let marked = Arc::new(Marked::default());
+        let mark = self.inner.orders.mark_paid_step(id, marked.clone())?;
         // Only units of an order this payment paid: a cancelled order's
         // units go back to stock.
-        let sell =
-            self.inner().inventory.commit_step(id).only_if(move || matches!(*paid.lock(), store::PaidOutcome::Paid));
-        Ok((vec![mark, sell], settled))
+        let seen = marked.clone();
+        let sell = self.inner.inventory.commit_step(id).only_if(move || *seen.seen.lock() == PaidOutcome::Paid);
+        Ok((vec![mark, sell], marked))
     }
 
     /// A payment that landed on a cancelled order is refunded (then `true`).
-    async fn after_paid(&self, id: Id, outcome: store::PaidOutcome) -> Result<bool, Error> {
-        if !matches!(outcome, store::PaidOutcome::Refund) {
+    async fn after_paid(&self, id: Id, outcome: PaidOutcome) -> Result<bool, Error> {
+        if outcome != PaidOutcome::Refund {
             return Ok(false);
         }
         tracing::warn!(order_id = %id, "payment succeeded for a cancelled order; refunding");
-        let refund = self.inner().payments.refund(id, None, "payment settled after the order was cancelled").await?;
-        self.add_refunded(id, refund.amount.amount).await?;
+        let refund = self.inner.payments.refund(id, None, "payment settled after the order was cancelled").await?;
+        self.inner.orders.record_refund(id, refund.amount.amount).await?;
         Ok(true)
     }
 }

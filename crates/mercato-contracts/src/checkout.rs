@@ -1,0 +1,36 @@
+//! The surface of the processes that span domains: placing an order from
+//! the cart, paying it, cancelling and refunding it. Each runs as steps
+//! offered by the domains' own surfaces (orders, inventory, promotions,
+//! cart, payments), so it works the same whether those domains share a
+//! database or each has its own.
+
+use crate::orders::{Address, Order, PaymentResult, Placed};
+use mercato_core::{Error, Id};
+
+/// What the HTTP edge asks of an order's life where more than one domain
+/// takes part.
+#[async_trait::async_trait]
+pub trait Checkout: Send + Sync {
+    /// Turns the customer's cart into an order, at most once per
+    /// Idempotency-Key (`fingerprint` identifies the request's body).
+    async fn place(
+        &self,
+        customer: Id,
+        address: Address,
+        shipping_method: Option<String>,
+        key: Option<String>,
+        fingerprint: String,
+    ) -> Result<Placed, Error>;
+    /// Pays `customer`'s order `id` with the card.
+    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error>;
+    /// The order's payment succeeded (a provider's late confirmation):
+    /// marks it paid, or refunds a payment that landed on a cancelled order.
+    async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error>;
+    /// A customer cancels their own unpaid order; its stock comes back.
+    async fn cancel_by_customer(&self, customer: Id, id: Id) -> Result<Order, Error>;
+    /// An admin cancels an order: an unpaid one gives its stock back, a paid
+    /// one is refunded in full and its units restocked.
+    async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error>;
+    /// Refunds `amount` (all that is left when None) of a paid order.
+    async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error>;
+}
