@@ -53,10 +53,6 @@ impl CartService {
         CartService { inner: Arc::new(Inner { db, ids, bus, catalog, inventory, promotions, shop, currency }) }
     }
 
-    pub fn shipping_methods(&self) -> &[ShippingMethod] {
-        &self.inner.shop.shipping_methods
-    }
-
     fn shipping_method(&self, code: &str) -> &ShippingMethod {
         let methods = &self.inner.shop.shipping_methods;
         methods.iter().find(|m| m.code == code).unwrap_or(&methods[0])
@@ -113,101 +109,6 @@ impl CartService {
         Ok(self.inner.inventory.available(&[sku.to_string()]).await?.get(sku).copied().unwrap_or(0))
     }
 
-    /// Adds `quantity` units of `sku` (on top of any already in the cart).
-    pub async fn add(
-        &self,
-        owner: &CartOwner,
-        sku: &str,
-        quantity: i64,
-    ) -> Result<(PricedCart, Option<String>), Error> {
-        self.check_quantity(quantity)?;
-        self.check_published(sku).await?;
-        // Display stock (cached); the units the line will hold are known only
-        // inside the write, which checks them against it.
-        let available = self.available(sku).await?;
-        // Validated inside the write, so a rejected add leaves no empty cart
-        // behind (the cart is created in the same transaction as its first line).
-        let fresh = self.fresh_cart(owner)?;
-        let (s, max, max_lines) =
-            (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
-        let (cart, token, state) = self
-            .inner
-            .db
-            .write(move |tx| {
-                let (cart, token) = fresh.ensure(tx)?;
-                let held = store::line_quantity(tx, cart, &s)?;
-                let wanted = held.unwrap_or(0) + quantity;
-                if wanted > max {
-                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
-                }
-                if wanted > available {
-                    return Err(out_of_stock(&s, available, wanted));
-                }
-                if !store::add_to_line(tx, cart, &s, quantity, max)? {
-                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
-                }
-                let state = store::cart_state(tx, cart)?;
-                // Counted after the insert and after the cart row's update:
-                // on PostgreSQL that update waits for any concurrent add to
-                // this cart to commit, so this count includes its line.
-                if held.is_none() && state.lines.len() as i64 > max_lines {
-                    return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
-                }
-                Ok((cart, token, state))
-            })
-            .await?;
-        Ok((self.priced_state(cart, state, Facts::Shown).await?, token))
-    }
-
-    pub async fn set_quantity(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<PricedCart, Error> {
-        self.check_quantity(quantity)?;
-        let cart = self.existing(owner).await?;
-        self.check_purchasable(sku, quantity).await?;
-        let s = sku.to_string();
-        let state = self
-            .inner
-            .db
-            .write(move |tx| {
-                if !store::set_line_quantity(tx, cart, &s, quantity)? {
-                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
-                }
-                store::cart_state(tx, cart)
-            })
-            .await?;
-        self.priced_state(cart, state, Facts::Shown).await
-    }
-
-    pub async fn remove(&self, owner: &CartOwner, sku: &str) -> Result<PricedCart, Error> {
-        let cart = self.existing(owner).await?;
-        let s = sku.to_string();
-        let state = self
-            .inner
-            .db
-            .write(move |tx| {
-                if !store::remove_line(tx, cart, &s)? {
-                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
-                }
-                store::cart_state(tx, cart)
-            })
-            .await?;
-        self.priced_state(cart, state, Facts::Shown).await
-    }
-
-    pub async fn set_shipping_method(
-        &self,
-        owner: &CartOwner,
-        code: &str,
-    ) -> Result<(PricedCart, Option<String>), Error> {
-        if !self.inner.shop.shipping_methods.iter().any(|m| m.code == code) {
-            let known: Vec<&str> = self.inner.shop.shipping_methods.iter().map(|m| m.code.as_str()).collect();
-            return Err(Error::field("code", format!("unknown shipping method; one of {}", known.join(", "))));
-        }
-        let (cart, token) = self.ensure(owner).await?;
-        let c = code.to_string();
-        self.inner.db.write(move |tx| store::set_shipping_method(tx, cart, &c)).await?;
-        Ok((self.priced(cart).await?, token))
-    }
-
     async fn find(&self, owner: &CartOwner) -> Result<Option<Id>, Error> {
         let owner = owner.clone();
         Ok(self.inner.db.lookup(move |tx| store::find_active(tx, &owner)).await?.map(|c| c.id))
@@ -215,14 +116,6 @@ impl CartService {
 
     async fn existing(&self, owner: &CartOwner) -> Result<Id, Error> {
         self.find(owner).await?.ok_or_else(|| Error::not_found("no cart"))
-    }
-
-    /// The owner's cart priced now (an empty cart if there is none).
-    pub async fn view(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
-        match self.find(owner).await? {
-            Some(cart) => self.priced(cart).await,
-            None => self.empty(),
-        }
     }
 
     fn empty(&self) -> Result<PricedCart, Error> {
@@ -311,92 +204,14 @@ impl CartService {
         })
     }
 
-    /// Totals for lines priced outside a cart (a flash-sale purchase): default
-    /// shipping, configured tax, no promotions.
-    pub fn totals_for(&self, lines: &[PricedLine]) -> Result<Totals, Error> {
-        let currency = self.inner.currency;
-        totals(currency, lines, Money::zero(currency), &self.inner.shop.shipping_methods[0], &self.tax_rule())
-    }
-
-    /// Applies a coupon code to the cart, if it applies to the cart now.
-    pub async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
-        let code = normalize_code(code).map_err(|_| {
-            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not exist"))
-                .with_details(serde_json::json!({ "coupon": code, "reason": "not_found" }))
-        })?;
-        let cart = self.existing(owner).await.map_err(|_| {
-            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not apply to an empty cart"))
-                .with_details(serde_json::json!({ "coupon": code, "reason": "not_applicable" }))
-        })?;
-        self.write_coupon(cart, Some(code)).await?;
-        let priced = self.priced(cart).await?;
-        if let Some(problem) = priced.coupon_problem {
-            self.write_coupon(cart, None).await?;
-            return Err(problem);
-        }
-        Ok(priced)
-    }
-
-    pub async fn remove_coupon(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
-        let cart = self.existing(owner).await?;
-        self.write_coupon(cart, None).await?;
-        self.priced(cart).await
-    }
-
     async fn write_coupon(&self, cart: Id, code: Option<String>) -> Result<(), Error> {
         self.inner.db.write(move |tx| store::set_coupon(tx, cart, code.as_deref())).await
-    }
-
-    /// Moves a guest cart's lines into the customer's cart (quantities add up,
-    /// capped at the line maximum) and retires the guest cart. Idempotent: a
-    /// merged cart is no longer active, so a second call finds nothing.
-    pub async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
-        let guest = CartOwner::Guest(Some(token.to_string()));
-        let g = guest.clone();
-        let Some(guest_cart) = self.inner.db.lookup(move |tx| store::find_active(tx, &g)).await? else {
-            return Ok(());
-        };
-        let (target, _) = self.ensure(&CartOwner::Customer(customer)).await?;
-        let max = self.inner.shop.max_line_quantity;
-        self.inner.db.write(move |tx| store::merge(tx, guest_cart.id, target, max)).await
-    }
-
-    /// `customer`'s active cart priced as checkout prices it (empty when
-    /// there is none): the cart from this domain's database, then the current
-    /// catalog facts of its SKUs from the catalog, never a cache.
-    pub async fn checkout(&self, customer: Id) -> Result<PricedCart, Error> {
-        let found = self
-            .inner
-            .db
-            .lookup(move |tx| {
-                let Some(cart) = store::find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
-                Ok(Some((cart.id, store::cart_state(tx, cart.id)?)))
-            })
-            .await?;
-        let Some((cart, state)) = found else { return self.empty() };
-        let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
-        let facts = self.inner.catalog.skus(skus).await?;
-        self.priced_state(cart, state, Facts::Read(facts)).await
     }
 
     /// Retires `cart` because `order` was placed from it (checkout's last
     /// step, when the cart is known to be active). Idempotent.
     pub async fn convert(&self, cart: Id, order: Id) -> Result<(), Error> {
         self.convert_step(cart, order).run().await
-    }
-
-    /// [`convert`](Self::convert) as a step of a process.
-    pub fn convert_step(&self, cart: Id, order: Id) -> Step {
-        let bus = self.inner.bus.clone();
-        Step::local(
-            &self.inner.db,
-            move |tx| store::convert(tx, cart, order),
-            move |converted| {
-                if converted {
-                    bus.wake()
-                }
-            },
-        )
     }
 
     /// The cart's reactions to other domains' events. Call once at start-up.
@@ -431,39 +246,167 @@ fn out_of_stock(sku: &str, available: i64, requested: i64) -> Error {
 #[async_trait::async_trait]
 impl Cart for CartService {
     fn shipping_methods(&self) -> &[ShippingMethod] {
-        CartService::shipping_methods(self)
+        &self.inner.shop.shipping_methods
     }
+    /// Totals for lines priced outside a cart (a flash-sale purchase): default
+    /// shipping, configured tax, no promotions.
     fn totals_for(&self, lines: &[PricedLine]) -> Result<Totals, Error> {
-        CartService::totals_for(self, lines)
+        let currency = self.inner.currency;
+        totals(currency, lines, Money::zero(currency), &self.inner.shop.shipping_methods[0], &self.tax_rule())
     }
+    /// The owner's cart priced now (an empty cart if there is none).
     async fn view(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
-        CartService::view(self, owner).await
+        match self.find(owner).await? {
+            Some(cart) => self.priced(cart).await,
+            None => self.empty(),
+        }
     }
+    /// Adds `quantity` units of `sku` (on top of any already in the cart).
     async fn add(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<(PricedCart, Option<String>), Error> {
-        CartService::add(self, owner, sku, quantity).await
+        self.check_quantity(quantity)?;
+        self.check_published(sku).await?;
+        // Display stock (cached); the units the line will hold are known only
+        // inside the write, which checks them against it.
+        let available = self.available(sku).await?;
+        // Validated inside the write, so a rejected add leaves no empty cart
+        // behind (the cart is created in the same transaction as its first line).
+        let fresh = self.fresh_cart(owner)?;
+        let (s, max, max_lines) =
+            (sku.to_string(), self.inner.shop.max_line_quantity, self.inner.shop.max_cart_lines as i64);
+        let (cart, token, state) = self
+            .inner
+            .db
+            .write(move |tx| {
+                let (cart, token) = fresh.ensure(tx)?;
+                let held = store::line_quantity(tx, cart, &s)?;
+                let wanted = held.unwrap_or(0) + quantity;
+                if wanted > max {
+                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
+                }
+                if wanted > available {
+                    return Err(out_of_stock(&s, available, wanted));
+                }
+                if !store::add_to_line(tx, cart, &s, quantity, max)? {
+                    return Err(Error::field("quantity", format!("a line holds at most {max} units")));
+                }
+                let state = store::cart_state(tx, cart)?;
+                // Counted after the insert and after the cart row's update:
+                // on PostgreSQL that update waits for any concurrent add to
+                // this cart to commit, so this count includes its line.
+                if held.is_none() && state.lines.len() as i64 > max_lines {
+                    return Err(Error::field("sku", format!("a cart holds at most {max_lines} different items")));
+                }
+                Ok((cart, token, state))
+            })
+            .await?;
+        Ok((self.priced_state(cart, state, Facts::Shown).await?, token))
     }
     async fn set_quantity(&self, owner: &CartOwner, sku: &str, quantity: i64) -> Result<PricedCart, Error> {
-        CartService::set_quantity(self, owner, sku, quantity).await
+        self.check_quantity(quantity)?;
+        let cart = self.existing(owner).await?;
+        self.check_purchasable(sku, quantity).await?;
+        let s = sku.to_string();
+        let state = self
+            .inner
+            .db
+            .write(move |tx| {
+                if !store::set_line_quantity(tx, cart, &s, quantity)? {
+                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
+                }
+                store::cart_state(tx, cart)
+            })
+            .await?;
+        self.priced_state(cart, state, Facts::Shown).await
     }
     async fn remove(&self, owner: &CartOwner, sku: &str) -> Result<PricedCart, Error> {
-        CartService::remove(self, owner, sku).await
+        let cart = self.existing(owner).await?;
+        let s = sku.to_string();
+        let state = self
+            .inner
+            .db
+            .write(move |tx| {
+                if !store::remove_line(tx, cart, &s)? {
+                    return Err(Error::not_found(format!("SKU {s} is not in the cart")));
+                }
+                store::cart_state(tx, cart)
+            })
+            .await?;
+        self.priced_state(cart, state, Facts::Shown).await
     }
     async fn set_shipping_method(&self, owner: &CartOwner, code: &str) -> Result<(PricedCart, Option<String>), Error> {
-        CartService::set_shipping_method(self, owner, code).await
+        if !self.inner.shop.shipping_methods.iter().any(|m| m.code == code) {
+            let known: Vec<&str> = self.inner.shop.shipping_methods.iter().map(|m| m.code.as_str()).collect();
+            return Err(Error::field("code", format!("unknown shipping method; one of {}", known.join(", "))));
+        }
+        let (cart, token) = self.ensure(owner).await?;
+        let c = code.to_string();
+        self.inner.db.write(move |tx| store::set_shipping_method(tx, cart, &c)).await?;
+        Ok((self.priced(cart).await?, token))
     }
+    /// Applies a coupon code to the cart, if it applies to the cart now.
     async fn set_coupon(&self, owner: &CartOwner, code: &str) -> Result<PricedCart, Error> {
-        CartService::set_coupon(self, owner, code).await
+        let code = normalize_code(code).map_err(|_| {
+            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not exist"))
+                .with_details(serde_json::json!({ "coupon": code, "reason": "not_found" }))
+        })?;
+        let cart = self.existing(owner).await.map_err(|_| {
+            Error::new(ErrorCode::CouponInvalid, format!("coupon {code} does not apply to an empty cart"))
+                .with_details(serde_json::json!({ "coupon": code, "reason": "not_applicable" }))
+        })?;
+        self.write_coupon(cart, Some(code)).await?;
+        let priced = self.priced(cart).await?;
+        if let Some(problem) = priced.coupon_problem {
+            self.write_coupon(cart, None).await?;
+            return Err(problem);
+        }
+        Ok(priced)
     }
     async fn remove_coupon(&self, owner: &CartOwner) -> Result<PricedCart, Error> {
-        CartService::remove_coupon(self, owner).await
+        let cart = self.existing(owner).await?;
+        self.write_coupon(cart, None).await?;
+        self.priced(cart).await
     }
+    /// Moves a guest cart's lines into the customer's cart (quantities add up,
+    /// capped at the line maximum) and retires the guest cart. Idempotent: a
+    /// merged cart is no longer active, so a second call finds nothing.
     async fn merge_guest(&self, token: &str, customer: Id) -> Result<(), Error> {
-        CartService::merge_guest(self, token, customer).await
+        let guest = CartOwner::Guest(Some(token.to_string()));
+        let g = guest.clone();
+        let Some(guest_cart) = self.inner.db.lookup(move |tx| store::find_active(tx, &g)).await? else {
+            return Ok(());
+        };
+        let (target, _) = self.ensure(&CartOwner::Customer(customer)).await?;
+        let max = self.inner.shop.max_line_quantity;
+        self.inner.db.write(move |tx| store::merge(tx, guest_cart.id, target, max)).await
     }
+    /// `customer`'s active cart priced as checkout prices it (empty when
+    /// there is none): the cart from this domain's database, then the current
+    /// catalog facts of its SKUs from the catalog, never a cache.
     async fn checkout(&self, customer: Id) -> Result<PricedCart, Error> {
-        CartService::checkout(self, customer).await
+        let found = self
+            .inner
+            .db
+            .lookup(move |tx| {
+                let Some(cart) = store::find_active(tx, &CartOwner::Customer(customer))? else { return Ok(None) };
+                Ok(Some((cart.id, store::cart_state(tx, cart.id)?)))
+            })
+            .await?;
+        let Some((cart, state)) = found else { return self.empty() };
+        let skus: Vec<String> = state.lines.iter().map(|(s, _)| s.clone()).collect();
+        let facts = self.inner.catalog.skus(skus).await?;
+        self.priced_state(cart, state, Facts::Read(facts)).await
     }
+    /// [`convert`](Self::convert) as a step of a process.
     fn convert_step(&self, cart: Id, order: Id) -> Step {
-        CartService::convert_step(self, cart, order)
+        let bus = self.inner.bus.clone();
+        Step::local(
+            &self.inner.db,
+            move |tx| store::convert(tx, cart, order),
+            move |converted| {
+                if converted {
+                    bus.wake()
+                }
+            },
+        )
     }
 }

@@ -97,10 +97,6 @@ impl CatalogService {
         });
     }
 
-    pub fn currency(&self) -> Currency {
-        self.inner.currency
-    }
-
     /// Drops cached copies of a product and every listing page, after each
     /// write of this service. Other instances hear of it through Redis (the
     /// cache hub), not through events: with several instances an event is
@@ -115,28 +111,6 @@ impl CatalogService {
         self.inner.listings.invalidate_all().await;
     }
 
-    pub async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
-        let key = &self.inner.tree_key;
-        if let Some(Some(tree)) = self.inner.tree.peek(key) {
-            return Ok(tree);
-        }
-        let db = self.inner.db.clone();
-        let load = || async move { db.read(store::categories).await.map(Some) };
-        Ok(self.inner.tree.get_or_load(key, load).await?.unwrap_or_default())
-    }
-
-    /// A category by id or slug.
-    pub async fn category(&self, reference: &str) -> Result<Category, Error> {
-        let by_id = reference.parse::<i64>().ok();
-        let find = |cats: &[Category]| cats.iter().find(|c| Some(c.id.0) == by_id || c.slug == reference).cloned();
-        if let Some(c) = find(&self.categories().await?) {
-            return Ok(c);
-        }
-        // Created on another instance since we cached the tree: look again once.
-        self.inner.tree.invalidate_local(&self.inner.tree_key);
-        find(&self.categories().await?).ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
-    }
-
     /// The category and all its descendants.
     pub async fn subtree(&self, root: Id) -> Result<Vec<Id>, Error> {
         let cats = self.categories().await?;
@@ -148,70 +122,6 @@ impl CatalogService {
             i += 1;
         }
         Ok(out)
-    }
-
-    /// The category and its ancestors, leaf first.
-    pub async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
-        let cats = self.categories().await?;
-        let mut out = Vec::new();
-        let mut current = Some(id);
-        while let Some(c) = current {
-            if out.contains(&c) || out.len() > 32 {
-                break; // a cycle would be a bug; never loop forever on it
-            }
-            out.push(c);
-            current = cats.iter().find(|x| x.id == c).and_then(|x| x.parent_id);
-        }
-        Ok(out)
-    }
-
-    pub async fn create_category(
-        &self,
-        name: &str,
-        slug: Option<&str>,
-        parent_id: Option<Id>,
-    ) -> Result<Category, Error> {
-        let name = validate_name(name)?;
-        let slug = match slug {
-            Some(s) => validate_slug(s)?,
-            None => slugify(&name),
-        };
-        if let Some(p) = parent_id {
-            self.category(&p.to_string()).await.map_err(|_| Error::field("parent_id", "no such category"))?;
-        }
-        let id = self.inner.ids.next()?;
-        let cat = Category { id, parent_id, slug, name, position: 0 };
-        let c = cat.clone();
-        self.inner.db.write(move |tx| store::insert_category(tx, &c)).await.map_err(|e| {
-            if e.code == mercato_core::ErrorCode::Conflict {
-                Error::conflict("a category with this slug exists")
-            } else {
-                e
-            }
-        })?;
-        self.invalidate_categories().await;
-        self.inner.bus.wake();
-        Ok(cat)
-    }
-
-    /// A listing page; shared, since shoppers' pages come from the cache.
-    pub async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
-        if q.include_all_statuses {
-            return self.list_uncached(q).await.map(Arc::new); // admin listings are always current
-        }
-        let key = format!(
-            "{}|{:?}|{:?}|{:?}|{}|{}",
-            q.category.as_deref().unwrap_or(""),
-            q.min_price,
-            q.max_price,
-            q.sort,
-            q.limit,
-            q.cursor.as_deref().unwrap_or("")
-        );
-        let this = self.clone();
-        let page =
-            self.inner.listings.get_or_load(&key, || async move { this.list_uncached(q).await.map(Some) }).await?;
-        Ok(page.unwrap_or_else(|| Arc::new(Page { items: vec![], next_cursor: None })))
     }
 
     async fn list_uncached(&self, q: ListQuery) -> Result<Page<ProductSummary>, Error> {
@@ -261,20 +171,109 @@ impl CatalogService {
             .ok_or_else(|| Error::not_found("product not found"))
     }
 
-    /// Straight from the database, for derived views (the search index) that
-    /// must not index a cached copy older than the event they react to.
-    pub async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
-        self.inner
-            .db
-            .lookup(move |tx| store::load_product(tx, id))
-            .await?
-            .map(Arc::new)
-            .ok_or_else(|| Error::not_found("product not found"))
+    /// The product `reference` names, if the caches know it: `Some(None)` for
+    /// a cached "does not exist".
+    fn cached(&self, reference: &str, by_id: Option<Id>) -> Option<Option<Arc<Product>>> {
+        let id = match by_id {
+            Some(id) => id.0,
+            None => match self.inner.slugs.peek(&reference.to_string())? {
+                None => return Some(None),
+                Some(id) => *id,
+            },
+        };
+        let p = self.inner.products.peek(&id)?;
+        // A product whose slug changed since the slug was cached: read again.
+        match p {
+            Some(p) if by_id.is_none() && p.slug != reference => None,
+            p => Some(p),
+        }
     }
+}
 
+#[async_trait::async_trait]
+impl Catalog for CatalogService {
+    fn currency(&self) -> Currency {
+        self.inner.currency
+    }
+    async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
+        let key = &self.inner.tree_key;
+        if let Some(Some(tree)) = self.inner.tree.peek(key) {
+            return Ok(tree);
+        }
+        let db = self.inner.db.clone();
+        let load = || async move { db.read(store::categories).await.map(Some) };
+        Ok(self.inner.tree.get_or_load(key, load).await?.unwrap_or_default())
+    }
+    /// A category by id or slug.
+    async fn category(&self, reference: &str) -> Result<Category, Error> {
+        let by_id = reference.parse::<i64>().ok();
+        let find = |cats: &[Category]| cats.iter().find(|c| Some(c.id.0) == by_id || c.slug == reference).cloned();
+        if let Some(c) = find(&self.categories().await?) {
+            return Ok(c);
+        }
+        // Created on another instance since we cached the tree: look again once.
+        self.inner.tree.invalidate_local(&self.inner.tree_key);
+        find(&self.categories().await?).ok_or_else(|| Error::not_found(format!("category '{reference}' not found")))
+    }
+    /// The category and its ancestors, leaf first.
+    async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
+        let cats = self.categories().await?;
+        let mut out = Vec::new();
+        let mut current = Some(id);
+        while let Some(c) = current {
+            if out.contains(&c) || out.len() > 32 {
+                break; // a cycle would be a bug; never loop forever on it
+            }
+            out.push(c);
+            current = cats.iter().find(|x| x.id == c).and_then(|x| x.parent_id);
+        }
+        Ok(out)
+    }
+    async fn create_category(&self, name: &str, slug: Option<&str>, parent_id: Option<Id>) -> Result<Category, Error> {
+        let name = validate_name(name)?;
+        let slug = match slug {
+            Some(s) => validate_slug(s)?,
+            None => slugify(&name),
+        };
+        if let Some(p) = parent_id {
+            self.category(&p.to_string()).await.map_err(|_| Error::field("parent_id", "no such category"))?;
+        }
+        let id = self.inner.ids.next()?;
+        let cat = Category { id, parent_id, slug, name, position: 0 };
+        let c = cat.clone();
+        self.inner.db.write(move |tx| store::insert_category(tx, &c)).await.map_err(|e| {
+            if e.code == mercato_core::ErrorCode::Conflict {
+                Error::conflict("a category with this slug exists")
+            } else {
+                e
+            }
+        })?;
+        self.invalidate_categories().await;
+        self.inner.bus.wake();
+        Ok(cat)
+    }
+    /// A listing page; shared, since shoppers' pages come from the cache.
+    async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
+        if q.include_all_statuses {
+            return self.list_uncached(q).await.map(Arc::new); // admin listings are always current
+        }
+        let key = format!(
+            "{}|{:?}|{:?}|{:?}|{}|{}",
+            q.category.as_deref().unwrap_or(""),
+            q.min_price,
+            q.max_price,
+            q.sort,
+            q.limit,
+            q.cursor.as_deref().unwrap_or("")
+        );
+        let this = self.clone();
+        let page =
+            self.inner.listings.get_or_load(&key, || async move { this.list_uncached(q).await.map(Some) }).await?;
+        Ok(page.unwrap_or_else(|| Arc::new(Page { items: vec![], next_cursor: None })))
+    }
     /// A product by id or slug. With `published_only`, drafts and archived
     /// products are reported as not found.
-    pub async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
+    async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
         let id = match id_reference(reference) {
             Some(id) => id,
             None => {
@@ -300,13 +299,12 @@ impl CatalogService {
         }
         Ok(product)
     }
-
     /// Like [`get`](Self::get), for a product page: a product in no cache is
     /// read with its variants in one read of the database, found by slug or
     /// id (one trip instead of two), and concurrent misses for one reference
     /// share that read. With a shared L2 this is [`get`](Self::get), so the
     /// L2 still shields a shared database from every instance's misses.
-    pub async fn page_product(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
+    async fn page_product(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
         let by_id = id_reference(reference);
         let shown = |p: Option<Arc<Product>>| match p {
             Some(p) if !published_only || p.status == ProductStatus::Published => Ok(p),
@@ -355,26 +353,7 @@ impl CatalogService {
             .await?;
         shown(product)
     }
-
-    /// The product `reference` names, if the caches know it: `Some(None)` for
-    /// a cached "does not exist".
-    fn cached(&self, reference: &str, by_id: Option<Id>) -> Option<Option<Arc<Product>>> {
-        let id = match by_id {
-            Some(id) => id.0,
-            None => match self.inner.slugs.peek(&reference.to_string())? {
-                None => return Some(None),
-                Some(id) => *id,
-            },
-        };
-        let p = self.inner.products.peek(&id)?;
-        // A product whose slug changed since the slug was cached: read again.
-        match p {
-            Some(p) if by_id.is_none() && p.slug != reference => None,
-            p => Some(p),
-        }
-    }
-
-    pub async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {
+    async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {
         let new = new.validate(self.inner.currency)?;
         self.category(&new.category_id.to_string())
             .await
@@ -391,8 +370,7 @@ impl CatalogService {
         self.inner.products.prime(&id.0, product.clone());
         Ok(product)
     }
-
-    pub async fn update(&self, id: Id, patch: ProductPatch) -> Result<Arc<Product>, Error> {
+    async fn update(&self, id: Id, patch: ProductPatch) -> Result<Arc<Product>, Error> {
         let name = patch.name.as_deref().map(validate_name).transpose()?;
         let description = patch.description.as_deref().map(validate_description).transpose()?;
         if let Some(c) = patch.category_id {
@@ -409,8 +387,7 @@ impl CatalogService {
         self.invalidate(id).await;
         Ok(Arc::new(product))
     }
-
-    pub async fn update_variant(&self, sku: &str, patch: VariantPatch) -> Result<Arc<Product>, Error> {
+    async fn update_variant(&self, sku: &str, patch: VariantPatch) -> Result<Arc<Product>, Error> {
         let price = patch.price.map(|p| validate_price(p, self.inner.currency)).transpose()?;
         let weight = patch.weight_grams.map(validate_weight).transpose()?;
         let sku = sku.to_string();
@@ -419,13 +396,12 @@ impl CatalogService {
         self.invalidate(product.id).await;
         Ok(Arc::new(product))
     }
-
     /// Facts about `skus` for display (a cart being filled): taken from the
     /// product cache, which every catalog write invalidates (on other
     /// instances through Redis), so a cart is as fresh as the product pages it
     /// was filled from. What the cache cannot answer is read from the
     /// database. Checkout prices with [`Self::skus`].
-    pub async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+    async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         let mut out = HashMap::with_capacity(skus.len());
         let mut uncached = Vec::new();
         for sku in skus {
@@ -470,35 +446,40 @@ impl CatalogService {
         }
         Ok(out)
     }
-
     /// Current facts about `skus` (missing SKUs are simply absent), always
     /// from the database, for decisions a cache must not make (a flash sale's
     /// SKU, an admin's stock change, the prices checkout charges).
-    pub async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
+    async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
         if skus.is_empty() {
             return Ok(HashMap::new());
         }
         self.inner.db.lookup(move |tx| store::skus_in(tx, &skus)).await
     }
-
     /// Published products in id order after `after`, fully loaded: for
     /// rebuilding derived views (the search index) in pages.
-    pub async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
+    async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
         self.inner.db.read(move |tx| store::published_after(tx, after, limit)).await
     }
-
-    pub async fn published_count(&self) -> Result<i64, Error> {
+    async fn published_count(&self) -> Result<i64, Error> {
         self.inner.db.read(store::published_count).await
     }
-
-    pub async fn product_count(&self) -> Result<i64, Error> {
+    async fn product_count(&self) -> Result<i64, Error> {
         self.inner.db.read(store::product_count).await
     }
-
+    /// Straight from the database, for derived views (the search index) that
+    /// must not index a cached copy older than the event they react to.
+    async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
+        self.inner
+            .db
+            .lookup(move |tx| store::load_product(tx, id))
+            .await?
+            .map(Arc::new)
+            .ok_or_else(|| Error::not_found("product not found"))
+    }
     /// Bulk insert for seeding: one transaction per call, no events (a fresh
     /// catalog has no subscribers to tell; the search index is rebuilt from the
     /// tables).
-    pub async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
+    async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
         let currency = self.inner.currency;
         let ids: Vec<Id> = products.iter().map(|_| self.inner.ids.next()).collect::<Result<_, _>>()?;
         let out = ids.clone();
@@ -519,63 +500,5 @@ impl CatalogService {
             self.inner.known.insert(*id);
         }
         Ok(out)
-    }
-}
-
-#[async_trait::async_trait]
-impl Catalog for CatalogService {
-    fn currency(&self) -> Currency {
-        CatalogService::currency(self)
-    }
-    async fn categories(&self) -> Result<Arc<Vec<Category>>, Error> {
-        CatalogService::categories(self).await
-    }
-    async fn category(&self, reference: &str) -> Result<Category, Error> {
-        CatalogService::category(self, reference).await
-    }
-    async fn ancestors(&self, id: Id) -> Result<Vec<Id>, Error> {
-        CatalogService::ancestors(self, id).await
-    }
-    async fn create_category(&self, name: &str, slug: Option<&str>, parent_id: Option<Id>) -> Result<Category, Error> {
-        CatalogService::create_category(self, name, slug, parent_id).await
-    }
-    async fn list(&self, q: ListQuery) -> Result<Arc<Page<ProductSummary>>, Error> {
-        CatalogService::list(self, q).await
-    }
-    async fn get(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
-        CatalogService::get(self, reference, published_only).await
-    }
-    async fn page_product(&self, reference: &str, published_only: bool) -> Result<Arc<Product>, Error> {
-        CatalogService::page_product(self, reference, published_only).await
-    }
-    async fn create(&self, new: NewProduct) -> Result<Arc<Product>, Error> {
-        CatalogService::create(self, new).await
-    }
-    async fn update(&self, id: Id, patch: ProductPatch) -> Result<Arc<Product>, Error> {
-        CatalogService::update(self, id, patch).await
-    }
-    async fn update_variant(&self, sku: &str, patch: VariantPatch) -> Result<Arc<Product>, Error> {
-        CatalogService::update_variant(self, sku, patch).await
-    }
-    async fn skus_shown(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
-        CatalogService::skus_shown(self, skus).await
-    }
-    async fn skus(&self, skus: Vec<String>) -> Result<HashMap<String, SkuInfo>, Error> {
-        CatalogService::skus(self, skus).await
-    }
-    async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
-        CatalogService::published_after(self, after, limit).await
-    }
-    async fn published_count(&self) -> Result<i64, Error> {
-        CatalogService::published_count(self).await
-    }
-    async fn product_count(&self) -> Result<i64, Error> {
-        CatalogService::product_count(self).await
-    }
-    async fn get_uncached(&self, id: Id) -> Result<Arc<Product>, Error> {
-        CatalogService::get_uncached(self, id).await
-    }
-    async fn insert_batch(&self, products: Vec<(NewProduct, String)>) -> Result<Vec<Id>, Error> {
-        CatalogService::insert_batch(self, products).await
     }
 }

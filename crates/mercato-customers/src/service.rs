@@ -74,10 +74,39 @@ impl CustomersService {
         .unwrap_or(false)
     }
 
+    /// Makes sure the configured admin account exists. Returns the password when
+    /// it had to generate one (first run without a configured password).
+    pub async fn ensure_admin(&self, email: &str, configured_password: Option<&str>) -> Result<Option<String>, Error> {
+        let email = Email::parse(email)?;
+        let e = email.as_str().to_string();
+        let exists = self.inner.db.read(move |tx| store::email_taken(tx, &e)).await?;
+        let (password, generated) = match (exists, configured_password) {
+            (true, None) => return Ok(None),
+            (_, Some(p)) => {
+                validate_password(p)?;
+                (p.to_string(), false)
+            }
+            (false, None) => (random_token()[..20].to_string(), true),
+        };
+        let hash = self.hash(password.clone()).await?;
+        let id = self.inner.ids.next()?;
+        let e = email.as_str().to_string();
+        self.inner.db.write(move |tx| store::upsert_admin(tx, id, &e, &hash)).await?;
+        Ok(generated.then_some(password))
+    }
+
+    /// Deletes sessions that expired more than a day ago.
+    pub async fn purge_sessions(&self) -> Result<u64, Error> {
+        self.inner.db.write(|tx| store::purge_sessions(tx, now_ms() - 86_400_000)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Customers for CustomersService {
     /// Registers a customer. A taken email gets the same answer as a new one,
     /// after the same amount of work, so registration cannot be used to learn
     /// which emails have accounts.
-    pub async fn register(&self, email: &str, password: &str, name: &str) -> Result<(String, String), Error> {
+    async fn register(&self, email: &str, password: &str, name: &str) -> Result<(String, String), Error> {
         let email = Email::parse(email)?;
         validate_password(password)?;
         let name = validate_name(name)?;
@@ -90,8 +119,7 @@ impl CustomersService {
         }
         Ok((email.as_str().to_string(), name))
     }
-
-    pub async fn login(&self, email: &str, password: &str, address: &str) -> Result<LoginOutcome, Error> {
+    async fn login(&self, email: &str, password: &str, address: &str) -> Result<LoginOutcome, Error> {
         let cfg = &self.inner.cfg;
         let limiter = &self.inner.limiter;
         let normalized = email.trim().to_lowercase();
@@ -125,10 +153,9 @@ impl CustomersService {
         self.inner.db.write(move |tx| store::open_session(tx, &token_hash, cid, role, ttl)).await?;
         Ok(LoginOutcome { access_token: token, expires_in: ttl, customer })
     }
-
     /// Resolves a bearer token. Expired and revoked tokens are told apart from
     /// unknown ones so clients know to log in again.
-    pub async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
+    async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
         let token_hash = sha256_hex(token.as_bytes());
         let db = self.inner.db.clone();
         let key = token_hash.clone();
@@ -143,63 +170,16 @@ impl CustomersService {
         }
         Ok(Principal { customer_id: Id(session.customer_id), role: Role::parse(&session.role) })
     }
-
-    pub async fn logout(&self, token: &str) -> Result<(), Error> {
+    async fn logout(&self, token: &str) -> Result<(), Error> {
         let token_hash = sha256_hex(token.as_bytes());
         self.inner.db.write(move |tx| store::revoke_session(tx, &token_hash)).await?;
         self.inner.sessions.invalidate(&sha256_hex(token.as_bytes())).await;
         Ok(())
     }
-
-    pub async fn get(&self, id: Id) -> Result<Customer, Error> {
+    async fn get(&self, id: Id) -> Result<Customer, Error> {
         self.inner
             .db
             .lookup(move |tx| store::by_id(tx, id)?.ok_or_else(|| Error::not_found("customer not found")))
             .await
-    }
-
-    /// Makes sure the configured admin account exists. Returns the password when
-    /// it had to generate one (first run without a configured password).
-    pub async fn ensure_admin(&self, email: &str, configured_password: Option<&str>) -> Result<Option<String>, Error> {
-        let email = Email::parse(email)?;
-        let e = email.as_str().to_string();
-        let exists = self.inner.db.read(move |tx| store::email_taken(tx, &e)).await?;
-        let (password, generated) = match (exists, configured_password) {
-            (true, None) => return Ok(None),
-            (_, Some(p)) => {
-                validate_password(p)?;
-                (p.to_string(), false)
-            }
-            (false, None) => (random_token()[..20].to_string(), true),
-        };
-        let hash = self.hash(password.clone()).await?;
-        let id = self.inner.ids.next()?;
-        let e = email.as_str().to_string();
-        self.inner.db.write(move |tx| store::upsert_admin(tx, id, &e, &hash)).await?;
-        Ok(generated.then_some(password))
-    }
-
-    /// Deletes sessions that expired more than a day ago.
-    pub async fn purge_sessions(&self) -> Result<u64, Error> {
-        self.inner.db.write(|tx| store::purge_sessions(tx, now_ms() - 86_400_000)).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Customers for CustomersService {
-    async fn register(&self, email: &str, password: &str, name: &str) -> Result<(String, String), Error> {
-        CustomersService::register(self, email, password, name).await
-    }
-    async fn login(&self, email: &str, password: &str, address: &str) -> Result<LoginOutcome, Error> {
-        CustomersService::login(self, email, password, address).await
-    }
-    async fn authenticate(&self, token: &str) -> Result<Principal, Error> {
-        CustomersService::authenticate(self, token).await
-    }
-    async fn logout(&self, token: &str) -> Result<(), Error> {
-        CustomersService::logout(self, token).await
-    }
-    async fn get(&self, id: Id) -> Result<Customer, Error> {
-        CustomersService::get(self, id).await
     }
 }

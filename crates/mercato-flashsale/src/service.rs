@@ -106,50 +106,6 @@ impl FlashSalesService {
         }
     }
 
-    /// Creates a sale and allocates its units from inventory at once, so the
-    /// sale can never sell stock that is not there.
-    pub async fn create(&self, new: NewFlashSale) -> Result<FlashSale, Error> {
-        if new.price.currency != self.inner.currency || new.price.amount < 0 {
-            return Err(Error::field("price", format!("must be a non-negative amount in {}", self.inner.currency)));
-        }
-        if !(1..=1_000_000).contains(&new.quantity) {
-            return Err(Error::field("quantity", "must be between 1 and 1000000"));
-        }
-        if new.ends_at <= new.starts_at {
-            return Err(Error::field("ends_at", "must be after starts_at"));
-        }
-        if new.ends_at <= now_ms() {
-            return Err(Error::field("ends_at", "must be in the future"));
-        }
-        if new.per_customer_limit < 1 {
-            return Err(Error::field("per_customer_limit", "must be at least 1"));
-        }
-        match self.inner.catalog.skus(vec![new.sku.clone()]).await?.get(&new.sku) {
-            Some(i) if i.status == ProductStatus::Published => {}
-            _ => return Err(Error::not_found(format!("SKU {} not found", new.sku))),
-        }
-        let id = self.inner.ids.next()?;
-        self.inner.inventory.reserve(id, &[Line { sku: new.sku.clone(), quantity: new.quantity }]).await?;
-        let n = new.clone();
-        let inserted = self.inner.db.write(move |tx| store::insert_sale(tx, id, &n)).await;
-        let sale = match inserted {
-            Ok(s) => s,
-            Err(e) => {
-                self.inner.inventory.release(id).await?;
-                return Err(e);
-            }
-        };
-        self.inner.bus.wake();
-        let id = sale.id;
-        // Loaded now so other instances find it in a shared counter; if the
-        // counter is down, the first purchase that finds it missing loads it.
-        if let Err(e) = self.inner.stock.load(id, window(&sale), sale.quantity, &[]).await {
-            tracing::warn!(sale = %id, error = %e, "flash-sale counter not loaded at creation");
-        }
-        self.remember(sale);
-        self.describe(id).await
-    }
-
     fn remember(&self, sale: FlashSale) -> Arc<FlashSale> {
         let sale = Arc::new(sale);
         self.inner.sales.write().insert(sale.id, sale.clone());
@@ -193,79 +149,6 @@ impl FlashSalesService {
     async fn live_counts(&self, sale: Id, customer: Option<Id>) -> Result<(i64, i64), Error> {
         let customer = customer.map_or(0, |c| c.0);
         self.inner.db.read(move |tx| store::live_counts(tx, sale, customer)).await
-    }
-
-    /// The sale with its remaining units and state now.
-    pub async fn describe(&self, id: Id) -> Result<FlashSale, Error> {
-        let sale = self.sale(id).await?;
-        let mut s = (*sale).clone();
-        s.remaining = match self.inner.stock.remaining(id).await {
-            Ok(Some(n)) => n,
-            // Not loaded, or the counter is unreachable: count the records.
-            _ => (s.quantity - self.live_counts(id, None).await?.0).max(0),
-        };
-        let now = now_ms();
-        s.state = if now >= s.ends_at {
-            SaleState::Ended
-        } else if now < s.starts_at {
-            SaleState::Scheduled
-        } else if s.remaining <= 0 {
-            SaleState::SoldOut
-        } else {
-            SaleState::Active
-        };
-        Ok(s)
-    }
-
-    /// One purchase attempt: at most one unit, at the sale price, as a
-    /// pending_payment order. Returns the order and whether this was a replay
-    /// of an earlier attempt with the same key.
-    pub async fn purchase(
-        &self,
-        sale_id: Id,
-        customer: Id,
-        key: &str,
-        address: Option<Address>,
-    ) -> Result<(Order, bool), Error> {
-        if key.is_empty() || key.len() > 255 {
-            return Err(Error::validation("Idempotency-Key (1 to 255 characters) is required"));
-        }
-        let k = key.to_string();
-        let earlier = self.inner.db.lookup(move |tx| store::earlier_purchase(tx, sale_id, customer, &k)).await?;
-        if let Some((order_id, state)) = earlier {
-            return match state.as_str() {
-                "pending" => {
-                    Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is still being processed")
-                        .with_retry_after(1))
-                }
-                _ => Ok((self.inner.orders.get(order_id).await?, true)),
-            };
-        }
-        let sale = self.sale(sale_id).await?;
-        // Minted before asking the counter: grants are keyed by order, so a
-        // release (or a reconciliation) gives back exactly this unit.
-        let order_id = self.inner.ids.next()?;
-        let granted = match self.acquire(&sale, order_id, customer).await {
-            Ok(Acquire::Granted) => true,
-            Ok(refused) => return Err(refusal(&sale, refused, now_ms())),
-            Err(e) if e.code == ErrorCode::Unavailable => false,
-            Err(e) => return Err(e),
-        };
-        // Without a counter's grant the database decides alone: correct (the
-        // allocation and the hold row refuse what is not there), only slower.
-        let _permit = match granted {
-            true => None,
-            false => Some(self.database_decides(&sale, customer).await?),
-        };
-        match self.complete(&sale, order_id, customer, key, address).await {
-            Ok(order) => Ok((order, false)),
-            Err(e) => {
-                if granted {
-                    self.give_back(sale_id, order_id, customer).await;
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Asks the counter. One that does not know the sale (created on another
@@ -520,12 +403,73 @@ impl FlashSalesService {
 
 #[async_trait::async_trait]
 impl FlashSales for FlashSalesService {
+    /// Creates a sale and allocates its units from inventory at once, so the
+    /// sale can never sell stock that is not there.
     async fn create(&self, new: NewFlashSale) -> Result<FlashSale, Error> {
-        FlashSalesService::create(self, new).await
+        if new.price.currency != self.inner.currency || new.price.amount < 0 {
+            return Err(Error::field("price", format!("must be a non-negative amount in {}", self.inner.currency)));
+        }
+        if !(1..=1_000_000).contains(&new.quantity) {
+            return Err(Error::field("quantity", "must be between 1 and 1000000"));
+        }
+        if new.ends_at <= new.starts_at {
+            return Err(Error::field("ends_at", "must be after starts_at"));
+        }
+        if new.ends_at <= now_ms() {
+            return Err(Error::field("ends_at", "must be in the future"));
+        }
+        if new.per_customer_limit < 1 {
+            return Err(Error::field("per_customer_limit", "must be at least 1"));
+        }
+        match self.inner.catalog.skus(vec![new.sku.clone()]).await?.get(&new.sku) {
+            Some(i) if i.status == ProductStatus::Published => {}
+            _ => return Err(Error::not_found(format!("SKU {} not found", new.sku))),
+        }
+        let id = self.inner.ids.next()?;
+        self.inner.inventory.reserve(id, &[Line { sku: new.sku.clone(), quantity: new.quantity }]).await?;
+        let n = new.clone();
+        let inserted = self.inner.db.write(move |tx| store::insert_sale(tx, id, &n)).await;
+        let sale = match inserted {
+            Ok(s) => s,
+            Err(e) => {
+                self.inner.inventory.release(id).await?;
+                return Err(e);
+            }
+        };
+        self.inner.bus.wake();
+        let id = sale.id;
+        // Loaded now so other instances find it in a shared counter; if the
+        // counter is down, the first purchase that finds it missing loads it.
+        if let Err(e) = self.inner.stock.load(id, window(&sale), sale.quantity, &[]).await {
+            tracing::warn!(sale = %id, error = %e, "flash-sale counter not loaded at creation");
+        }
+        self.remember(sale);
+        self.describe(id).await
     }
+    /// The sale with its remaining units and state now.
     async fn describe(&self, id: Id) -> Result<FlashSale, Error> {
-        FlashSalesService::describe(self, id).await
+        let sale = self.sale(id).await?;
+        let mut s = (*sale).clone();
+        s.remaining = match self.inner.stock.remaining(id).await {
+            Ok(Some(n)) => n,
+            // Not loaded, or the counter is unreachable: count the records.
+            _ => (s.quantity - self.live_counts(id, None).await?.0).max(0),
+        };
+        let now = now_ms();
+        s.state = if now >= s.ends_at {
+            SaleState::Ended
+        } else if now < s.starts_at {
+            SaleState::Scheduled
+        } else if s.remaining <= 0 {
+            SaleState::SoldOut
+        } else {
+            SaleState::Active
+        };
+        Ok(s)
     }
+    /// One purchase attempt: at most one unit, at the sale price, as a
+    /// pending_payment order. Returns the order and whether this was a replay
+    /// of an earlier attempt with the same key.
     async fn purchase(
         &self,
         sale_id: Id,
@@ -533,6 +477,44 @@ impl FlashSales for FlashSalesService {
         key: &str,
         address: Option<Address>,
     ) -> Result<(Order, bool), Error> {
-        FlashSalesService::purchase(self, sale_id, customer, key, address).await
+        if key.is_empty() || key.len() > 255 {
+            return Err(Error::validation("Idempotency-Key (1 to 255 characters) is required"));
+        }
+        let k = key.to_string();
+        let earlier = self.inner.db.lookup(move |tx| store::earlier_purchase(tx, sale_id, customer, &k)).await?;
+        if let Some((order_id, state)) = earlier {
+            return match state.as_str() {
+                "pending" => {
+                    Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is still being processed")
+                        .with_retry_after(1))
+                }
+                _ => Ok((self.inner.orders.get(order_id).await?, true)),
+            };
+        }
+        let sale = self.sale(sale_id).await?;
+        // Minted before asking the counter: grants are keyed by order, so a
+        // release (or a reconciliation) gives back exactly this unit.
+        let order_id = self.inner.ids.next()?;
+        let granted = match self.acquire(&sale, order_id, customer).await {
+            Ok(Acquire::Granted) => true,
+            Ok(refused) => return Err(refusal(&sale, refused, now_ms())),
+            Err(e) if e.code == ErrorCode::Unavailable => false,
+            Err(e) => return Err(e),
+        };
+        // Without a counter's grant the database decides alone: correct (the
+        // allocation and the hold row refuse what is not there), only slower.
+        let _permit = match granted {
+            true => None,
+            false => Some(self.database_decides(&sale, customer).await?),
+        };
+        match self.complete(&sale, order_id, customer, key, address).await {
+            Ok(order) => Ok((order, false)),
+            Err(e) => {
+                if granted {
+                    self.give_back(sale_id, order_id, customer).await;
+                }
+                Err(e)
+            }
+        }
     }
 }

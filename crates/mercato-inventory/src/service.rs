@@ -49,19 +49,6 @@ pub const SOLE_WRITER_SHOWN_TTL: Duration = Duration::from_secs(60);
 const SHOWN_MAX_ENTRIES: u64 = 100_000;
 
 impl InventoryService {
-    /// How long a displayed availability (and a page rendered from it) may be
-    /// reused when no local write invalidated it.
-    pub fn shown_ttl(&self) -> Duration {
-        self.inner.shown_ttl
-    }
-
-    /// Moves whenever this instance invalidates `sku`'s displayed availability:
-    /// views derived from it (a rendered product page) are current while this
-    /// is unchanged and they are younger than [`Self::shown_ttl`].
-    pub fn shown_generation(&self, sku: &str) -> u64 {
-        self.inner.shown_gen.current(sku)
-    }
-
     pub fn new(db: Db, ids: IdGen, bus: EventBus) -> Self {
         let shown_ttl = match db.dialect() {
             Dialect::Sqlite => SOLE_WRITER_SHOWN_TTL,
@@ -120,9 +107,78 @@ impl InventoryService {
         }
     }
 
+    async fn apply(&self, sku: &str, target: store::Target, reason: &str, actor: &str) -> Result<Stock, Error> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.len() > 500 {
+            return Err(Error::field("reason", "must be 1 to 500 characters"));
+        }
+        if matches!(target, store::Target::Set(v) | store::Target::Delta(v) if v.abs() > 1_000_000_000) {
+            return Err(Error::validation("quantity out of range"));
+        }
+        let (sku_s, reason, actor) = (sku.to_string(), reason.to_string(), actor.to_string());
+        let id = self.inner.ids.next()?;
+        let stock = self.inner.db.write(move |tx| store::apply(tx, id, &sku_s, target, &reason, &actor)).await?;
+        self.invalidate(&[sku.to_string()]);
+        self.inner.bus.wake();
+        Ok(stock)
+    }
+
+    /// After a commit that moved stock of `skus`: drops their displayed
+    /// availability and wakes the event relay.
+    fn stock_written(&self, skus: &[String]) {
+        if !skus.is_empty() {
+            self.invalidate(skus);
+            self.inner.bus.wake();
+        }
+    }
+
+    /// Held units become sold (the order was paid).
+    pub async fn commit(&self, reservation: Id) -> Result<bool, Error> {
+        self.transition(reservation, "held", "committed").await
+    }
+
+    /// Moves a reservation's units between buckets, once: the state change is
+    /// conditional, so concurrent or repeated calls find nothing to do.
+    async fn transition(&self, reservation: Id, from: &'static str, to: &'static str) -> Result<bool, Error> {
+        // Events are delivered at least once and several paths move the same
+        // reservation (the payment, its event, the sweeper): a cheap read skips
+        // a write job when there is nothing left to move. The write still checks.
+        let state = self.reservation_state(reservation).await?;
+        if state.as_deref() != Some(from) {
+            return Ok(false);
+        }
+        let moved = self.inner.db.write(move |tx| store::transition_in(tx, reservation, from, to)).await?;
+        match moved {
+            Some(skus) => {
+                self.stock_written(&skus);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The state of a reservation, if it exists.
+    pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
+        self.inner.db.lookup(move |tx| store::reservation_state(tx, reservation)).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Inventory for InventoryService {
+    /// How long a displayed availability (and a page rendered from it) may be
+    /// reused when no local write invalidated it.
+    fn shown_ttl(&self) -> Duration {
+        self.inner.shown_ttl
+    }
+    /// Moves whenever this instance invalidates `sku`'s displayed availability:
+    /// views derived from it (a rendered product page) are current while this
+    /// is unchanged and they are younger than [`Self::shown_ttl`].
+    fn shown_generation(&self, sku: &str) -> u64 {
+        self.inner.shown_gen.current(sku)
+    }
     /// Available units for display (product pages, carts). May lag other
     /// instances by the cache TTL; never used to decide a sale.
-    pub async fn available(&self, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
+    async fn available(&self, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
         let mut out = HashMap::with_capacity(skus.len());
         let mut missing = Vec::new();
         for s in skus {
@@ -165,8 +221,7 @@ impl InventoryService {
         }
         Ok(out)
     }
-
-    pub async fn stock(&self, sku: &str) -> Result<Stock, Error> {
+    async fn stock(&self, sku: &str) -> Result<Stock, Error> {
         let s = sku.to_string();
         Ok(self.inner.db.lookup(move |tx| store::read_stock(tx, &s)).await?.unwrap_or(Stock {
             available: 0,
@@ -174,60 +229,38 @@ impl InventoryService {
             sold: 0,
         }))
     }
-
-    pub async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
+    async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
         let s = sku.to_string();
         self.inner.db.read(move |tx| store::adjustments(tx, &s, limit)).await
     }
-
     /// Sets the available quantity, recording the difference as an adjustment.
-    pub async fn set_available(&self, sku: &str, available: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+    async fn set_available(&self, sku: &str, available: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
         if available < 0 {
             return Err(Error::field("available", "must not be negative"));
         }
         self.apply(sku, store::Target::Set(available), reason, actor).await
     }
-
     /// Adds `delta` (negative to remove) to the available quantity. Removing more
     /// than is available is refused and changes nothing.
-    pub async fn adjust(&self, sku: &str, delta: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
+    async fn adjust(&self, sku: &str, delta: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
         if delta == 0 {
             return Err(Error::field("delta", "must not be zero"));
         }
         self.apply(sku, store::Target::Delta(delta), reason, actor).await
     }
-
-    async fn apply(&self, sku: &str, target: store::Target, reason: &str, actor: &str) -> Result<Stock, Error> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.len() > 500 {
-            return Err(Error::field("reason", "must be 1 to 500 characters"));
-        }
-        if matches!(target, store::Target::Set(v) | store::Target::Delta(v) if v.abs() > 1_000_000_000) {
-            return Err(Error::validation("quantity out of range"));
-        }
-        let (sku_s, reason, actor) = (sku.to_string(), reason.to_string(), actor.to_string());
-        let id = self.inner.ids.next()?;
-        let stock = self.inner.db.write(move |tx| store::apply(tx, id, &sku_s, target, &reason, &actor)).await?;
-        self.invalidate(&[sku.to_string()]);
-        self.inner.bus.wake();
-        Ok(stock)
-    }
-
     /// Bulk initial stock for seeding: one transaction, audited as "seed".
-    pub async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
+    async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
         let ids: Vec<Id> = lines.iter().map(|_| self.inner.ids.next()).collect::<Result<_, _>>()?;
         self.inner.db.write(move |tx| store::seed(tx, &lines, &ids)).await
     }
-
     /// Holds stock for every line of `reservation`, or for none: either all
     /// conditional decrements succeed or the whole transaction rolls back.
     /// Calling it again with the same id returns without reserving twice.
-    pub async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
+    async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
         self.reserve_step(reservation, lines).run().await
     }
-
     /// [`reserve`](Self::reserve) as a step of a process.
-    pub fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step {
+    fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step {
         let (lines, this) = (lines.to_vec(), self.clone());
         Step::local(
             &self.inner.db,
@@ -235,10 +268,9 @@ impl InventoryService {
             move |skus| this.stock_written(&skus),
         )
     }
-
     /// Held units of `reservation` become sold, as a step of a process that
     /// knows they are held: no read first, the write's condition decides.
-    pub fn commit_step(&self, reservation: Id) -> Step {
+    fn commit_step(&self, reservation: Id) -> Step {
         let this = self.clone();
         Step::local(
             &self.inner.db,
@@ -250,76 +282,37 @@ impl InventoryService {
             },
         )
     }
-
-    /// After a commit that moved stock of `skus`: drops their displayed
-    /// availability and wakes the event relay.
-    fn stock_written(&self, skus: &[String]) {
-        if !skus.is_empty() {
-            self.invalidate(skus);
-            self.inner.bus.wake();
-        }
-    }
-
-    /// Held units become sold (the order was paid).
-    pub async fn commit(&self, reservation: Id) -> Result<bool, Error> {
-        self.transition(reservation, "held", "committed").await
-    }
-
     /// Held units go back to available (the order was cancelled or expired).
-    pub async fn release(&self, reservation: Id) -> Result<bool, Error> {
+    async fn release(&self, reservation: Id) -> Result<bool, Error> {
         self.transition(reservation, "held", "released").await
     }
-
     /// Gives up `reservation` for good, on behalf of a process that will not
     /// use it (a checkout given up by the sweeper or by a retry): held units
     /// go back to available, and a reservation never made is recorded as
     /// released, so the process's own reserve, should it arrive late, holds
     /// nothing. Idempotent.
-    pub async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
+    async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
         if self.reservation_state(reservation).await?.is_none() {
             self.inner.db.write(move |tx| store::tombstone(tx, reservation)).await?;
         }
         // A reserve that committed first kept its row: release it.
         self.transition(reservation, "held", "released").await
     }
-
     /// Sold units go back to available (a paid order was cancelled before it shipped).
-    pub async fn restock(&self, reservation: Id) -> Result<bool, Error> {
+    async fn restock(&self, reservation: Id) -> Result<bool, Error> {
         self.transition(reservation, "committed", "restocked").await
     }
-
-    /// Moves a reservation's units between buckets, once: the state change is
-    /// conditional, so concurrent or repeated calls find nothing to do.
-    async fn transition(&self, reservation: Id, from: &'static str, to: &'static str) -> Result<bool, Error> {
-        // Events are delivered at least once and several paths move the same
-        // reservation (the payment, its event, the sweeper): a cheap read skips
-        // a write job when there is nothing left to move. The write still checks.
-        let state = self.reservation_state(reservation).await?;
-        if state.as_deref() != Some(from) {
-            return Ok(false);
-        }
-        let moved = self.inner.db.write(move |tx| store::transition_in(tx, reservation, from, to)).await?;
-        match moved {
-            Some(skus) => {
-                self.stock_written(&skus);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
-    }
-
     /// Moves `quantity` units of `sku` from held reservation `from` (a flash
     /// sale's allocation) into a new held reservation `to` (one order). The
     /// units stay reserved throughout. Idempotent on `to`.
-    pub async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
+    async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
         let sku = sku.to_string();
         self.inner.db.write(move |tx| store::split(tx, from, to, &sku, quantity)).await
     }
-
     /// Gives held reservation `from` back to allocation `into` (an unpaid flash
     /// order returns its unit to the sale). If the allocation has closed, the
     /// units go back to available instead. Idempotent: `from` changes state once.
-    pub async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
+    async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
         let moved = self.inner.db.write(move |tx| store::merge_back(tx, from, into)).await?;
         match moved {
             Some(skus) => {
@@ -329,62 +322,5 @@ impl InventoryService {
             }
             None => Ok(false),
         }
-    }
-
-    /// The state of a reservation, if it exists.
-    pub async fn reservation_state(&self, reservation: Id) -> Result<Option<String>, Error> {
-        self.inner.db.lookup(move |tx| store::reservation_state(tx, reservation)).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Inventory for InventoryService {
-    fn shown_ttl(&self) -> Duration {
-        InventoryService::shown_ttl(self)
-    }
-    fn shown_generation(&self, sku: &str) -> u64 {
-        InventoryService::shown_generation(self, sku)
-    }
-    async fn available(&self, skus: &[String]) -> Result<HashMap<String, i64>, Error> {
-        InventoryService::available(self, skus).await
-    }
-    async fn stock(&self, sku: &str) -> Result<Stock, Error> {
-        InventoryService::stock(self, sku).await
-    }
-    async fn adjustments(&self, sku: &str, limit: i64) -> Result<Vec<Adjustment>, Error> {
-        InventoryService::adjustments(self, sku, limit).await
-    }
-    async fn set_available(&self, sku: &str, available: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
-        InventoryService::set_available(self, sku, available, reason, actor).await
-    }
-    async fn adjust(&self, sku: &str, delta: i64, reason: &str, actor: &str) -> Result<Stock, Error> {
-        InventoryService::adjust(self, sku, delta, reason, actor).await
-    }
-    async fn seed(&self, lines: Vec<(String, i64)>) -> Result<(), Error> {
-        InventoryService::seed(self, lines).await
-    }
-    async fn reserve(&self, reservation: Id, lines: &[Line]) -> Result<(), Error> {
-        InventoryService::reserve(self, reservation, lines).await
-    }
-    fn reserve_step(&self, reservation: Id, lines: &[Line]) -> Step {
-        InventoryService::reserve_step(self, reservation, lines)
-    }
-    fn commit_step(&self, reservation: Id) -> Step {
-        InventoryService::commit_step(self, reservation)
-    }
-    async fn release(&self, reservation: Id) -> Result<bool, Error> {
-        InventoryService::release(self, reservation).await
-    }
-    async fn abandon(&self, reservation: Id) -> Result<bool, Error> {
-        InventoryService::abandon(self, reservation).await
-    }
-    async fn restock(&self, reservation: Id) -> Result<bool, Error> {
-        InventoryService::restock(self, reservation).await
-    }
-    async fn split(&self, from: Id, to: Id, sku: &str, quantity: i64) -> Result<(), Error> {
-        InventoryService::split(self, from, to, sku, quantity).await
-    }
-    async fn merge_back(&self, from: Id, into: Id) -> Result<bool, Error> {
-        InventoryService::merge_back(self, from, into).await
     }
 }

@@ -1,6 +1,7 @@
 //! Inventory against a real embedded database: all-or-none reservations,
 //! idempotent state changes, and conservation of stock under concurrency.
 
+use mercato_contracts::inventory::Inventory;
 use mercato_core::{ErrorCode, Id};
 use mercato_inventory::{InventoryService, Line};
 use mercato_platform::events::EventBus;

@@ -27,10 +27,6 @@ impl PaymentsService {
         PaymentsService { inner: Arc::new(Inner { db, ids, bus, provider }) }
     }
 
-    pub async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
-        Ok(self.inner.db.lookup(move |tx| store::intent_by_order(tx, order)).await?.map(|(p, _)| p))
-    }
-
     /// Charges the card for `amount` against `order`'s intent. The caller (the
     /// orders domain) has checked that the order is awaiting payment and
     /// claimed it. Starting the attempt and applying the provider's final
@@ -97,10 +93,19 @@ impl PaymentsService {
                 .with_details(serde_json::json!({ "decline_code": code, "payment_id": payment.id }))),
         }
     }
+}
 
+#[async_trait::async_trait]
+impl Payments for PaymentsService {
+    async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
+        Ok(self.inner.db.lookup(move |tx| store::intent_by_order(tx, order)).await?.map(|(p, _)| p))
+    }
+    async fn pay(&self, order: Id, amount: Money, card_number: &str, then: Vec<Step>) -> Result<PayOutcome, Error> {
+        PaymentsService::pay_then(self, order, amount, card_number, then).await
+    }
     /// Verifies and applies a provider webhook. Returns the payment when this
     /// delivery is the one that made it succeed; duplicates return None.
-    pub async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error> {
+    async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error> {
         let event = self.inner.provider.parse_webhook(signature, body)?;
         let result = self
             .inner
@@ -110,10 +115,9 @@ impl PaymentsService {
         self.inner.bus.wake();
         Ok(result)
     }
-
     /// Settles intents left `processing` by a crash or a provider outage by
     /// asking the provider what happened. Returns payments that succeeded.
-    pub async fn reconcile(&self, older_than_ms: i64) -> Result<Vec<Payment>, Error> {
+    async fn reconcile(&self, older_than_ms: i64) -> Result<Vec<Payment>, Error> {
         let cutoff = now_ms() - older_than_ms;
         let stuck = self.inner.db.read(move |tx| store::stuck_attempts(tx, cutoff)).await?;
         let mut succeeded = Vec::new();
@@ -136,9 +140,8 @@ impl PaymentsService {
         }
         Ok(succeeded)
     }
-
     /// Refunds `amount` (None: all that remains) of `order`'s payment.
-    pub async fn refund(&self, order: Id, amount: Option<i64>, reason: &str) -> Result<Refund, Error> {
+    async fn refund(&self, order: Id, amount: Option<i64>, reason: &str) -> Result<Refund, Error> {
         let refund_id = self.inner.ids.next()?;
         let reason = reason.to_string();
         let r = reason.clone();
@@ -150,24 +153,5 @@ impl PaymentsService {
         provider_result?;
         self.inner.bus.wake();
         Ok(Refund { id: refund_id, order_id: order, amount: money, reason, created_at: now_ms() })
-    }
-}
-
-#[async_trait::async_trait]
-impl Payments for PaymentsService {
-    async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
-        PaymentsService::for_order(self, order).await
-    }
-    async fn pay(&self, order: Id, amount: Money, card_number: &str, then: Vec<Step>) -> Result<PayOutcome, Error> {
-        PaymentsService::pay_then(self, order, amount, card_number, then).await
-    }
-    async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error> {
-        PaymentsService::handle_webhook(self, signature, body).await
-    }
-    async fn reconcile(&self, older_than_ms: i64) -> Result<Vec<Payment>, Error> {
-        PaymentsService::reconcile(self, older_than_ms).await
-    }
-    async fn refund(&self, order: Id, amount: Option<i64>, reason: &str) -> Result<Refund, Error> {
-        PaymentsService::refund(self, order, amount, reason).await
     }
 }

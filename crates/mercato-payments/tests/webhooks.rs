@@ -2,6 +2,7 @@
 //! settlement through signed webhooks, and webhooks that arrive twice, late,
 //! out of order or forged.
 
+use mercato_contracts::payments::Payments;
 use mercato_core::{Currency, ErrorCode, Id, Money};
 use mercato_payments::test_provider::{ASYNC, TestProvider};
 use mercato_payments::{PayOutcome, PaymentStatus, PaymentsService, signature};

@@ -43,7 +43,85 @@ impl PromotionsService {
         }
     }
 
-    pub async fn create(&self, p: NewPromotion) -> Result<Promotion, Error> {
+    async fn automatic(&self) -> Result<Arc<Vec<Promotion>>, Error> {
+        if let Some(list) = self.inner.automatic.get(&()) {
+            return Ok(list);
+        }
+        let list = self.inner.db.read(store::automatic).await?;
+        let list = Arc::new(list);
+        self.inner.automatic.insert((), list.clone());
+        Ok(list)
+    }
+
+    async fn by_code(&self, code: &str) -> Result<Option<Promotion>, Error> {
+        let code = code.trim().to_ascii_uppercase();
+        self.inner.db.lookup(move |tx| store::by_code(tx, &code)).await
+    }
+
+    async fn quote_with(
+        &self,
+        coupon: Option<Promotion>,
+        automatic: &[Promotion],
+        lines: &[EligibleLine],
+        customer: Option<Id>,
+    ) -> Result<Quote, Error> {
+        let mut ids: Vec<Id> = automatic.iter().filter(|p| p.per_customer_limit.is_some()).map(|p| p.id).collect();
+        if let Some(c) = coupon.as_ref().filter(|c| c.per_customer_limit.is_some()) {
+            ids.push(c.id);
+        }
+        let uses = if ids.is_empty() || customer.is_none() {
+            HashMap::new()
+        } else {
+            self.inner.db.lookup(move |tx| store::customer_uses(tx, &ids, customer)).await?
+        };
+        let used = |p: &Promotion| uses.get(&p.id).copied().unwrap_or(0);
+        let auto: Vec<(&Promotion, i64)> = automatic.iter().map(|p| (p, used(p))).collect();
+        let (applied, rejection) =
+            apply(coupon.as_ref().map(|c| (c, used(c))), &auto, lines, now_ms(), self.inner.currency);
+        let coupon_rejection = match (rejection, &coupon) {
+            (Some(r), Some(c)) => Some(r.into_error(c.code.as_deref().unwrap_or(""), self.inner.currency)),
+            _ => None,
+        };
+        Ok(Quote { applied, coupon_rejection })
+    }
+
+    /// Counts the uses of `applied` against `order`, in one transaction: every
+    /// promotion is redeemed or none is. Repeating it for the same order
+    /// changes nothing.
+    pub async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
+        self.redeem_step(order, customer, applied).run().await
+    }
+
+    /// After a commit that counted uses: cached automatic promotions carry
+    /// their counts, so they are read again.
+    pub fn redeemed(&self) {
+        self.inner.automatic.invalidate_all();
+    }
+
+    /// The promotions' reactions to other domains' events. Call once at
+    /// start-up.
+    pub fn subscribe(&self) {
+        // Uses come back only for orders cancelled before payment.
+        self.inner.bus.on_with(
+            &self.inner,
+            "promotions.on-order-cancelled",
+            &["order.cancelled"],
+            |inner, e: Received<OrderStatusChanged>| async move {
+                match e.data.from {
+                    OrderStatus::PendingPayment => PromotionsService { inner }.release(e.data.order_id).await,
+                    _ => Ok(()),
+                }
+            },
+        );
+    }
+}
+
+#[async_trait::async_trait]
+impl Promotions for PromotionsService {
+    fn currency(&self) -> Currency {
+        self.inner.currency
+    }
+    async fn create(&self, p: NewPromotion) -> Result<Promotion, Error> {
         let code = p.code.as_deref().map(normalize_code).transpose()?;
         let name = p.name.trim().to_string();
         if name.is_empty() || name.len() > 200 {
@@ -101,19 +179,16 @@ impl PromotionsService {
         self.inner.bus.wake();
         Ok(promotion)
     }
-
-    pub async fn list(&self) -> Result<Vec<Promotion>, Error> {
+    async fn list(&self) -> Result<Vec<Promotion>, Error> {
         self.inner.db.read(store::list).await
     }
-
-    pub async fn get(&self, id: Id) -> Result<Promotion, Error> {
+    async fn get(&self, id: Id) -> Result<Promotion, Error> {
         self.inner
             .db
             .lookup(move |tx| store::by_id(tx, id)?.ok_or_else(|| Error::not_found("promotion not found")))
             .await
     }
-
-    pub async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
+    async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
         let found = self.inner.db.write(move |tx| store::set_active(tx, id, active)).await?;
         if !found {
             return Err(Error::not_found("promotion not found"));
@@ -121,30 +196,9 @@ impl PromotionsService {
         self.inner.automatic.invalidate_all();
         self.get(id).await
     }
-
-    async fn automatic(&self) -> Result<Arc<Vec<Promotion>>, Error> {
-        if let Some(list) = self.inner.automatic.get(&()) {
-            return Ok(list);
-        }
-        let list = self.inner.db.read(store::automatic).await?;
-        let list = Arc::new(list);
-        self.inner.automatic.insert((), list.clone());
-        Ok(list)
-    }
-
-    async fn by_code(&self, code: &str) -> Result<Option<Promotion>, Error> {
-        let code = code.trim().to_ascii_uppercase();
-        self.inner.db.lookup(move |tx| store::by_code(tx, &code)).await
-    }
-
     /// The discounts for a cart: every automatic promotion that applies, and
     /// the coupon if it does (otherwise the reason it does not).
-    pub async fn quote(
-        &self,
-        coupon: Option<&str>,
-        lines: &[EligibleLine],
-        customer: Option<Id>,
-    ) -> Result<Quote, Error> {
+    async fn quote(&self, coupon: Option<&str>, lines: &[EligibleLine], customer: Option<Id>) -> Result<Quote, Error> {
         let automatic = self.automatic().await?;
         let coupon_promo = match coupon {
             Some(c) => match self.by_code(c).await? {
@@ -164,43 +218,8 @@ impl PromotionsService {
         };
         self.quote_with(coupon_promo, &automatic, lines, customer).await
     }
-
-    async fn quote_with(
-        &self,
-        coupon: Option<Promotion>,
-        automatic: &[Promotion],
-        lines: &[EligibleLine],
-        customer: Option<Id>,
-    ) -> Result<Quote, Error> {
-        let mut ids: Vec<Id> = automatic.iter().filter(|p| p.per_customer_limit.is_some()).map(|p| p.id).collect();
-        if let Some(c) = coupon.as_ref().filter(|c| c.per_customer_limit.is_some()) {
-            ids.push(c.id);
-        }
-        let uses = if ids.is_empty() || customer.is_none() {
-            HashMap::new()
-        } else {
-            self.inner.db.lookup(move |tx| store::customer_uses(tx, &ids, customer)).await?
-        };
-        let used = |p: &Promotion| uses.get(&p.id).copied().unwrap_or(0);
-        let auto: Vec<(&Promotion, i64)> = automatic.iter().map(|p| (p, used(p))).collect();
-        let (applied, rejection) =
-            apply(coupon.as_ref().map(|c| (c, used(c))), &auto, lines, now_ms(), self.inner.currency);
-        let coupon_rejection = match (rejection, &coupon) {
-            (Some(r), Some(c)) => Some(r.into_error(c.code.as_deref().unwrap_or(""), self.inner.currency)),
-            _ => None,
-        };
-        Ok(Quote { applied, coupon_rejection })
-    }
-
-    /// Counts the uses of `applied` against `order`, in one transaction: every
-    /// promotion is redeemed or none is. Repeating it for the same order
-    /// changes nothing.
-    pub async fn redeem(&self, order: Id, customer: Id, applied: &[Applied]) -> Result<(), Error> {
-        self.redeem_step(order, customer, applied).run().await
-    }
-
     /// [`redeem`](Self::redeem) as a step of a process.
-    pub fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step {
+    fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step {
         if applied.is_empty() {
             return Step::nothing();
         }
@@ -211,33 +230,9 @@ impl PromotionsService {
             move |_| this.redeemed(),
         )
     }
-
-    /// After a commit that counted uses: cached automatic promotions carry
-    /// their counts, so they are read again.
-    pub fn redeemed(&self) {
-        self.inner.automatic.invalidate_all();
-    }
-
-    /// The promotions' reactions to other domains' events. Call once at
-    /// start-up.
-    pub fn subscribe(&self) {
-        // Uses come back only for orders cancelled before payment.
-        self.inner.bus.on_with(
-            &self.inner,
-            "promotions.on-order-cancelled",
-            &["order.cancelled"],
-            |inner, e: Received<OrderStatusChanged>| async move {
-                match e.data.from {
-                    OrderStatus::PendingPayment => PromotionsService { inner }.release(e.data.order_id).await,
-                    _ => Ok(()),
-                }
-            },
-        );
-    }
-
     /// Gives back the uses an order counted (it was cancelled unpaid, or its
     /// checkout failed). Idempotent.
-    pub async fn release(&self, order: Id) -> Result<(), Error> {
+    async fn release(&self, order: Id) -> Result<(), Error> {
         // Most orders (every one without a discount) counted no use: a read
         // says so without queueing a write. The write checks again.
         let counted = self.inner.db.lookup(move |tx| store::counted_any(tx, order)).await?;
@@ -248,57 +243,17 @@ impl PromotionsService {
         self.redeemed();
         Ok(())
     }
-
     /// Gives back `order`'s uses and refuses any it would count later: its
     /// checkout was abandoned (the sweeper found its lease run out) and may
     /// still be running, and a late redeem must not count a use for an order
     /// that will never exist. Idempotent.
-    pub async fn abandon(&self, order: Id) -> Result<(), Error> {
+    async fn abandon(&self, order: Id) -> Result<(), Error> {
         self.inner.db.write(move |tx| store::abandon(tx, order)).await?;
         self.redeemed();
         Ok(())
     }
-
     /// Redemption counts per promotion id, for reporting.
-    pub async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
-        self.inner.db.read(move |tx| store::redemptions(tx, promotion)).await
-    }
-
-    pub fn currency(&self) -> Currency {
-        self.inner.currency
-    }
-}
-
-#[async_trait::async_trait]
-impl Promotions for PromotionsService {
-    fn currency(&self) -> Currency {
-        PromotionsService::currency(self)
-    }
-    async fn create(&self, p: NewPromotion) -> Result<Promotion, Error> {
-        PromotionsService::create(self, p).await
-    }
-    async fn list(&self) -> Result<Vec<Promotion>, Error> {
-        PromotionsService::list(self).await
-    }
-    async fn get(&self, id: Id) -> Result<Promotion, Error> {
-        PromotionsService::get(self, id).await
-    }
-    async fn set_active(&self, id: Id, active: bool) -> Result<Promotion, Error> {
-        PromotionsService::set_active(self, id, active).await
-    }
-    async fn quote(&self, coupon: Option<&str>, lines: &[EligibleLine], customer: Option<Id>) -> Result<Quote, Error> {
-        PromotionsService::quote(self, coupon, lines, customer).await
-    }
-    fn redeem_step(&self, order: Id, customer: Id, applied: &[Applied]) -> Step {
-        PromotionsService::redeem_step(self, order, customer, applied)
-    }
-    async fn release(&self, order: Id) -> Result<(), Error> {
-        PromotionsService::release(self, order).await
-    }
-    async fn abandon(&self, order: Id) -> Result<(), Error> {
-        PromotionsService::abandon(self, order).await
-    }
     async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
-        PromotionsService::redemptions(self, promotion).await
+        self.inner.db.read(move |tx| store::redemptions(tx, promotion)).await
     }
 }

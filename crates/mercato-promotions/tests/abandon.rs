@@ -3,6 +3,7 @@
 //! counted for an order that will never exist. Runs on PostgreSQL too when
 //! `MERCATO_TEST_POSTGRES_URL` is set, where the two really race.
 
+use mercato_contracts::promotions::Promotions;
 use mercato_core::{Currency, ErrorCode, Id};
 use mercato_platform::db::testing;
 use mercato_platform::events::EventBus;

@@ -148,101 +148,6 @@ impl WebhooksService {
         });
     }
 
-    /// Registers an endpoint. The answer carries its signing secret, the only
-    /// time it is shown.
-    pub async fn create_endpoint(
-        &self,
-        url: &str,
-        events: Vec<String>,
-        description: Option<String>,
-    ) -> Result<Endpoint, Error> {
-        let url = model::validate_url(url)?;
-        let events = model::validate_patterns(events)?;
-        let description = clean_description(description)?;
-        let secret = format!("whsec_{}", mercato_platform::random_token());
-        let id = self.inner.ids.next()?;
-        let events_json = serde_json::to_string(&events).map_err(|e| Error::internal(e.to_string()))?;
-        let s = secret.clone();
-        let mut endpoint = self
-            .inner
-            .db
-            .write(move |tx| store::insert_endpoint(tx, id, &url, description.as_deref(), &events_json, &s))
-            .await?;
-        self.endpoints_changed().await;
-        endpoint.secret = Some(secret);
-        Ok(endpoint)
-    }
-
-    /// Every endpoint not deleted, oldest first.
-    pub async fn list_endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        self.inner.db.read(store::list_endpoints).await
-    }
-
-    pub async fn get_endpoint(&self, id: Id) -> Result<Endpoint, Error> {
-        self.inner.db.read(move |tx| store::endpoint_by_id(tx, id)).await
-    }
-
-    /// Changes an endpoint. A paused endpoint (`active: false`) gets no
-    /// deliveries for new events; those already pending wait until it is
-    /// active again. A new URL applies to pending deliveries too.
-    pub async fn update_endpoint(&self, id: Id, patch: EndpointPatch) -> Result<Endpoint, Error> {
-        let url = patch.url.as_deref().map(model::validate_url).transpose()?;
-        let events = patch.events.map(model::validate_patterns).transpose()?;
-        let events_json =
-            events.map(|e| serde_json::to_string(&e)).transpose().map_err(|e| Error::internal(e.to_string()))?;
-        let description = patch.description.map(|d| clean_description(Some(d))).transpose()?;
-        let active = patch.active;
-        let endpoint = self
-            .inner
-            .db
-            .write(move |tx| {
-                store::update_endpoint(tx, id, url.as_deref(), events_json.as_deref(), description.as_ref(), active)
-            })
-            .await?;
-        self.endpoints_changed().await;
-        self.inner.wake.notify_one(); // reactivated: its pending deliveries may be due
-        Ok(endpoint)
-    }
-
-    /// Deletes an endpoint: it stops receiving anything, its pending
-    /// deliveries are cancelled, and it disappears from the API. The rows stay
-    /// (soft delete) for audit.
-    pub async fn delete_endpoint(&self, id: Id) -> Result<(), Error> {
-        self.inner.db.write(move |tx| store::delete_endpoint(tx, id)).await?;
-        self.endpoints_changed().await;
-        Ok(())
-    }
-
-    /// An endpoint's deliveries, newest first, each with its attempts. Pass
-    /// the returned cursor back for the next page.
-    pub async fn list_deliveries(
-        &self,
-        endpoint_id: Id,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<(Vec<Delivery>, Option<String>), Error> {
-        if limit == 0 || limit > 100 {
-            return Err(Error::field("limit", "must be between 1 and 100"));
-        }
-        let before = cursor
-            .map(|c| c.parse::<i64>().map_err(|_| Error::field("cursor", "is not a cursor this listing returned")))
-            .transpose()?;
-        self.inner.db.read(move |tx| store::list_deliveries(tx, endpoint_id, before, limit)).await
-    }
-
-    pub async fn get_delivery(&self, id: Id) -> Result<Delivery, Error> {
-        self.inner.db.read(move |tx| store::delivery_by_id(tx, id)).await
-    }
-
-    /// Sends a delivery again, now, with a fresh set of retries; the receiver
-    /// sees the same event id. A pending delivery is just made due now. It
-    /// still goes out in event order for its endpoint.
-    pub async fn redeliver(&self, delivery_id: Id) -> Result<Delivery, Error> {
-        let delivery = self.inner.db.write(move |tx| store::redeliver(tx, delivery_id)).await?;
-        self.inner.wake.notify_one();
-        Ok(delivery)
-    }
-
     /// The event subscriber: records a delivery, due now, for every active
     /// endpoint whose patterns match. Idempotent (one delivery per endpoint
     /// and event, however often the event is delivered) and never touches the
@@ -278,38 +183,91 @@ impl WebhooksService {
 
 #[async_trait::async_trait]
 impl Webhooks for WebhooksService {
+    /// Registers an endpoint. The answer carries its signing secret, the only
+    /// time it is shown.
     async fn create_endpoint(
         &self,
         url: &str,
         events: Vec<String>,
         description: Option<String>,
     ) -> Result<Endpoint, Error> {
-        WebhooksService::create_endpoint(self, url, events, description).await
+        let url = model::validate_url(url)?;
+        let events = model::validate_patterns(events)?;
+        let description = clean_description(description)?;
+        let secret = format!("whsec_{}", mercato_platform::random_token());
+        let id = self.inner.ids.next()?;
+        let events_json = serde_json::to_string(&events).map_err(|e| Error::internal(e.to_string()))?;
+        let s = secret.clone();
+        let mut endpoint = self
+            .inner
+            .db
+            .write(move |tx| store::insert_endpoint(tx, id, &url, description.as_deref(), &events_json, &s))
+            .await?;
+        self.endpoints_changed().await;
+        endpoint.secret = Some(secret);
+        Ok(endpoint)
     }
+    /// Every endpoint not deleted, oldest first.
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        WebhooksService::list_endpoints(self).await
+        self.inner.db.read(store::list_endpoints).await
     }
     async fn get_endpoint(&self, id: Id) -> Result<Endpoint, Error> {
-        WebhooksService::get_endpoint(self, id).await
+        self.inner.db.read(move |tx| store::endpoint_by_id(tx, id)).await
     }
+    /// Changes an endpoint. A paused endpoint (`active: false`) gets no
+    /// deliveries for new events; those already pending wait until it is
+    /// active again. A new URL applies to pending deliveries too.
     async fn update_endpoint(&self, id: Id, patch: EndpointPatch) -> Result<Endpoint, Error> {
-        WebhooksService::update_endpoint(self, id, patch).await
+        let url = patch.url.as_deref().map(model::validate_url).transpose()?;
+        let events = patch.events.map(model::validate_patterns).transpose()?;
+        let events_json =
+            events.map(|e| serde_json::to_string(&e)).transpose().map_err(|e| Error::internal(e.to_string()))?;
+        let description = patch.description.map(|d| clean_description(Some(d))).transpose()?;
+        let active = patch.active;
+        let endpoint = self
+            .inner
+            .db
+            .write(move |tx| {
+                store::update_endpoint(tx, id, url.as_deref(), events_json.as_deref(), description.as_ref(), active)
+            })
+            .await?;
+        self.endpoints_changed().await;
+        self.inner.wake.notify_one(); // reactivated: its pending deliveries may be due
+        Ok(endpoint)
     }
+    /// Deletes an endpoint: it stops receiving anything, its pending
+    /// deliveries are cancelled, and it disappears from the API. The rows stay
+    /// (soft delete) for audit.
     async fn delete_endpoint(&self, id: Id) -> Result<(), Error> {
-        WebhooksService::delete_endpoint(self, id).await
+        self.inner.db.write(move |tx| store::delete_endpoint(tx, id)).await?;
+        self.endpoints_changed().await;
+        Ok(())
     }
+    /// An endpoint's deliveries, newest first, each with its attempts. Pass
+    /// the returned cursor back for the next page.
     async fn list_deliveries(
         &self,
         endpoint_id: Id,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<(Vec<Delivery>, Option<String>), Error> {
-        WebhooksService::list_deliveries(self, endpoint_id, limit, cursor).await
+        if limit == 0 || limit > 100 {
+            return Err(Error::field("limit", "must be between 1 and 100"));
+        }
+        let before = cursor
+            .map(|c| c.parse::<i64>().map_err(|_| Error::field("cursor", "is not a cursor this listing returned")))
+            .transpose()?;
+        self.inner.db.read(move |tx| store::list_deliveries(tx, endpoint_id, before, limit)).await
     }
     async fn get_delivery(&self, id: Id) -> Result<Delivery, Error> {
-        WebhooksService::get_delivery(self, id).await
+        self.inner.db.read(move |tx| store::delivery_by_id(tx, id)).await
     }
+    /// Sends a delivery again, now, with a fresh set of retries; the receiver
+    /// sees the same event id. A pending delivery is just made due now. It
+    /// still goes out in event order for its endpoint.
     async fn redeliver(&self, delivery_id: Id) -> Result<Delivery, Error> {
-        WebhooksService::redeliver(self, delivery_id).await
+        let delivery = self.inner.db.write(move |tx| store::redeliver(tx, delivery_id)).await?;
+        self.inner.wake.notify_one();
+        Ok(delivery)
     }
 }

@@ -8,6 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use mercato_contracts::webhooks::Webhooks;
 use mercato_core::{ErrorCode, Id};
 use mercato_platform::db::DbOptions;
 use mercato_platform::events::{Event, EventBus, RelayOptions, emit, spawn_relay};

@@ -5,7 +5,7 @@ use mercato_catalog::CatalogService;
 use mercato_checkout::CheckoutService;
 use mercato_customers::CustomersService;
 use mercato_http::AppState;
-use mercato_inventory::InventoryService;
+use mercato_inventory::{Inventory, InventoryService};
 use mercato_orders::{Orders, OrdersService};
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
