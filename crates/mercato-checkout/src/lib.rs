@@ -13,18 +13,21 @@
 //!   database; a payment that lands on a cancelled order is refunded.
 //! - `cancel`: cancel or expire an order and give back what it held, or
 //!   refund it.
-//!
-//! The flash-sale purchase is the flash-sale domain's own (its counter
-//! decides), and calls the orders' surface for its order.
+//! - `flash`: the flash-sale purchase (the flash-sale domain's counter
+//!   decides who may buy; the unit, the record and the order follow), and
+//!   the creation of a sale, whose units inventory sets aside first.
 
 mod cancel;
+mod flash;
 mod pay;
 mod place;
 
 use mercato_contracts::cart::Cart;
+use mercato_contracts::catalog::Catalog;
 use mercato_contracts::checkout::Checkout;
+use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale};
 use mercato_contracts::inventory::Inventory;
-use mercato_contracts::orders::{Address, Order, Orders, PaymentResult, Placed};
+use mercato_contracts::orders::{Address, Order, OrderStatus, OrderStatusChanged, Orders, PaymentResult, Placed};
 use mercato_contracts::payments::{PaymentSucceeded, Payments};
 use mercato_contracts::promotions::Promotions;
 use mercato_core::{Error, Id};
@@ -33,10 +36,22 @@ use mercato_platform::ids::IdGen;
 use mercato_platform::now_ms;
 use std::sync::Arc;
 
-/// The domains a process calls, through their surfaces.
+/// The processes, over the domains they call.
 #[derive(Clone)]
 pub struct CheckoutService {
     inner: Arc<Inner>,
+}
+
+/// The domains the processes call, each through its surface: an
+/// in-process service or, later, a remote client.
+pub struct Surfaces {
+    pub orders: Arc<dyn Orders>,
+    pub cart: Arc<dyn Cart>,
+    pub inventory: Arc<dyn Inventory>,
+    pub promotions: Arc<dyn Promotions>,
+    pub payments: Arc<dyn Payments>,
+    pub catalog: Arc<dyn Catalog>,
+    pub flash: Arc<dyn FlashSales>,
 }
 
 struct Inner {
@@ -47,21 +62,17 @@ struct Inner {
     inventory: Arc<dyn Inventory>,
     promotions: Arc<dyn Promotions>,
     payments: Arc<dyn Payments>,
+    catalog: Arc<dyn Catalog>,
+    flash: Arc<dyn FlashSales>,
 }
 
 impl CheckoutService {
-    /// `bus` is scoped to the orders' database: the reactions below change
-    /// orders first, so their inbox lives there.
-    pub fn new(
-        ids: IdGen,
-        bus: EventBus,
-        orders: Arc<dyn Orders>,
-        cart: Arc<dyn Cart>,
-        inventory: Arc<dyn Inventory>,
-        promotions: Arc<dyn Promotions>,
-        payments: Arc<dyn Payments>,
-    ) -> Self {
-        CheckoutService { inner: Arc::new(Inner { ids, bus, orders, cart, inventory, promotions, payments }) }
+    /// `ids` mints order and sale ids; `bus` carries the reactions below.
+    pub fn new(ids: IdGen, bus: EventBus, s: Surfaces) -> Self {
+        let Surfaces { orders, cart, inventory, promotions, payments, catalog, flash } = s;
+        CheckoutService {
+            inner: Arc::new(Inner { ids, bus, orders, cart, inventory, promotions, payments, catalog, flash }),
+        }
     }
 
     /// The processes' reactions to events. Call once at start-up.
@@ -76,12 +87,27 @@ impl CheckoutService {
                 CheckoutService { inner }.settle(e.data.order_id).await
             },
         );
+        // An unpaid flash order's unit goes back to its sale.
+        self.inner.bus.on_with(
+            &self.inner,
+            "flashsale.on-order-cancelled",
+            &["order.cancelled"],
+            |inner, e: Received<OrderStatusChanged>| async move {
+                match e.data {
+                    OrderStatusChanged {
+                        order_id, flash_sale_id: Some(_), from: OrderStatus::PendingPayment, ..
+                    } => CheckoutService { inner }.on_order_cancelled(order_id).await,
+                    _ => Ok(()),
+                }
+            },
+        );
     }
 
     /// One pass of background upkeep: cancels overdue unpaid orders, gives
-    /// back what checkouts that crashed (and were never retried) held, and
-    /// settles payments a crash left open. Safe to run on every instance at
-    /// once: every move is conditional.
+    /// back what checkouts that crashed (and were never retried) held,
+    /// settles payments a crash left open, finishes or undoes flash-sale
+    /// purchases a crash left pending and closes ended sales. Safe to run on
+    /// every instance at once: every move is conditional.
     pub async fn sweep(&self) -> Result<usize, Error> {
         let now = now_ms();
         let mut n = 0;
@@ -99,6 +125,7 @@ impl CheckoutService {
             self.settle(payment.order_id).await?;
             n += 1;
         }
+        self.sweep_flash().await?;
         Ok(n)
     }
 }
@@ -129,5 +156,17 @@ impl Checkout for CheckoutService {
     }
     async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error> {
         self.refund_order(id, amount, reason).await
+    }
+    async fn create_flash_sale(&self, new: NewFlashSale) -> Result<FlashSale, Error> {
+        self.create_sale(new).await
+    }
+    async fn purchase_flash(
+        &self,
+        sale: Id,
+        customer: Id,
+        key: &str,
+        address: Option<Address>,
+    ) -> Result<(Order, bool), Error> {
+        self.purchase(sale, customer, key, address).await
     }
 }

@@ -1,9 +1,11 @@
 //! The surface of the processes that span domains: placing an order from
-//! the cart, paying it, cancelling and refunding it. Each runs as steps
+//! the cart, paying it, cancelling and refunding it, and the flash-sale
+//! purchase. Each runs as steps
 //! offered by the domains' own surfaces (orders, inventory, promotions,
 //! cart, payments), so it works the same whether those domains share a
 //! database or each has its own.
 
+use crate::flashsale::{FlashSale, NewFlashSale};
 use crate::orders::{Address, Order, PaymentResult, Placed};
 use mercato_core::{Error, Id};
 
@@ -33,4 +35,17 @@ pub trait Checkout: Send + Sync {
     async fn cancel_by_admin(&self, id: Id, reason: Option<String>) -> Result<Order, Error>;
     /// Refunds `amount` (all that is left when None) of a paid order.
     async fn refund(&self, id: Id, amount: Option<i64>, reason: Option<String>) -> Result<Order, Error>;
+    /// Creates a flash sale, its units taken from inventory at once so the
+    /// sale can never sell stock that is not there.
+    async fn create_flash_sale(&self, new: NewFlashSale) -> Result<FlashSale, Error>;
+    /// One flash-sale purchase attempt: at most one unit, at the sale price,
+    /// as a pending_payment order, once per Idempotency-Key. The order, and
+    /// whether this was a replay of an earlier attempt with the key.
+    async fn purchase_flash(
+        &self,
+        sale: Id,
+        customer: Id,
+        key: &str,
+        address: Option<Address>,
+    ) -> Result<(Order, bool), Error>;
 }

@@ -8,7 +8,10 @@
 //! Only a buyer who got a unit goes on to write: a purchase record (with the
 //! customer's hold counted in `flash_holds`), the unit moved from the sale's
 //! allocation into the order's own reservation, and the order. Attempts that
-//! lose cost no database write.
+//! lose cost no database write. Those writes span domains, so the purchase
+//! is a process above them (`mercato-checkout`); this domain offers its part
+//! ([`FlashSales`]: admit, record, activate, release) and holds no other
+//! domain's surface.
 //!
 //! Architecture invariant: the counter is a cache of the database, never the
 //! source of truth. The allocation's conditional decrement and the hold row

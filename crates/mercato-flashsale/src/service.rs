@@ -1,14 +1,10 @@
 use crate::stock::{Acquire, CHECKSUM_MODULUS, FlashStock, IN_FLIGHT_GRACE_MS, Reconciled, SaleWindow};
 use crate::store;
-use mercato_contracts::cart::Cart;
-use mercato_contracts::catalog::{Catalog, ProductStatus};
-use mercato_contracts::flashsale::{FlashSale, FlashSales, NewFlashSale, SaleState};
-use mercato_contracts::inventory::{Inventory, Line};
-use mercato_contracts::orders::{Address, Draft, Order, OrderItem, Orders};
-use mercato_contracts::orders::{OrderStatus, OrderStatusChanged};
+use mercato_contracts::flashsale::{
+    Admission, FlashSale, FlashSales, NewFlashSale, Purchase, PurchaseState, SaleState, sold_out,
+};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
-use mercato_platform::events::{EventBus, Received};
-use mercato_platform::ids::IdGen;
+use mercato_platform::events::EventBus;
 use mercato_platform::{Db, now_ms};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,28 +32,18 @@ pub struct FlashSalesService {
 
 struct Inner {
     db: Db,
-    ids: IdGen,
     bus: EventBus,
-    catalog: Arc<dyn Catalog>,
-    inventory: Arc<dyn Inventory>,
-    orders: Arc<dyn Orders>,
-    /// Prices a purchase's order as a cart of its one line would be.
-    cart: Arc<dyn Cart>,
     stock: Arc<dyn FlashStock>,
     currency: Currency,
     /// Sale definitions never change once created: cached for the hot path.
     sales: parking_lot::RwLock<HashMap<Id, Arc<FlashSale>>>,
-    database_decisions: tokio::sync::Semaphore,
+    database_decisions: Arc<tokio::sync::Semaphore>,
     /// When each sale was last fully reconciled by this instance.
     reconciled_at: parking_lot::Mutex<HashMap<Id, Millis>>,
 }
 
 fn window(sale: &FlashSale) -> SaleWindow {
     SaleWindow { starts_at: sale.starts_at, ends_at: sale.ends_at, per_customer_limit: sale.per_customer_limit }
-}
-
-fn sold_out() -> Error {
-    Error::new(ErrorCode::SoldOut, "the flash sale has sold out")
 }
 
 /// The answer to a purchase the counter (or the database) turned down.
@@ -76,31 +62,24 @@ fn refusal(sale: &FlashSale, outcome: Acquire, now: Millis) -> Error {
     }
 }
 
+fn state_name(state: PurchaseState) -> &'static str {
+    match state {
+        PurchaseState::Pending => "pending",
+        PurchaseState::Active => "active",
+        PurchaseState::Released => "released",
+    }
+}
+
 impl FlashSalesService {
-    pub fn new(
-        db: Db,
-        ids: IdGen,
-        bus: EventBus,
-        catalog: Arc<dyn Catalog>,
-        inventory: Arc<dyn Inventory>,
-        orders: Arc<dyn Orders>,
-        cart: Arc<dyn Cart>,
-        stock: Arc<dyn FlashStock>,
-        currency: Currency,
-    ) -> Self {
+    pub fn new(db: Db, bus: EventBus, stock: Arc<dyn FlashStock>, currency: Currency) -> Self {
         FlashSalesService {
             inner: Arc::new(Inner {
                 db,
-                ids,
                 bus,
-                catalog,
-                inventory,
-                orders,
-                cart,
                 stock,
                 currency,
                 sales: parking_lot::RwLock::new(HashMap::new()),
-                database_decisions: tokio::sync::Semaphore::new(DATABASE_DECISIONS),
+                database_decisions: Arc::new(tokio::sync::Semaphore::new(DATABASE_DECISIONS)),
                 reconciled_at: parking_lot::Mutex::new(HashMap::new()),
             }),
         }
@@ -173,13 +152,13 @@ impl FlashSalesService {
 
     /// The counter could not answer: checks what it would have from the
     /// records, so losers still cost no write, and bounds how many attempts
-    /// go on to write at once. The write path (`complete`) re-checks stock
-    /// and limit authoritatively.
+    /// go on to write at once. The purchase record re-checks stock and limit
+    /// authoritatively.
     async fn database_decides(
         &self,
         sale: &FlashSale,
         customer: Id,
-    ) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Error> {
         let now = now_ms();
         if now < sale.starts_at {
             return Err(refusal(sale, Acquire::NotStarted, now));
@@ -187,7 +166,8 @@ impl FlashSalesService {
         if now >= sale.ends_at {
             return Err(refusal(sale, Acquire::Ended, now));
         }
-        let permit = tokio::time::timeout(DATABASE_DECISION_WAIT, self.inner.database_decisions.acquire())
+        let places = self.inner.database_decisions.clone();
+        let permit = tokio::time::timeout(DATABASE_DECISION_WAIT, places.acquire_owned())
             .await
             .ok()
             .and_then(Result::ok)
@@ -204,171 +184,13 @@ impl FlashSalesService {
         Ok(permit)
     }
 
-    /// Gives a unit back to the counter. A failure is only logged: the
-    /// database already tells the truth (no record, or a released one), and
-    /// the sweep's reconciliation drops the grant.
-    async fn give_back(&self, sale: Id, order: Id, customer: Id) {
-        if let Err(e) = self.inner.stock.release(sale, order, customer).await {
-            tracing::debug!(sale = %sale, order = %order, error = %e, "flash-sale release left for reconciliation");
-        }
-    }
-
-    async fn complete(
-        &self,
-        sale: &FlashSale,
-        order_id: Id,
-        customer: Id,
-        key: &str,
-        address: Option<Address>,
-    ) -> Result<Order, Error> {
-        let (sale_id, k, limit) = (sale.id, key.to_string(), sale.per_customer_limit);
-        let recorded =
-            self.inner.db.write(move |tx| store::record_purchase(tx, order_id, sale_id, customer, &k, limit)).await?;
-        if !recorded {
-            return Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is already being processed")
-                .with_retry_after(1));
-        }
-        let undo = |this: &Self| {
-            let this = this.clone();
-            async move {
-                this.inner.inventory.merge_back(order_id, sale_id).await?;
-                this.release_record(order_id, "pending").await.map(drop)
-            }
-        };
-        if let Err(e) = self.inner.inventory.split(sale_id, order_id, &sale.sku, 1).await {
-            undo(self).await?;
-            return Err(if e.code == ErrorCode::OutOfStock { sold_out() } else { e });
-        }
-        let info = self.inner.catalog.skus(vec![sale.sku.clone()]).await?;
-        let Some(info) = info.get(&sale.sku) else {
-            undo(self).await?;
-            return Err(Error::not_found(format!("SKU {} not found", sale.sku)));
-        };
-        let item = OrderItem {
-            sku: sale.sku.clone(),
-            product_id: info.product_id,
-            name: info.product_name.clone(),
-            options: info.options.clone(),
-            quantity: 1,
-            unit_price: sale.price,
-            line_total: sale.price,
-        };
-        let order = match self.place_order(order_id, customer, sale_id, item, address).await {
-            Ok(o) => o,
-            Err(e) => {
-                undo(self).await?;
-                return Err(e);
-            }
-        };
-        self.mark(order_id, "pending", "active").await?;
-        Ok(order)
-    }
-
-    /// Writes the purchase's order: its one unit at the sale price, with the
-    /// shop's default shipping. Idempotent on `order_id`.
-    async fn place_order(
-        &self,
-        order_id: Id,
-        customer: Id,
-        sale_id: Id,
-        item: OrderItem,
-        address: Option<Address>,
-    ) -> Result<Order, Error> {
-        let address = address.map(Address::validate).transpose()?;
-        let cart = &self.inner.cart;
-        let totals = cart.totals_for(std::slice::from_ref(&item))?;
-        let shipping_method = cart.shipping_methods()[0].code.clone();
-        let order = self.inner.orders.draft(
-            order_id,
-            Draft {
-                customer_id: customer,
-                items: vec![item],
-                totals,
-                discounts: vec![],
-                shipping_address: address,
-                shipping_method,
-                flash_sale_id: Some(sale_id),
-            },
-        );
-        // The id was minted for this purchase alone: an order already
-        // there is this one, written by an earlier try of the same call.
-        self.inner.orders.place_flash_step(order.clone())?.run().await?;
-        Ok(order)
-    }
-
-    async fn mark(&self, order: Id, from: &'static str, to: &'static str) -> Result<(), Error> {
-        self.inner.db.write(move |tx| store::mark(tx, order, from, to)).await.map(drop)
-    }
-
-    /// Moves a purchase record from `from` to `released` and gives the
-    /// customer's hold back, in one transaction. Returns the sale and customer
-    /// if this call moved it.
-    async fn release_record(&self, order: Id, from: &'static str) -> Result<Option<(Id, Id)>, Error> {
-        self.inner.db.write(move |tx| store::release_record(tx, order, from)).await
-    }
-
-    /// The flash sale's reactions to other domains' events. Call once at
-    /// start-up.
-    pub fn subscribe(&self) {
-        self.inner.bus.on_with(
-            &self.inner,
-            "flashsale.on-order-cancelled",
-            &["order.cancelled"],
-            |inner, e: Received<OrderStatusChanged>| async move {
-                match e.data {
-                    OrderStatusChanged {
-                        order_id, flash_sale_id: Some(_), from: OrderStatus::PendingPayment, ..
-                    } => FlashSalesService { inner }.on_order_cancelled(order_id).await,
-                    _ => Ok(()),
-                }
-            },
-        );
-    }
-
-    /// An unpaid flash order was cancelled or expired: its unit goes back to
-    /// the sale (or to general stock if the sale is over). Idempotent.
-    pub async fn on_order_cancelled(&self, order: Id) -> Result<(), Error> {
-        if let Some((sale, customer)) = self.release_record(order, "active").await? {
-            self.inner.inventory.merge_back(order, sale).await?;
-            self.give_back(sale, order, customer).await;
-        }
-        Ok(())
-    }
-
-    /// Upkeep: finishes or undoes purchases a crash left pending, closes
-    /// ended sales (returning their unsold allocation to general stock), and
-    /// repairs shared counters that drifted from the purchase records.
+    /// Upkeep of the counters: re-derives each open sale's shared counter
+    /// from the purchase records when the two disagree on the count or on
+    /// the checksum of the orders holding units. Disagreement is normal for
+    /// a moment (a grant whose record is being written); the counter's
+    /// reconcile script tells that from drift, and explains why running it
+    /// beside live purchases is safe.
     pub async fn sweep(&self) -> Result<(), Error> {
-        let now = now_ms();
-        let stale = self.inner.db.read(move |tx| store::stale_pending(tx, now - PENDING_GRACE_MS)).await?;
-        for (order, sale, customer) in stale {
-            if self.inner.orders.get(order).await.is_ok() {
-                self.mark(order, "pending", "active").await?;
-            } else {
-                self.inner.inventory.merge_back(order, sale).await?;
-                if self.release_record(order, "pending").await?.is_some() {
-                    self.give_back(sale, order, customer).await;
-                }
-            }
-        }
-        let ended = self.inner.db.write(move |tx| store::close_ended(tx, now)).await?;
-        for sale in ended {
-            self.inner.inventory.release(sale).await?;
-            self.inner.reconciled_at.lock().remove(&sale);
-        }
-        if let Err(e) = self.reconcile_open().await {
-            // Typically the counter is unreachable; the next sweep looks again.
-            tracing::debug!(error = %e, "flash-sale reconciliation postponed");
-        }
-        Ok(())
-    }
-
-    /// Re-derives each open sale's shared counter from the purchase records
-    /// when the two disagree on the count or on the checksum of the orders
-    /// holding units. Disagreement is normal for a moment (a grant whose
-    /// record is being written); the counter's reconcile script tells that
-    /// from drift, and explains why running it beside live purchases is safe.
-    async fn reconcile_open(&self) -> Result<(), Error> {
         let now = now_ms();
         let open = self.inner.db.read(move |tx| store::running(tx, now)).await?;
         for sale in open {
@@ -403,9 +225,7 @@ impl FlashSalesService {
 
 #[async_trait::async_trait]
 impl FlashSales for FlashSalesService {
-    /// Creates a sale and allocates its units from inventory at once, so the
-    /// sale can never sell stock that is not there.
-    async fn create(&self, new: NewFlashSale) -> Result<FlashSale, Error> {
+    fn check(&self, new: &NewFlashSale) -> Result<(), Error> {
         if new.price.currency != self.inner.currency || new.price.amount < 0 {
             return Err(Error::field("price", format!("must be a non-negative amount in {}", self.inner.currency)));
         }
@@ -421,23 +241,13 @@ impl FlashSales for FlashSalesService {
         if new.per_customer_limit < 1 {
             return Err(Error::field("per_customer_limit", "must be at least 1"));
         }
-        match self.inner.catalog.skus(vec![new.sku.clone()]).await?.get(&new.sku) {
-            Some(i) if i.status == ProductStatus::Published => {}
-            _ => return Err(Error::not_found(format!("SKU {} not found", new.sku))),
-        }
-        let id = self.inner.ids.next()?;
-        self.inner.inventory.reserve(id, &[Line { sku: new.sku.clone(), quantity: new.quantity }]).await?;
-        let n = new.clone();
-        let inserted = self.inner.db.write(move |tx| store::insert_sale(tx, id, &n)).await;
-        let sale = match inserted {
-            Ok(s) => s,
-            Err(e) => {
-                self.inner.inventory.release(id).await?;
-                return Err(e);
-            }
-        };
+        Ok(())
+    }
+
+    async fn open(&self, id: Id, new: NewFlashSale) -> Result<FlashSale, Error> {
+        self.check(&new)?;
+        let sale = self.inner.db.write(move |tx| store::insert_sale(tx, id, &new)).await?;
         self.inner.bus.wake();
-        let id = sale.id;
         // Loaded now so other instances find it in a shared counter; if the
         // counter is down, the first purchase that finds it missing loads it.
         if let Err(e) = self.inner.stock.load(id, window(&sale), sale.quantity, &[]).await {
@@ -446,7 +256,7 @@ impl FlashSales for FlashSalesService {
         self.remember(sale);
         self.describe(id).await
     }
-    /// The sale with its remaining units and state now.
+
     async fn describe(&self, id: Id) -> Result<FlashSale, Error> {
         let sale = self.sale(id).await?;
         let mut s = (*sale).clone();
@@ -467,54 +277,81 @@ impl FlashSales for FlashSalesService {
         };
         Ok(s)
     }
-    /// One purchase attempt: at most one unit, at the sale price, as a
-    /// pending_payment order. Returns the order and whether this was a replay
-    /// of an earlier attempt with the same key.
-    async fn purchase(
-        &self,
-        sale_id: Id,
-        customer: Id,
-        key: &str,
-        address: Option<Address>,
-    ) -> Result<(Order, bool), Error> {
-        if key.is_empty() || key.len() > 255 {
-            return Err(Error::validation("Idempotency-Key (1 to 255 characters) is required"));
-        }
+
+    async fn earlier(&self, sale: Id, customer: Id, key: &str) -> Result<Option<(Id, PurchaseState)>, Error> {
         let k = key.to_string();
-        let earlier = self.inner.db.lookup(move |tx| store::earlier_purchase(tx, sale_id, customer, &k)).await?;
-        if let Some((order_id, state)) = earlier {
-            return match state.as_str() {
-                "pending" => {
-                    Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is still being processed")
-                        .with_retry_after(1))
-                }
-                _ => Ok((self.inner.orders.get(order_id).await?, true)),
+        let found = self.inner.db.lookup(move |tx| store::earlier_purchase(tx, sale, customer, &k)).await?;
+        Ok(found.map(|(order, state)| {
+            let state = match state.as_str() {
+                "pending" => PurchaseState::Pending,
+                "active" => PurchaseState::Active,
+                _ => PurchaseState::Released,
             };
-        }
-        let sale = self.sale(sale_id).await?;
-        // Minted before asking the counter: grants are keyed by order, so a
-        // release (or a reconciliation) gives back exactly this unit.
-        let order_id = self.inner.ids.next()?;
-        let granted = match self.acquire(&sale, order_id, customer).await {
-            Ok(Acquire::Granted) => true,
-            Ok(refused) => return Err(refusal(&sale, refused, now_ms())),
-            Err(e) if e.code == ErrorCode::Unavailable => false,
-            Err(e) => return Err(e),
-        };
-        // Without a counter's grant the database decides alone: correct (the
-        // allocation and the hold row refuse what is not there), only slower.
-        let _permit = match granted {
-            true => None,
-            false => Some(self.database_decides(&sale, customer).await?),
-        };
-        match self.complete(&sale, order_id, customer, key, address).await {
-            Ok(order) => Ok((order, false)),
-            Err(e) => {
-                if granted {
-                    self.give_back(sale_id, order_id, customer).await;
-                }
-                Err(e)
+            (order, state)
+        }))
+    }
+
+    async fn admit(&self, sale: Id, order: Id, customer: Id) -> Result<Admission, Error> {
+        let sale = self.sale(sale).await?;
+        match self.acquire(&sale, order, customer).await {
+            Ok(Acquire::Granted) => Ok(Admission::new((*sale).clone(), true, None)),
+            Ok(refused) => Err(refusal(&sale, refused, now_ms())),
+            // Without a counter's grant the database decides alone: correct
+            // (the allocation and the hold row refuse what is not there),
+            // only slower.
+            Err(e) if e.code == ErrorCode::Unavailable => {
+                let place = self.database_decides(&sale, customer).await?;
+                Ok(Admission::new((*sale).clone(), false, Some(Box::new(place))))
             }
+            Err(e) => Err(e),
         }
+    }
+
+    async fn record(&self, p: Purchase, limit: i64, key: &str) -> Result<(), Error> {
+        let k = key.to_string();
+        let recorded = self
+            .inner
+            .db
+            .write(move |tx| store::record_purchase(tx, p.order_id, p.sale_id, p.customer_id, &k, limit))
+            .await?;
+        if !recorded {
+            return Err(Error::new(ErrorCode::IdempotencyInProgress, "this purchase is already being processed")
+                .with_retry_after(1));
+        }
+        Ok(())
+    }
+
+    async fn activate(&self, order: Id) -> Result<(), Error> {
+        self.inner.db.write(move |tx| store::mark(tx, order, "pending", "active")).await.map(drop)
+    }
+
+    async fn release(&self, order: Id, from: PurchaseState) -> Result<Option<Purchase>, Error> {
+        let from = state_name(from);
+        let released = self.inner.db.write(move |tx| store::release_record(tx, order, from)).await?;
+        Ok(released.map(|(sale_id, customer_id)| Purchase { order_id: order, sale_id, customer_id }))
+    }
+
+    async fn give_back(&self, p: Purchase) {
+        if let Err(e) = self.inner.stock.release(p.sale_id, p.order_id, p.customer_id).await {
+            tracing::debug!(sale = %p.sale_id, order = %p.order_id, error = %e, "flash-sale release left for reconciliation");
+        }
+    }
+
+    async fn stale_pending(&self) -> Result<Vec<Purchase>, Error> {
+        let before = now_ms() - PENDING_GRACE_MS;
+        let stale = self.inner.db.read(move |tx| store::stale_pending(tx, before)).await?;
+        Ok(stale
+            .into_iter()
+            .map(|(order_id, sale_id, customer_id)| Purchase { order_id, sale_id, customer_id })
+            .collect())
+    }
+
+    async fn close_ended(&self, now: Millis) -> Result<Vec<Id>, Error> {
+        let ended = self.inner.db.write(move |tx| store::close_ended(tx, now)).await?;
+        let mut reconciled = self.inner.reconciled_at.lock();
+        for sale in &ended {
+            reconciled.remove(sale);
+        }
+        Ok(ended)
     }
 }

@@ -6,7 +6,7 @@
 use mercato_cart::CartService;
 use mercato_cart::ShopSettings;
 use mercato_catalog::{CatalogService, NewProduct, NewVariant, ProductStatus};
-use mercato_checkout::CheckoutService;
+use mercato_checkout::{CheckoutService, Surfaces};
 use mercato_contracts::catalog::Catalog;
 use mercato_contracts::checkout::Checkout;
 use mercato_contracts::flashsale::FlashSales;
@@ -95,17 +95,20 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
     let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider));
     let orders = OrdersService::new(db.clone(), ids.clone(), bus.clone(), OrdersSettings::default(), usd);
+    let flash = FlashSalesService::new(db.clone(), bus.clone(), stock, usd);
     let checkout = CheckoutService::new(
-        ids.clone(),
-        bus.clone(),
-        Arc::new(orders.clone()),
-        Arc::new(cart.clone()),
-        Arc::new(inventory.clone()),
-        Arc::new(promotions),
-        Arc::new(payments),
+        ids,
+        bus,
+        Surfaces {
+            orders: Arc::new(orders.clone()),
+            cart: Arc::new(cart),
+            inventory: Arc::new(inventory.clone()),
+            promotions: Arc::new(promotions),
+            payments: Arc::new(payments),
+            catalog: Arc::new(catalog.clone()),
+            flash: Arc::new(flash.clone()),
+        },
     );
-    let (c, i, o) = (Arc::new(catalog.clone()), Arc::new(inventory.clone()), Arc::new(orders.clone()));
-    let flash = FlashSalesService::new(db.clone(), ids, bus, c, i, o, Arc::new(cart), stock, usd);
     Instance { flash, orders, checkout, inventory, catalog }
 }
 
@@ -133,8 +136,8 @@ async fn product(shop: &Instance) {
 
 async fn sale(shop: &Instance, quantity: i64, limit: i64, starts_in_ms: i64, lasts_ms: i64) -> Id {
     let starts_at = now_ms() + starts_in_ms;
-    shop.flash
-        .create(NewFlashSale {
+    shop.checkout
+        .create_flash_sale(NewFlashSale {
             sku: SKU.into(),
             price: Money::new(999, Currency::USD),
             quantity,
@@ -151,7 +154,7 @@ static KEYS: AtomicU64 = AtomicU64::new(0);
 
 async fn buy(shop: &Instance, sale: Id, customer: i64) -> Result<Id, Error> {
     let key = format!("k{}", KEYS.fetch_add(1, Ordering::Relaxed));
-    shop.flash.purchase(sale, Id(customer), &key, None).await.map(|(order, _)| order.id)
+    shop.checkout.purchase_flash(sale, Id(customer), &key, None).await.map(|(order, _)| order.id)
 }
 
 /// Like a client: a 503 must carry a retry-after, and is retried.
@@ -324,7 +327,7 @@ async fn a_redis_killed_and_restarted_mid_sale_neither_loses_nor_doubles_a_unit(
     let cancelled = first[0];
     let owner = a.orders.get(cancelled).await.unwrap().customer_id;
     a.checkout.cancel_by_customer(owner, cancelled).await.unwrap();
-    a.flash.on_order_cancelled(cancelled).await.unwrap();
+    a.checkout.on_order_cancelled(cancelled).await.unwrap();
 
     // Redis comes back empty.
     server.restart();
@@ -405,7 +408,7 @@ async fn a_release_lost_while_redis_was_unreachable_is_repaired_by_the_sweep() {
     let orders = [buy(&a, sale, 1).await.unwrap(), buy(&a, sale, 2).await.unwrap(), buy(&a, sale, 3).await.unwrap()];
 
     a.checkout.cancel_by_customer(Id(1), orders[0]).await.unwrap();
-    cut_off.flash.on_order_cancelled(orders[0]).await.unwrap();
+    cut_off.checkout.on_order_cancelled(orders[0]).await.unwrap();
     assert_eq!(measured(&db, sale).await, (2, 1, 1), "the unit is back in the database");
     // Redis still counts it: drift.
     assert_eq!(buy(&a, sale, 4).await.unwrap_err().code, ErrorCode::SoldOut);

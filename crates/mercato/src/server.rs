@@ -222,15 +222,6 @@ impl Shop {
             config.orders.clone(),
             currency,
         );
-        let checkout = CheckoutService::new(
-            ids.clone(),
-            bus.scoped(dbs.of("orders")),
-            Arc::new(orders.clone()),
-            Arc::new(cart.clone()),
-            Arc::new(inventory.clone()),
-            Arc::new(promotions.clone()),
-            Arc::new(payments.clone()),
-        );
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
             .await?
@@ -244,12 +235,7 @@ impl Shop {
         .with_cache(&cache);
         let flash = mercato_flashsale::FlashSalesService::new(
             dbs.of("flashsale").clone(),
-            ids.clone(),
             bus.scoped(dbs.of("flashsale")),
-            Arc::new(catalog.clone()),
-            Arc::new(inventory.clone()),
-            Arc::new(orders.clone()),
-            Arc::new(cart.clone()),
             match &redis {
                 Some(r) => Arc::new(mercato_flashsale::RedisStock::new(r.clone())),
                 None => Arc::new(mercato_flashsale::LocalStock::new()),
@@ -257,6 +243,20 @@ impl Shop {
             currency,
         );
         flash.load_open().await?;
+        // The processes across domains; their own writes are the domains'.
+        let checkout = CheckoutService::new(
+            ids.clone(),
+            bus.clone(),
+            mercato_checkout::Surfaces {
+                orders: Arc::new(orders.clone()),
+                cart: Arc::new(cart.clone()),
+                inventory: Arc::new(inventory.clone()),
+                promotions: Arc::new(promotions.clone()),
+                payments: Arc::new(payments.clone()),
+                catalog: Arc::new(catalog.clone()),
+                flash: Arc::new(flash.clone()),
+            },
+        );
         let page_entries = config.cache.l1_max_entries;
         let page_bytes = (config.cache.l1_max_mb << 20) / 2;
         let shown_ttl = inventory.shown_ttl();
@@ -299,7 +299,6 @@ impl Shop {
         let s = &self.domains;
         s.webhooks.subscribe();
         s.inventory.subscribe();
-        s.flash.subscribe();
         s.promotions.subscribe();
         s.cart.subscribe();
         s.checkout.subscribe();

@@ -81,9 +81,6 @@ fn processes_reach_domains_only_through_their_surfaces() {
 const HELD_SURFACES: &[(&str, &[&str])] = &[
     // Pricing a cart reads prices, stock and promotions.
     ("mercato-cart", &["Catalog", "Inventory", "Promotions"]),
-    // The purchase (its counter, then a reservation, then the order) is
-    // still the flash-sale domain's own.
-    ("mercato-flashsale", &["Catalog", "Inventory", "Orders", "Cart"]),
 ];
 
 const SURFACES: &[&str] =

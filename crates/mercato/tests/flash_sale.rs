@@ -158,3 +158,29 @@ async fn sales_open_on_time_replays_are_idempotent_and_unpaid_units_return() {
     // Stock: 10 - 3 (later sale) - 2 (this sale) = 5 available; 5 reserved.
     assert_eq!(srv.stock(&admin, &sku).await, (5, 5, 0));
 }
+
+#[tokio::test]
+async fn an_ended_sale_gives_its_unsold_units_back_to_general_stock() {
+    let srv = TestServer::start_with(0, &[("MERCATO_ORDERS_SWEEP_INTERVAL_MS", "200")]);
+    let admin = srv.admin_token().await;
+    let sku = srv.quick_sku(&admin, 5000, 10).await;
+    let ann = srv.new_customer().await;
+    let r = srv
+        .post(
+            "/admin/flash-sales",
+            Some(&admin),
+            json!({"sku": sku, "price": {"amount": 999, "currency": "USD"}, "quantity": 4,
+                   "starts_at": rfc3339(0), "ends_at": rfc3339(3), "per_customer_limit": 1}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "create sale: {}", r.text);
+    let sale_id = id_of(&r.body["id"]);
+    assert_eq!(srv.stock(&admin, &sku).await, (6, 4, 0));
+    assert_eq!(buy(&srv, &ann, &sale_id, "k1").await.status, 201);
+    // Once the sale has ended the sweep closes it: its three unsold units
+    // are on general sale again, the one bought stays held by its order.
+    let back = poll_until(Duration::from_secs(15), || async { srv.stock(&admin, &sku).await == (9, 1, 0) }).await;
+    assert!(back, "stock after the sale ended: {:?}", srv.stock(&admin, &sku).await);
+    let late = srv.new_customer().await;
+    assert_ne!(buy(&srv, &late, &sale_id, "k2").await.status, 201, "a purchase after the end");
+}

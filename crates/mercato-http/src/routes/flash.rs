@@ -73,8 +73,8 @@ fn dto(s: FlashSale) -> FlashSaleDto {
     responses((status = 201, body = FlashSaleDto), (status = 404, body = Problem), (status = 409, body = Problem, description = "not enough stock"), (status = 422, body = Problem)))]
 async fn create(State(s): State<AppState>, _a: Admin, Json(r): Json<NewFlashSaleRequest>) -> ApiResult<Response> {
     let sale = s
-        .flash
-        .create(NewFlashSale {
+        .checkout
+        .create_flash_sale(NewFlashSale {
             sku: r.sku,
             price: r.price.into(),
             quantity: r.quantity,
@@ -125,7 +125,7 @@ async fn purchase(
         })?
     };
     let address: Option<Address> = req.shipping_address.map(Into::into);
-    let (order, replayed) = s.flash.purchase(id, p.customer_id, &key, address).await?;
+    let (order, replayed) = s.checkout.purchase_flash(id, p.customer_id, &key, address).await?;
     let mut resp = json_response(StatusCode::CREATED, &OrderDto::from(order));
     if replayed {
         resp.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
