@@ -12,6 +12,7 @@ use mercato_core::{Error, Id};
 use mercato_platform::now_ms;
 use mercato_platform::steps::{self, Step};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 impl CheckoutService {
     /// Pays `customer`'s order with a test card.
@@ -31,11 +32,12 @@ impl CheckoutService {
                 .with_details(serde_json::json!({ "reason": "payment window closed" })));
         }
         // The order is claimed (a lease, so one payment runs at a time and
-        // neither a cancel nor the expiry sweeper slips in) before the
-        // payments domain starts the attempt.
-        orders.lease_payment(id).await?;
+        // neither a cancel nor the expiry sweeper slips in) as the payments
+        // domain starts the attempt: with it, where they share a database.
+        let leased = Arc::new(AtomicBool::new(false));
+        let claim = orders.lease_payment_step(id, leased.clone());
         let (then, marked) = self.settle_steps(id)?;
-        match self.inner.payments.pay(id, order.total, card_number, then).await {
+        match self.inner.payments.pay(id, order.total, card_number, vec![claim], then).await {
             Ok(PayOutcome::Succeeded(payment)) => {
                 // Marked paid with the payment's record where orders and
                 // payments share a database; otherwise, or if that part
@@ -59,8 +61,11 @@ impl CheckoutService {
             Err(e) => {
                 // Declined (the customer may try again, or cancel, at once),
                 // refused, or the provider unreachable: the order is not
-                // claimed any more.
-                let _ = orders.release_payment_lease(id).await;
+                // claimed any more. A claim refused (another payment holds
+                // it) is not ours to release.
+                if leased.load(Ordering::Acquire) {
+                    let _ = orders.release_payment_lease(id).await;
+                }
                 Err(e)
             }
         }

@@ -10,6 +10,7 @@ use mercato_platform::steps::Step;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -269,8 +270,9 @@ pub trait Orders: Send + Sync {
     async fn payable(&self, id: Id) -> Result<Option<Payable>, Error>;
     /// Claims unpaid order `id` for one payment (a lease), so neither a
     /// cancel nor expiry slips in while it is charged; refused while another
-    /// payment holds it or once it is no longer unpaid.
-    async fn lease_payment(&self, id: Id) -> Result<(), Error>;
+    /// payment holds it or once it is no longer unpaid. `leased` is set once
+    /// the claim is committed.
+    fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step;
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error>;
     /// Marks order `id` paid (its payment succeeded); what it did goes in
     /// `marked`.

@@ -63,12 +63,22 @@ pub const SIGNATURE_HEADER: &str = "mercato-signature";
 pub trait Payments: Send + Sync {
     async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error>;
     /// Charges `amount` for `order` with the card. A second call for a paid
-    /// order returns the payment without charging again. When the charge
-    /// succeeds, `then` (the caller's steps that follow a payment) runs after
-    /// the success is recorded, in its transaction where they share a
-    /// database; should they fail once it is recorded, the payment still
-    /// succeeded and `payment.succeeded` tells the caller's subscriber.
-    async fn pay(&self, order: Id, amount: Money, card_number: &str, then: Vec<Step>) -> Result<PayOutcome, Error>;
+    /// order returns the payment without charging again. `before` (the
+    /// caller's steps that must hold before a charge, such as claiming the
+    /// order) commits with the start of the attempt, in its transaction
+    /// where they share a database; a refusal of any of them charges
+    /// nothing. When the charge succeeds, `then` (the caller's steps that
+    /// follow a payment) runs after the success is recorded, likewise;
+    /// should they fail once it is recorded, the payment still succeeded and
+    /// `payment.succeeded` tells the caller's subscriber.
+    async fn pay(
+        &self,
+        order: Id,
+        amount: Money,
+        card_number: &str,
+        before: Vec<Step>,
+        then: Vec<Step>,
+    ) -> Result<PayOutcome, Error>;
     /// A signed notification from the provider; the payment it settled, if any.
     async fn handle_webhook(&self, signature: &str, body: &[u8]) -> Result<Option<Payment>, Error>;
     /// Asks the provider about attempts left processing for longer than

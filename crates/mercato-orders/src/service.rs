@@ -23,6 +23,7 @@ use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
 use parking_lot::Mutex;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone)]
 pub struct OrdersService {
@@ -277,9 +278,13 @@ impl Orders for OrdersService {
         self.inner.db.lookup(move |tx| store::payable(tx, id)).await
     }
 
-    async fn lease_payment(&self, id: Id) -> Result<(), Error> {
+    fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.inner.db.write(move |tx| store::lease_payment(tx, id, lease)).await
+        Step::local(
+            &self.inner.db,
+            move |tx| store::lease_payment(tx, id, lease),
+            move |_| leased.store(true, Ordering::Release),
+        )
     }
 
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {

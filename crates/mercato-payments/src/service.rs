@@ -26,32 +26,38 @@ impl PaymentsService {
     pub fn new(db: Db, ids: IdGen, bus: EventBus, provider: Arc<dyn Provider>) -> Self {
         PaymentsService { inner: Arc::new(Inner { db, ids, bus, provider }) }
     }
+}
 
-    /// Charges the card for `amount` against `order`'s intent. The caller (the
-    /// orders domain) has checked that the order is awaiting payment and
-    /// claimed it. Starting the attempt and applying the provider's final
-    /// answer are one transaction each; a `Pending` answer is settled later
-    /// by the provider's webhook or by reconciliation, and every success is
-    /// announced as `payment.succeeded`.
-    pub async fn pay(&self, order: Id, amount: Money, card_number: &str) -> Result<PayOutcome, Error> {
-        self.pay_then(order, amount, card_number, Vec::new()).await
+#[async_trait::async_trait]
+impl Payments for PaymentsService {
+    async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
+        Ok(self.inner.db.lookup(move |tx| store::intent_by_order(tx, order)).await?.map(|(p, _)| p))
     }
-
-    /// [`pay`](Self::pay), and `then` once the success is recorded (see
-    /// [`Payments::pay`]).
-    pub async fn pay_then(
+    async fn pay(
         &self,
         order: Id,
         amount: Money,
         card_number: &str,
+        before: Vec<Step>,
         then: Vec<Step>,
     ) -> Result<PayOutcome, Error> {
         let card = card::validate(card_number)?;
         let intent_id = self.inner.ids.next()?;
         let attempt = self.inner.ids.next()?;
         let last4 = card[card.len() - 4..].to_string();
-        let started =
-            self.inner.db.write(move |tx| store::start_attempt(tx, intent_id, order, amount, attempt, &last4)).await?;
+        // The caller's steps before the charge commit with the attempt's
+        // start where they share its database: a refusal of either starts
+        // nothing.
+        let started = Arc::new(Mutex::new(None));
+        let out = started.clone();
+        let mut first = before;
+        first.push(Step::local(
+            &self.inner.db,
+            move |tx| store::start_attempt(tx, intent_id, order, amount, attempt, &last4),
+            move |p| *out.lock() = Some(p),
+        ));
+        steps::run(first).await.map_err(|h| h.error)?;
+        let started = started.lock().take().ok_or_else(|| Error::internal("attempt start not reported"))?;
 
         let outcome = match self.inner.provider.charge(attempt, amount, &card).await {
             Ok(o) => o,
@@ -92,16 +98,6 @@ impl PaymentsService {
             Some((code, message)) => Err(Error::new(ErrorCode::PaymentDeclined, message)
                 .with_details(serde_json::json!({ "decline_code": code, "payment_id": payment.id }))),
         }
-    }
-}
-
-#[async_trait::async_trait]
-impl Payments for PaymentsService {
-    async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
-        Ok(self.inner.db.lookup(move |tx| store::intent_by_order(tx, order)).await?.map(|(p, _)| p))
-    }
-    async fn pay(&self, order: Id, amount: Money, card_number: &str, then: Vec<Step>) -> Result<PayOutcome, Error> {
-        PaymentsService::pay_then(self, order, amount, card_number, then).await
     }
     /// Verifies and applies a provider webhook. Returns the payment when this
     /// delivery is the one that made it succeed; duplicates return None.
