@@ -142,8 +142,8 @@ impl Checkout for CheckoutService {
     ) -> Result<Placed, Error> {
         self.place_order(customer, address, shipping_method, key, fingerprint).await
     }
-    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
-        self.pay_order(customer, id, card_number).await
+    async fn pay(&self, customer: Id, id: Id, card_number: &str, key: Option<&str>) -> Result<PaymentResult, Error> {
+        self.pay_order(customer, id, card_number, key).await
     }
     async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error> {
         self.settle(id).await

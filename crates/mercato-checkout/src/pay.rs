@@ -7,7 +7,7 @@
 
 use crate::CheckoutService;
 use mercato_contracts::orders::{Marked, OrderStatus, PaidOutcome, PaymentResult};
-use mercato_contracts::payments::PayOutcome;
+use mercato_contracts::payments::{PayOutcome, PaymentStatus};
 use mercato_core::{Error, Id};
 use mercato_platform::now_ms;
 use mercato_platform::steps::{self, Step};
@@ -16,7 +16,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 impl CheckoutService {
     /// Pays `customer`'s order with a test card.
-    pub(crate) async fn pay_order(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error> {
+    pub(crate) async fn pay_order(
+        &self,
+        customer: Id,
+        id: Id,
+        card_number: &str,
+        key: Option<&str>,
+    ) -> Result<PaymentResult, Error> {
         let orders = &self.inner.orders;
         let order = orders
             .payable(id)
@@ -24,6 +30,15 @@ impl CheckoutService {
             .filter(|o| o.customer_id == customer)
             .ok_or_else(|| Error::not_found("order not found"))?;
         if order.status != OrderStatus::PendingPayment {
+            // The HTTP layer replays a keyed request's stored answer; this
+            // covers a retry whose first attempt charged the card but whose
+            // instance died before that answer was stored.
+            if let Some(key) = key
+                && let Some(payment) = self.inner.payments.by_request(id, key).await?
+                && payment.status == PaymentStatus::Succeeded
+            {
+                return Ok(PaymentResult::Paid(payment));
+            }
             return Err(Error::illegal_transition(order.status.as_str(), "pay"));
         }
         if order.payment_due_at.is_some_and(|due| due <= now_ms()) {
@@ -37,7 +52,7 @@ impl CheckoutService {
         let leased = Arc::new(AtomicBool::new(false));
         let claim = orders.lease_payment_step(id, leased.clone());
         let (then, marked) = self.settle_steps(id)?;
-        match self.inner.payments.pay(id, order.total, card_number, vec![claim], then).await {
+        match self.inner.payments.pay(id, order.total, card_number, key, vec![claim], then).await {
             Ok(PayOutcome::Succeeded(payment)) => {
                 // Marked paid with the payment's record where orders and
                 // payments share a database; otherwise, or if that part

@@ -23,8 +23,11 @@ pub trait Checkout: Send + Sync {
         key: Option<String>,
         fingerprint: String,
     ) -> Result<Placed, Error>;
-    /// Pays `customer`'s order `id` with the card.
-    async fn pay(&self, customer: Id, id: Id, card_number: &str) -> Result<PaymentResult, Error>;
+    /// Pays `customer`'s order `id` with the card. With the request's
+    /// `Idempotency-Key`, a retry after its first answer was lost (the
+    /// instance died after the charge) gets the payment back, even once the
+    /// order is paid, rather than a refusal to pay a paid order.
+    async fn pay(&self, customer: Id, id: Id, card_number: &str, key: Option<&str>) -> Result<PaymentResult, Error>;
     /// The order's payment succeeded (a provider's late confirmation):
     /// marks it paid, or refunds a payment that landed on a cancelled order.
     async fn on_payment_succeeded(&self, id: Id) -> Result<(), Error>;

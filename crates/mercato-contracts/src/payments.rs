@@ -62,12 +62,17 @@ pub const SIGNATURE_HEADER: &str = "mercato-signature";
 #[async_trait::async_trait]
 pub trait Payments: Send + Sync {
     async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error>;
+    /// `order`'s payment if an attempt of it was asked for under the
+    /// client's `Idempotency-Key` `key`: how a retry whose first answer was
+    /// lost with a crashed instance gets that answer back.
+    async fn by_request(&self, order: Id, key: &str) -> Result<Option<Payment>, Error>;
     /// Charges `amount` for `order` with the card. A second call for a paid
     /// order returns the payment without charging again. `before` (the
     /// caller's steps that must hold before a charge, such as claiming the
     /// order) commits with the start of the attempt, in its transaction
     /// where they share a database; a refusal of any of them charges
-    /// nothing. When the charge succeeds, `then` (the caller's steps that
+    /// nothing. `request_key`, the client's `Idempotency-Key`, is kept
+    /// with the attempt (see `by_request`). When the charge succeeds, `then` (the caller's steps that
     /// follow a payment) runs after the success is recorded, likewise;
     /// should they fail once it is recorded, the payment still succeeded and
     /// `payment.succeeded` tells the caller's subscriber.
@@ -76,6 +81,7 @@ pub trait Payments: Send + Sync {
         order: Id,
         amount: Money,
         card_number: &str,
+        request_key: Option<&str>,
         before: Vec<Step>,
         then: Vec<Step>,
     ) -> Result<PayOutcome, Error>;

@@ -81,4 +81,12 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         name: "index intents by attempt",
         sql: "CREATE UNIQUE INDEX payment_intents_attempt ON payment_intents (attempt_id);",
     },
+    // A retried payment whose first answer was lost (its instance died after
+    // the charge) finds its payment by the client's Idempotency-Key.
+    mercato_platform::Migration {
+        version: 3,
+        name: "attempts keep the request's idempotency key",
+        sql: "ALTER TABLE payment_attempts ADD COLUMN request_key TEXT; \
+              CREATE INDEX payment_attempts_intent ON payment_attempts (intent_id);",
+    },
 ];

@@ -33,11 +33,16 @@ impl Payments for PaymentsService {
     async fn for_order(&self, order: Id) -> Result<Option<Payment>, Error> {
         Ok(self.inner.db.lookup(move |tx| store::intent_by_order(tx, order)).await?.map(|(p, _)| p))
     }
+    async fn by_request(&self, order: Id, key: &str) -> Result<Option<Payment>, Error> {
+        let key = key.to_string();
+        self.inner.db.read(move |tx| store::by_request(tx, order, &key)).await
+    }
     async fn pay(
         &self,
         order: Id,
         amount: Money,
         card_number: &str,
+        request_key: Option<&str>,
         before: Vec<Step>,
         then: Vec<Step>,
     ) -> Result<PayOutcome, Error> {
@@ -45,6 +50,7 @@ impl Payments for PaymentsService {
         let intent_id = self.inner.ids.next()?;
         let attempt = self.inner.ids.next()?;
         let last4 = card[card.len() - 4..].to_string();
+        let request_key = request_key.map(str::to_string);
         // The caller's steps before the charge commit with the attempt's
         // start where they share its database: a refusal of either starts
         // nothing.
@@ -53,7 +59,7 @@ impl Payments for PaymentsService {
         let mut first = before;
         first.push(Step::local(
             &self.inner.db,
-            move |tx| store::start_attempt(tx, intent_id, order, amount, attempt, &last4),
+            move |tx| store::start_attempt(tx, intent_id, order, amount, attempt, &last4, request_key.as_deref()),
             move |p| *out.lock() = Some(p),
         ));
         steps::run(first).await.map_err(|h| h.error)?;

@@ -78,6 +78,7 @@ pub(crate) fn start_attempt(
     amount: Money,
     attempt: Id,
     last4: &str,
+    request_key: Option<&str>,
 ) -> Result<Payment, Error> {
     let now = now_ms();
     tx.execute(
@@ -101,10 +102,24 @@ pub(crate) fn start_attempt(
     };
     let (intent, _) = intent_from(&row)?;
     tx.execute(
-        "INSERT INTO payment_attempts (id, intent_id, card_last4, status, created_at) VALUES ($1, $2, $3, 'processing', $4)",
-        params![attempt, intent.id, last4, now],
+        "INSERT INTO payment_attempts (id, intent_id, card_last4, status, created_at, request_key) \
+         VALUES ($1, $2, $3, 'processing', $4, $5)",
+        params![attempt, intent.id, last4, now, request_key],
     )?;
     Ok(intent)
+}
+
+/// `order`'s payment if one of its attempts was asked for under `key`.
+pub(crate) fn by_request(tx: &mut dyn Tx, order: Id, key: &str) -> Result<Option<Payment>, Error> {
+    tx.query_opt(
+        &format!(
+            "SELECT {INTENT_COLUMNS} FROM payment_intents WHERE order_id = $1 AND EXISTS \
+             (SELECT 1 FROM payment_attempts a WHERE a.intent_id = payment_intents.id AND a.request_key = $2)"
+        ),
+        params![order, key],
+    )?
+    .map(|r| intent_from(&r).map(|(p, _)| p))
+    .transpose()
 }
 
 /// Applies a provider notification once per event id: the payment it made

@@ -36,12 +36,12 @@ async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhoo
     let dir = tempfile::tempdir().unwrap();
     let (payments, db) = service(&dir).await;
     let order = Id(42);
-    let PayOutcome::Processing(p) = payments.pay(order, usd(1500), ASYNC, vec![], vec![]).await.unwrap() else {
+    let PayOutcome::Processing(p) = payments.pay(order, usd(1500), ASYNC, None, vec![], vec![]).await.unwrap() else {
         panic!("the async card must answer processing");
     };
     assert_eq!(p.status, PaymentStatus::Processing);
     // A second attempt while the first is processing is refused: one charge per order.
-    let again = payments.pay(order, usd(1500), "4242424242424242", vec![], vec![]).await.err().unwrap();
+    let again = payments.pay(order, usd(1500), "4242424242424242", None, vec![], vec![]).await.err().unwrap();
     assert_eq!(again.code, ErrorCode::Conflict);
 
     // The attempt id is what the provider reports back; read it like the provider would.
@@ -72,7 +72,7 @@ async fn async_payment_settles_once_and_ignores_duplicate_late_and_forged_webhoo
     assert_eq!(p.status, PaymentStatus::Succeeded);
 
     // Paying a paid order is an illegal transition, not a second charge.
-    let err = payments.pay(order, usd(1500), "4242424242424242", vec![], vec![]).await.err().unwrap();
+    let err = payments.pay(order, usd(1500), "4242424242424242", None, vec![], vec![]).await.err().unwrap();
     assert_eq!(err.code, ErrorCode::IllegalTransition);
 }
 
@@ -81,10 +81,14 @@ async fn declines_allow_retry_and_refunds_never_exceed_the_payment() {
     let dir = tempfile::tempdir().unwrap();
     let (payments, _db) = service(&dir).await;
     let order = Id(7);
-    let declined = payments.pay(order, usd(2000), "4000000000000002", vec![], vec![]).await.err().unwrap();
+    let declined = payments.pay(order, usd(2000), "4000000000000002", None, vec![], vec![]).await.err().unwrap();
     assert_eq!(declined.code, ErrorCode::PaymentDeclined);
-    assert_eq!(payments.pay(order, usd(2000), "4242", vec![], vec![]).await.err().unwrap().code, ErrorCode::Validation);
-    let PayOutcome::Succeeded(p) = payments.pay(order, usd(2000), "4242424242424242", vec![], vec![]).await.unwrap()
+    assert_eq!(
+        payments.pay(order, usd(2000), "4242", None, vec![], vec![]).await.err().unwrap().code,
+        ErrorCode::Validation
+    );
+    let PayOutcome::Succeeded(p) =
+        payments.pay(order, usd(2000), "4242424242424242", None, vec![], vec![]).await.unwrap()
     else {
         panic!("4242 must succeed");
     };

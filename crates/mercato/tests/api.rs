@@ -1917,3 +1917,38 @@ async fn every_event_delivered_again_changes_nothing() {
     let dead = srv.get("/admin/events/dead-letters", Some(&admin)).await;
     assert_eq!(dead.expect(200)["items"], json!([]), "repeats were refused: {}", dead.text);
 }
+
+/// A keyed payment retried after its first answer was lost gets the payment
+/// back, even when the generic Idempotency-Key store has no answer for it
+/// (here: the retry comes with a fresh token, so a different store scope;
+/// in production: the instance died between the charge and storing its
+/// answer). Another key on a paid order is still refused, and nothing is
+/// charged twice.
+#[tokio::test]
+async fn a_keyed_payment_retried_after_a_lost_answer_gets_the_payment_not_a_refusal() {
+    let srv = TestServer::start(0);
+    let admin = srv.admin_token().await;
+    let sku = srv.quick_sku(&admin, 1200, 10).await;
+    let email = unique_str("payer") + "@example.com";
+    srv.register(&email).await.expect(201);
+    let (first_token, _) = srv.login_customer(&email).await;
+    let order = srv.order_one(&first_token, &sku, 1).await;
+    let id = id_of(&order["id"]);
+    let pay = |token: &str, key: &str| {
+        srv.rb(Method::POST, &format!("/orders/{id}/payments"), Some(token))
+            .header("Idempotency-Key", key)
+            .json(&json!({"method": "test_card", "card_number": CARD_OK}))
+    };
+    let first = send(pay(&first_token, "pay-once")).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+
+    let (second_token, _) = srv.login_customer(&email).await;
+    let again = send(pay(&second_token, "pay-once")).await;
+    assert_eq!(again.status, 201, "the retry was refused: {}", again.text);
+    assert_eq!(again.body["id"], first.body["id"], "the retry names another payment");
+    assert_eq!(again.body["status"], json!("succeeded"));
+    assert_problem(&send(pay(&second_token, "another-key")).await, 409, "illegal-transition");
+    assert_eq!(srv.stock(&admin, &sku).await, (9, 0, 1), "one unit sold, once");
+    let payment = srv.get(&format!("/orders/{id}"), Some(&second_token)).await.expect(200).clone();
+    assert_eq!(payment["status"], json!("paid"));
+}

@@ -118,13 +118,14 @@ async fn pay_order(
     State(s): State<AppState>,
     Auth(p, _): Auth,
     Path(id): Path<String>,
+    IdempotencyKey(key): IdempotencyKey,
     Json(req): Json<PaymentRequest>,
 ) -> ApiResult<Response> {
     let id = path_id(&id)?;
     if req.method != "test_card" {
         return Err(Error::field("method", "the test provider accepts only 'test_card'").into());
     }
-    Ok(match s.checkout.pay(p.customer_id, id, &req.card_number).await? {
+    Ok(match s.checkout.pay(p.customer_id, id, &req.card_number, key.as_deref()).await? {
         PaymentResult::Paid(payment) => json_response(StatusCode::CREATED, &PaymentDto::from(payment)),
         PaymentResult::Processing(payment) => json_response(StatusCode::ACCEPTED, &PaymentDto::from(payment)),
     })
