@@ -1,6 +1,6 @@
 use crate::store;
 use mercato_contracts::catalog::*;
-use mercato_core::{Currency, Error, ErrorCode, Id};
+use mercato_core::{Currency, Error, ErrorCode, Id, Millis};
 use mercato_platform::cache::{CacheHub, Tiered};
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
@@ -459,6 +459,9 @@ impl Catalog for CatalogService {
     /// rebuilding derived views (the search index) in pages.
     async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
         self.inner.db.read(move |tx| store::published_after(tx, after, limit)).await
+    }
+    async fn changed_since(&self, since: Millis, after: Option<Id>, limit: i64) -> Result<Vec<Id>, Error> {
+        self.inner.db.read(move |tx| store::changed_since(tx, since, after, limit)).await
     }
     async fn published_count(&self) -> Result<i64, Error> {
         self.inner.db.read(store::published_count).await

@@ -334,6 +334,17 @@ pub(crate) fn published_after(tx: &mut dyn Tx, after: Option<Id>, limit: i64) ->
     rows.iter().map(|r| product_from(r, variants.remove(&r.int(0)?).unwrap_or_default())).collect()
 }
 
+/// Ids of products changed at or after `since` (ms), in id order after `after`.
+pub(crate) fn changed_since(tx: &mut dyn Tx, since: i64, after: Option<Id>, limit: i64) -> Result<Vec<Id>, Error> {
+    tx.query(
+        "SELECT id FROM products WHERE updated_at >= $1 AND id > $2 ORDER BY id LIMIT $3",
+        params![since, after.map(|a| a.0).unwrap_or(0), limit],
+    )?
+    .iter()
+    .map(|r| Ok(Id(r.int(0)?)))
+    .collect()
+}
+
 pub(crate) fn published_count(tx: &mut dyn Tx) -> Result<i64, Error> {
     tx.query_one("SELECT COUNT(*) FROM products WHERE status = 'published'", params![])?.int(0)
 }

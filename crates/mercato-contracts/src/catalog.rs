@@ -2,7 +2,7 @@
 //! response types, its events and the product statuses they carry.
 
 use crate::event;
-use mercato_core::{Currency, Error, Id};
+use mercato_core::{Currency, Error, Id, Millis};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,6 +45,9 @@ pub trait Catalog: Send + Sync {
     /// Published products in id order after `after`, for rebuilding derived
     /// views (the search index) in pages.
     async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error>;
+    /// Ids of products (any status) changed at or after `since`, in id
+    /// order after `after`: what a derived view that was down must look at again.
+    async fn changed_since(&self, since: Millis, after: Option<Id>, limit: i64) -> Result<Vec<Id>, Error>;
     async fn published_count(&self) -> Result<i64, Error>;
     async fn product_count(&self) -> Result<i64, Error>;
     /// A product read from the database, never a cache: for derived views

@@ -128,19 +128,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The client's address, for abuse limits. Behind a proxy this becomes the
-/// first untrusted X-Forwarded-For hop.
+/// The client's address as the edge settled it (see `forwarded`): the peer,
+/// or behind trusted proxies the first untrusted hop of their header.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+/// The client's address, for abuse limits (login throttles key on it).
 pub struct ClientAddr(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_else(|| "unknown".into());
+        let addr = match parts.extensions.get::<ClientIp>() {
+            Some(c) => c.0.to_string(),
+            None => parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "unknown".into()),
+        };
         Ok(ClientAddr(addr))
     }
 }

@@ -7,6 +7,7 @@
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod forwarded;
 pub mod idempotency;
 pub mod render;
 pub mod routes;
@@ -139,6 +140,13 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.http.body_limit_bytes;
     let doc_json = serde_json::to_vec(&doc).unwrap_or_default();
     let request_id = HeaderName::from_static("x-request-id");
+    let proxies = forwarded::TrustedProxies::parse(&state.http.trusted_proxies, &state.http.forwarded_header)
+        .unwrap_or_else(|e| {
+            // `Config::validate` refuses this before a server starts.
+            tracing::error!(error = %e, "ignoring forwarding headers");
+            forwarded::TrustedProxies::default()
+        });
+    let draining = state.draining.clone();
     // route_layer: runs after routing, so the layer sees the matched route.
     api.route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .route("/healthz", get(routes::ops::healthz))
@@ -159,17 +167,52 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
+                .layer(middleware::from_fn(move |req: Request, next: Next| {
+                    edge(req, next, proxies.clone(), draining.clone())
+                }))
                 .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", request_id = %id, method = %req.method(), uri = %req.uri().path())
+                    let client = req.extensions().get::<extract::ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
+                    tracing::info_span!("request", request_id = %id, %client, method = %req.method(), uri = %req.uri().path())
                 }))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(CatchPanicLayer::custom(|_| ApiError(Error::internal("handler panicked")).into_response()))
                 .layer(middleware::from_fn(move |req: Request, next: Next| deadline(req, next, timeout)))
                 .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
+}
+
+/// What the edge settles before anything else sees the request: who the
+/// client is (behind trusted proxies, from their forwarding header), and
+/// whether a request id that came with it may be kept (a proxy's is passed
+/// through end to end; one that could not be logged safely is replaced).
+/// While the instance drains, every response closes its connection, so
+/// that a proxy's kept-alive connections move to the other instances
+/// before the listener closes.
+async fn edge(
+    mut req: Request,
+    next: Next,
+    proxies: forwarded::TrustedProxies,
+    draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Response {
+    if let Some(peer) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+        let client = proxies.client(peer.0.ip(), req.headers());
+        req.extensions_mut().insert(extract::ClientIp(client));
+    }
+    let keep_id = req.headers().get("x-request-id").is_none_or(|v| {
+        (1..=128).contains(&v.len())
+            && v.as_bytes().iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@'))
+    });
+    if !keep_id {
+        req.headers_mut().remove("x-request-id");
+    }
+    let mut resp = next.run(req).await;
+    if draining.load(std::sync::atomic::Ordering::Relaxed) {
+        resp.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 async fn deadline(req: Request, next: Next, timeout: Duration) -> Response {

@@ -59,16 +59,23 @@ impl TestProvider {
 
     /// Delivers due webhooks until the process ends. Failed deliveries are
     /// retried with exponential backoff and jitter.
-    pub fn spawn_webhook_sender(&self) -> tokio::task::JoinHandle<()> {
+    /// Sends due webhooks from whichever instance holds `job`'s lease (the
+    /// provider stands for one party outside the fleet, which sends each
+    /// webhook once), until `stop`.
+    pub fn spawn_webhook_sender(
+        &self,
+        job: mercato_platform::fleet::FleetJob,
+        stop: mercato_platform::CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
             let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("http client");
-            loop {
+            job.every(Duration::from_millis(200), stop, || async {
                 if let Err(e) = this.send_due(&client).await {
                     tracing::warn!(error = %e, "test provider webhook pass failed");
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+            })
+            .await
         })
     }
 

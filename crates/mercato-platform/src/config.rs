@@ -114,12 +114,47 @@ pub struct HttpConfig {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// On SIGTERM, how long the instance goes on accepting requests while
+    /// `/readyz` answers 503, so that load balancers checking it stop
+    /// sending new ones before the listener closes (HAProxy: at least
+    /// `inter` x `fall`; Kubernetes: the readiness probe's period x failure
+    /// threshold). 0 closes the listener at once, right for one instance.
+    pub drain_delay_ms: u64,
+    /// Proxies (addresses or CIDR blocks) whose forwarding header names the
+    /// client; from any other peer the header is ignored. A list, or one
+    /// comma-separated string (`MERCATO_HTTP_TRUSTED_PROXIES=10.0.0.0/8,127.0.0.1`).
+    #[serde(deserialize_with = "list_or_csv")]
+    pub trusted_proxies: Vec<String>,
+    /// The header those proxies append to: `x-forwarded-for` or `forwarded` (RFC 7239).
+    pub forwarded_header: String,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { body_limit_bytes: 256 * 1024, request_timeout_ms: 30_000, shutdown_grace_secs: 30 }
+        HttpConfig {
+            body_limit_bytes: 256 * 1024,
+            request_timeout_ms: 30_000,
+            shutdown_grace_secs: 30,
+            drain_delay_ms: 0,
+            trusted_proxies: Vec::new(),
+            forwarded_header: "x-forwarded-for".into(),
+        }
     }
+}
+
+/// A list setting given either as a list or, as environment variables give
+/// it, as one comma-separated string.
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        List(Vec<String>),
+        Csv(String),
+    }
+    Ok(match Form::deserialize(d)? {
+        Form::List(items) => items,
+        Form::Csv(s) => s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from).collect(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

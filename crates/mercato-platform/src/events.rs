@@ -349,6 +349,9 @@ pub struct RelayOptions {
     pub poll: Duration,
     /// Rows read or sequenced per step.
     pub batch: usize,
+    /// Cancelled when the instance shuts down: the relay finishes its step,
+    /// hands its lease on and ends.
+    pub stop: crate::CancellationToken,
 }
 
 impl RelayOptions {
@@ -360,6 +363,7 @@ impl RelayOptions {
             retry_base: Duration::from_millis(500),
             poll: Duration::from_millis(250),
             batch: 256,
+            stop: crate::CancellationToken::new(),
         }
     }
 }
@@ -488,6 +492,16 @@ impl Relay {
             self.leading_until = now + ttl * 2 / 3;
         } else {
             self.step_down();
+        }
+        Ok(())
+    }
+
+    /// Hands the lease on if this relay holds it, so another instance
+    /// relays the effects at once (used when the instance drains).
+    pub async fn resign(&mut self) -> Result<(), Error> {
+        if self.leading_until > 0 {
+            self.step_down();
+            crate::release_lease(&self.db, RELAY_LEASE, &self.opts.holder).await?;
         }
         Ok(())
     }
@@ -821,10 +835,13 @@ async fn deliver(
 }
 
 /// Runs the relay of `db` (whose event ids carry `source`, see [`Event::id`])
-/// until the process ends; `bus.wake()`, called after commits that emitted
-/// events, cuts the polling delay. One relay runs per database per instance.
+/// until `opts.stop` is cancelled; `bus.wake()`, called after commits that
+/// emitted events, cuts the polling delay. One relay runs per database per
+/// instance. A step is never cut in the middle: stopping waits for it, then
+/// hands the lease on.
 pub fn spawn_relay(db: Db, source: i64, bus: EventBus, opts: RelayOptions) -> tokio::task::JoinHandle<()> {
     let wake = bus.relay_waker(&db);
+    let stop = opts.stop.clone();
     tokio::spawn(async move {
         let poll = opts.poll;
         let mut relay = loop {
@@ -832,26 +849,41 @@ pub fn spawn_relay(db: Db, source: i64, bus: EventBus, opts: RelayOptions) -> to
                 Ok(relay) => break relay,
                 Err(e) => {
                     tracing::warn!(db = db.name(), error = %e, "outbox relay cannot start yet");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
                 }
             }
         };
         let mut backoff = Duration::from_millis(100);
-        loop {
-            match relay.pass().await {
+        while !stop.is_cancelled() {
+            // After a failure only time ends the wait: commits waking a
+            // failing relay would turn its backoff into a retry storm.
+            let (wait, wakeable) = match relay.pass().await {
                 Ok(n) if n > 0 => {
                     backoff = Duration::from_millis(100);
                     continue; // more may be waiting
                 }
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {
+                    backoff = Duration::from_millis(100);
+                    (poll, true)
+                }
                 Err(e) => {
                     tracing::warn!(db = db.name(), error = %e, retry_in_ms = backoff.as_millis() as u64, "outbox relay step failed");
-                    tokio::time::sleep(backoff).await;
+                    let wait = backoff;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
+                    (wait, false)
                 }
+            };
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = wake.notified(), if wakeable => {}
+                _ = tokio::time::sleep(wait) => {}
             }
-            let _ = tokio::time::timeout(poll, wake.notified()).await;
+        }
+        if let Err(e) = relay.resign().await {
+            tracing::warn!(db = db.name(), error = %e, "could not hand the relay lease on; it lapses instead");
         }
     })
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod databases;
 pub mod db;
 pub mod events;
+pub mod fleet;
 pub mod idempotency;
 pub mod ids;
 pub mod ratelimit;
@@ -20,6 +21,8 @@ pub mod telemetry;
 
 pub use databases::Databases;
 pub use db::{Db, DbError, Migration, Row, Tx};
+/// How background work is told to stop (on SIGTERM, after the drain).
+pub use tokio_util::sync::CancellationToken;
 
 /// RFC 3339 UTC timestamp from epoch milliseconds, always with three
 /// fractional digits so every timestamp in the API has the same shape.
@@ -143,6 +146,18 @@ pub async fn try_lease(db: &Db, name: &'static str, holder: &str, ttl_ms: i64) -
             params![name, &holder, now + ttl_ms, now],
         )?;
         Ok(taken == 1)
+    })
+    .await
+}
+
+/// Gives up the lease `name` if `holder` has it, so that another instance
+/// takes the work over at once rather than when the lease runs out (a
+/// draining instance hands its leases on this way).
+pub async fn release_lease(db: &Db, name: &'static str, holder: &str) -> mercato_core::Result<()> {
+    let holder = holder.to_string();
+    db.write(move |tx| {
+        tx.execute("DELETE FROM leases WHERE name = $1 AND holder = $2", params![name, &holder])?;
+        Ok(())
     })
     .await
 }

@@ -50,11 +50,18 @@ impl WebhooksService {
     /// Starts the background sender. One per process; several processes may
     /// run one each against the same database.
     pub fn spawn_dispatcher(&self) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move { this.dispatch_loop().await })
+        self.spawn_dispatcher_until(mercato_platform::CancellationToken::new())
     }
 
-    async fn dispatch_loop(self) {
+    /// As [`Self::spawn_dispatcher`], until `stop`: then it claims nothing
+    /// more and ends once the attempts it started have finished (each is
+    /// bounded by the send timeout).
+    pub fn spawn_dispatcher_until(&self, stop: mercato_platform::CancellationToken) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move { this.dispatch_loop(stop).await })
+    }
+
+    async fn dispatch_loop(self, stop: mercato_platform::CancellationToken) {
         let opts = self.opts;
         let client = match reqwest::Client::builder()
             .timeout(opts.timeout)
@@ -72,7 +79,7 @@ impl WebhooksService {
         let max = opts.max_in_flight.max(1);
         let mut in_flight: JoinSet<()> = JoinSet::new();
         let mut error_backoff = Duration::from_millis(100);
-        loop {
+        while !stop.is_cancelled() {
             let wait = match self.dispatch_once(&client, &mut in_flight, max).await {
                 Ok(wait) => {
                     error_backoff = Duration::from_millis(100);
@@ -93,6 +100,12 @@ impl WebhooksService {
                 }
                 _ = self.inner.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => {}
+            }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            if let Err(e) = done {
+                tracing::error!(error = %e, "webhook attempt task failed");
             }
         }
     }

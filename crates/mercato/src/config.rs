@@ -118,6 +118,7 @@ impl Config {
             .map_err(|_| format!("listen: '{}' is not host:port", self.listen))?;
         self.shop.validate()?;
         self.orders.validate()?;
+        mercato_http::forwarded::TrustedProxies::parse(&self.http.trusted_proxies, &self.http.forwarded_header)?;
         if self.orders.checkout_lease_ms <= self.http.request_timeout_ms {
             return Err(
                 "orders.checkout_lease_ms: must exceed http.request_timeout_ms, or a slow checkout could be taken over"
@@ -300,6 +301,23 @@ mod tests {
         assert!(Config::load(None, env(&[("MERCATO_ORDERS_NOPE", "1")])).is_err());
         assert!(Config::load(None, env(&[("MERCATO_LISTEN", "nope")])).is_err());
         assert!(Config::load(None, env(&[("MERCATO_SHOP_CURRENCY", "usd")])).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_come_as_a_list_or_a_comma_separated_variable() {
+        let c = Config::load(None, env(&[("MERCATO_HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")])).unwrap();
+        assert_eq!(c.http.trusted_proxies, vec!["10.0.0.0/8", "127.0.0.1"]);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.toml");
+        std::fs::write(
+            &file,
+            "[http]\ntrusted_proxies = [\"::1\", \"192.168.0.0/16\"]\nforwarded_header = \"forwarded\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[])).unwrap();
+        assert_eq!(c.http.trusted_proxies, vec!["::1", "192.168.0.0/16"]);
+        let bad = Config::load(None, env(&[("MERCATO_HTTP_TRUSTED_PROXIES", "10.0.0.0/8,nginx")])).unwrap_err();
+        assert!(bad.contains("http.trusted_proxies") && bad.contains("nginx"), "{bad}");
     }
 
     #[test]

@@ -81,3 +81,45 @@ pub async fn reindex(state: &AppState, progress: bool) -> Result<u64, Error> {
     bar.finish_and_clear();
     Ok(done)
 }
+
+/// The file in `data_dir` where this instance's index records the commit
+/// time of the last catalog event it applied.
+const FOLLOWED: &str = "search-index.followed";
+
+/// Events are applied in outbox order, not commit-time order, and other
+/// instances' clocks differ a little: look this far before the recorded
+/// time when catching up.
+const CATCH_UP_MARGIN_MS: i64 = 60_000;
+
+/// How far the index has followed the catalog, as recorded in `data_dir`.
+pub fn followed(data_dir: &std::path::Path) -> Option<i64> {
+    std::fs::read_to_string(data_dir.join(FOLLOWED)).ok()?.trim().parse().ok()
+}
+
+/// Records `at` (an event's commit time) as followed; written under a
+/// temporary name and renamed, so a crash leaves the old value or the new.
+pub fn record_followed(data_dir: &std::path::Path, at: i64) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!("{FOLLOWED}.tmp"));
+    std::fs::write(&tmp, at.to_string())?;
+    std::fs::rename(&tmp, data_dir.join(FOLLOWED))
+}
+
+/// Brings the index up to date with what changed while this instance was
+/// down: the projection that follows the outbox starts at the head when the
+/// instance starts, so catalog changes committed in between (through other
+/// instances) are looked at again here. Idempotent, like `refresh`.
+pub async fn catch_up(state: &AppState, since: i64) -> Result<u64, Error> {
+    let since = since - CATCH_UP_MARGIN_MS;
+    let mut after = None;
+    let mut done = 0;
+    loop {
+        let ids = state.catalog.changed_since(since, after, 1_000).await?;
+        let Some(last) = ids.last() else { break };
+        after = Some(*last);
+        for id in ids {
+            refresh(state, id).await?;
+            done += 1;
+        }
+    }
+    Ok(done)
+}

@@ -12,6 +12,7 @@ use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
 use mercato_platform::db::DbOptions;
 use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
+use mercato_platform::fleet::FleetJob;
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::{Redis, RedisOptions};
 use mercato_platform::{Databases, Db, setting_get_or_init};
@@ -25,6 +26,9 @@ use std::time::Duration;
 /// Every service of one shop, wired and ready.
 pub struct Shop {
     pub config: Arc<Config>,
+    /// The commit time of the last catalog event this instance's search
+    /// index applied (0: none yet), recorded in `data_dir` by `serve`.
+    pub index_followed: Arc<std::sync::atomic::AtomicI64>,
     pub state: AppState,
     /// The same services as `state` holds through their surfaces, as the
     /// binary needs them to start their reactions and background work.
@@ -68,12 +72,62 @@ fn open_url(config: &Config, url: &str, name: &str) -> anyhow::Result<Db> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    hold_embedded(&path)?;
     let opts = DbOptions {
         readers: config.database.pool_size.max(1),
         synchronous: config.database.synchronous,
         max_batch: config.database.max_batch,
     };
     Ok(Db::open_sqlite(&path, name, opts)?)
+}
+
+/// Makes this process the only one serving the embedded database at `path`,
+/// for as long as it runs. SQLite would let a second process in, but an
+/// embedded database has one writer thread, in-process caches and
+/// in-process flash-sale counters: a second instance would see none of the
+/// first's and oversell, so it is refused with what to do instead.
+fn hold_embedded(path: &std::path::Path) -> anyhow::Result<()> {
+    static HELD: std::sync::Mutex<Vec<(std::path::PathBuf, std::fs::File)>> = std::sync::Mutex::new(Vec::new());
+    let lock_path = {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".instance-lock");
+        path.with_file_name(name)
+    };
+    let mut held = HELD.lock().unwrap_or_else(|e| e.into_inner());
+    if held.iter().any(|(p, _)| *p == lock_path) {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let other = std::fs::read_to_string(&lock_path).unwrap_or_default();
+            let other = other.trim();
+            anyhow::bail!(
+                "another mercato process{} is already serving the embedded database {}. \
+                 An embedded (SQLite) database serves one instance only. To run several instances, \
+                 give them a database server they share, e.g. MERCATO_DATABASE_URL=postgres://user@host/shop, \
+                 and a shared Redis for caches, sessions and limits (MERCATO_CACHE_REDIS_URL=redis://host:6379); \
+                 to run a second, separate shop, give it its own MERCATO_DATA_DIR",
+                if other.is_empty() { String::new() } else { format!(" ({other})") },
+                path.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+        }
+    }
+    use std::io::Write;
+    file.set_len(0)?;
+    let _ = write!(file, "pid {}", std::process::id());
+    held.push((lock_path, file));
+    Ok(())
 }
 
 /// Opens every domain's database: one handle per distinct URL, so domains
@@ -287,7 +341,8 @@ impl Shop {
             search_results: cache.tiered_sized("search", (page_entries / 10).max(100)),
             draining: Arc::new(AtomicBool::new(false)),
         });
-        let shop = Shop { config, state, domains, bus, provider, cache };
+        let index_followed = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let shop = Shop { config, index_followed, state, domains, bus, provider, cache };
         shop.subscribe();
         Ok(shop)
     }
@@ -304,62 +359,108 @@ impl Shop {
         s.checkout.subscribe();
         // Every instance keeps its own index, following every instance's
         // catalog changes through the catalog database's outbox.
-        let state = self.state.clone();
+        let (state, followed) = (self.state.clone(), self.index_followed.clone());
         self.bus.project("search.indexer", &["product.", "variant."], move |e| {
-            let state = state.clone();
+            let (state, followed) = (state.clone(), followed.clone());
             async move {
-                match e.aggregate_id.parse() {
-                    Ok(id) => crate::indexer::refresh(&state, id).await,
-                    Err(_) => Ok(()),
+                if let Ok(id) = e.aggregate_id.parse() {
+                    crate::indexer::refresh(&state, id).await?;
                 }
+                followed.fetch_max(e.created_at, Ordering::Relaxed);
+                Ok(())
             }
         });
     }
 
-    /// Starts the outbox relays, the order sweeper, the test provider's
-    /// webhook sender and session clean-up. `instance` names this instance
-    /// as a lease holder: stable across restarts (a restarted instance takes
-    /// its leases back at once), distinct between instances.
-    pub fn spawn_workers(&self, instance: &str) {
-        // One relay per database, each reading its own outbox.
+    /// Starts the background work: the outbox relays (one per database),
+    /// the webhook dispatcher, and the jobs that run on one instance of the
+    /// fleet at a time (the order sweeper with its purges, the test
+    /// provider's webhooks), until [`Workers::stop`]. `instance` names this
+    /// instance as a lease holder: stable across restarts (a restarted
+    /// instance takes its leases back at once), distinct between instances.
+    ///
+    /// The cache invalidation listener and the catalog's membership filter
+    /// are this instance's own and hold nothing another needs: they end with
+    /// the process.
+    pub fn spawn_workers(&self, instance: &str) -> Workers {
+        let stop = mercato_platform::CancellationToken::new();
+        let mut tasks = Vec::new();
         let events = &self.config.events;
         let mut opts = RelayOptions::new(instance);
         opts.max_attempts = events.max_attempts;
         opts.retry_base = Duration::from_millis(events.retry_base_ms);
         opts.lease = Duration::from_millis(events.lease_ms);
+        opts.stop = stop.clone();
         for (source, db) in self.state.dbs.sources() {
-            spawn_relay(db, source, self.bus.clone(), opts.clone());
+            tasks.push(spawn_relay(db, source, self.bus.clone(), opts.clone()));
         }
         self.cache.spawn_listener();
         self.domains.catalog.spawn_upkeep();
-        self.domains.webhooks.spawn_dispatcher();
-        self.provider.spawn_webhook_sender();
+        tasks.push(self.domains.webhooks.spawn_dispatcher_until(stop.clone()));
+        let interval = Duration::from_millis(self.config.orders.sweep_interval_ms.max(50));
+        // Long enough that the holder renews it between two runs.
+        let lease = Duration::from_millis(events.lease_ms).max(interval * 3);
+        let job = |name| FleetJob::new(self.state.db.clone(), name, instance, lease);
+        tasks.push(self.provider.spawn_webhook_sender(job("payments.test.webhooks"), stop.clone()));
         let checkout = self.domains.checkout.clone();
         let orders = self.domains.orders.clone();
         let flash = self.domains.flash.clone();
         let customers = self.domains.customers.clone();
         let db = self.state.db.clone();
-        let interval = Duration::from_millis(self.config.orders.sweep_interval_ms.max(50));
-        tokio::spawn(async move {
-            let mut ticks: u64 = 0;
-            loop {
-                tokio::time::sleep(interval).await;
-                if let Err(e) = checkout.sweep().await {
-                    tracing::warn!(error = %e, "order sweep failed");
-                }
-                if let Err(e) = flash.sweep().await {
-                    tracing::warn!(error = %e, "flash sale sweep failed");
-                }
-                ticks += 1;
-                if ticks.is_multiple_of(3600) {
-                    let _ = customers.purge_sessions().await;
-                    let _ = mercato_platform::idempotency::purge(&db).await;
-                    if let Err(e) = orders.purge_checkouts().await {
-                        tracing::warn!(error = %e, "purging finished checkouts failed");
+        let sweeper = job("orders.sweep");
+        let purge_every = Duration::from_secs(3600).as_millis() / interval.as_millis().max(1);
+        tasks.push(tokio::spawn(async move {
+            let mut runs: u128 = 0;
+            sweeper
+                .every(interval, stop.clone(), || {
+                    runs += 1;
+                    let purge = runs.is_multiple_of(purge_every.max(1));
+                    let (checkout, orders, flash, customers, db) =
+                        (checkout.clone(), orders.clone(), flash.clone(), customers.clone(), db.clone());
+                    async move {
+                        if let Err(e) = checkout.sweep().await {
+                            tracing::warn!(error = %e, "order sweep failed");
+                        }
+                        if let Err(e) = flash.sweep().await {
+                            tracing::warn!(error = %e, "flash sale sweep failed");
+                        }
+                        if purge {
+                            let _ = customers.purge_sessions().await;
+                            let _ = mercato_platform::idempotency::purge(&db).await;
+                            if let Err(e) = orders.purge_checkouts().await {
+                                tracing::warn!(error = %e, "purging finished checkouts failed");
+                            }
+                        }
                     }
-                }
-            }
-        });
+                })
+                .await
+        }));
+        Workers { stop: opts.stop, tasks }
+    }
+}
+
+/// The background work of one instance, as [`Shop::spawn_workers`] started it.
+pub struct Workers {
+    stop: mercato_platform::CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Tells every worker to stop and waits up to `deadline` for them: each
+    /// finishes the step it is in (a relay batch, a sweep, the webhook
+    /// attempts it started) and hands its lease on, so another instance
+    /// takes the work over at once instead of when the lease runs out.
+    pub async fn stop(self, deadline: Duration) {
+        self.stop.cancel();
+        let aborts: Vec<_> = self.tasks.iter().map(|t| t.abort_handle()).collect();
+        let all = futures_util::future::join_all(self.tasks);
+        if tokio::time::timeout(deadline, all).await.is_err() {
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "background work did not stop in time; abandoning it"
+            );
+            aborts.iter().for_each(|a| a.abort());
+        }
     }
 }
 
@@ -374,24 +475,67 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let password_file = config.data_dir.join("admin-password.txt");
     let admin_line = match (&admin_password, config.admin.password.is_empty()) {
         (Some(p), true) => {
-            let _ = std::fs::write(&password_file, format!("{}\n{p}\n", config.admin.email));
-            restrict(&password_file);
+            if let Err(e) = write_private(&password_file, &format!("{}\n{p}\n", config.admin.email)) {
+                tracing::warn!(error = %e, file = %password_file.display(), "could not keep the admin password in a file");
+            }
             format!("{} / {p}  (generated on first run; also in {})", config.admin.email, password_file.display())
         }
         (_, false) => format!("{} / (the password in MERCATO_ADMIN_PASSWORD)", config.admin.email),
-        (None, true) => format!("{} / (generated on first run; see {})", config.admin.email, password_file.display()),
+        (None, true) if password_file.exists() => {
+            format!("{} / (generated on first run; see {})", config.admin.email, password_file.display())
+        }
+        // Another instance of the fleet created the admin: the file is in
+        // its data directory, not this one's.
+        (None, true) => format!(
+            "{} / (generated by the instance that first started on this database: see admin-password.txt in its \
+             data directory, or set MERCATO_ADMIN_PASSWORD on every instance)",
+            config.admin.email
+        ),
     };
     if config.seed.products > 0 && shop.state.catalog.product_count().await? == 0 {
         crate::seed::run(&shop.state, config.seed.products as u64, config.seed.stock_per_variant, false).await?;
     }
+    let followed = crate::indexer::followed(&config.data_dir);
+    let started = mercato_platform::now_ms();
     if shop.state.search.count().await? != shop.state.catalog.published_count().await? as u64 {
         // A first run, a deleted index, or products added by `mercato seed`:
         // rebuild it behind the already-serving shop.
-        let state = shop.state.clone();
+        let (state, mark) = (shop.state.clone(), shop.index_followed.clone());
         tokio::spawn(async move {
             match crate::indexer::reindex(&state, false).await {
-                Ok(n) => tracing::info!(products = n, "search index rebuilt"),
+                Ok(n) => {
+                    mark.fetch_max(started, Ordering::Relaxed);
+                    tracing::info!(products = n, "search index rebuilt")
+                }
                 Err(e) => tracing::error!(error = %e, "search index rebuild failed"),
+            }
+        });
+    } else if let Some(since) = followed {
+        // Changes made through other instances while this one was down.
+        let state = shop.state.clone();
+        shop.index_followed.fetch_max(since, Ordering::Relaxed);
+        tokio::spawn(async move {
+            match crate::indexer::catch_up(&state, since).await {
+                Ok(n) => tracing::info!(products = n, "search index caught up with changes made while stopped"),
+                Err(e) => tracing::error!(error = %e, "search index catch-up failed"),
+            }
+        });
+    }
+    {
+        // Recorded every second: after a crash at most that much more is
+        // looked at again (and the catch-up's margin covers it anyway).
+        let (mark, dir) = (shop.index_followed.clone(), config.data_dir.clone());
+        tokio::spawn(async move {
+            let mut written = 0;
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let at = mark.load(Ordering::Relaxed);
+                if at > written {
+                    match crate::indexer::record_followed(&dir, at) {
+                        Ok(()) => written = at,
+                        Err(e) => tracing::warn!(error = %e, "could not record how far the search index followed"),
+                    }
+                }
             }
         });
     }
@@ -404,30 +548,70 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         url => url.to_string(),
     };
     shop.provider.set_webhook_url(webhook_url);
-    shop.spawn_workers(&instance_name(&config));
+    let workers = shop.spawn_workers(&instance_name(&config));
 
+    // The drain, on the first SIGTERM or Ctrl-C: report not ready and keep
+    // serving for `drain_delay` (load balancers stop sending meanwhile;
+    // every response closes its connection), then close the listener and
+    // give in-flight requests `grace` to finish, then stop the background
+    // work, handing its leases on. A second signal exits at once.
     let draining = shop.state.draining.clone();
+    let delay = Duration::from_millis(config.http.drain_delay_ms);
     let grace = Duration::from_secs(config.http.shutdown_grace_secs);
+    let close = mercato_platform::CancellationToken::new();
+    let closing = close.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!(drain_delay_ms = delay.as_millis() as u64, "shutdown requested: reporting not ready, draining");
+        draining.store(true, Ordering::Relaxed);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown_signal() => exit_now(),
+        }
+        tracing::info!("closing the listener; finishing requests in flight");
+        closing.cancel();
+        shutdown_signal().await;
+        exit_now();
+    });
     let app = mercato_http::app(shop.state.clone());
     println!("Mercato is running at http://{addr}");
     println!("  API docs:  http://{addr}/docs");
     println!("  Admin:     {admin_line}");
-    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(
-        async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested: draining in-flight requests");
-            draining.store(true, Ordering::Relaxed);
-        },
-    );
-    // In-flight requests get `grace` to finish once the signal arrives.
+    let closed = close.clone();
+    let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move { closed.cancelled().await });
     let server = tokio::spawn(async move { server.await });
     tokio::select! {
         r = server => r??,
-        _ = async { shutdown_signal().await; tokio::time::sleep(grace).await } => {
+        _ = async { close.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!("shutdown grace period elapsed; exiting with requests still in flight");
         }
     }
+    workers.stop(Duration::from_secs(10)).await;
+    tracing::info!("stopped");
     Ok(())
+}
+
+fn exit_now() -> ! {
+    tracing::warn!("second shutdown signal: exiting without finishing the drain");
+    std::process::exit(130)
+}
+
+/// Writes `contents` to a new file at `path` that only this user can read:
+/// created with mode 0600 under a temporary name, then renamed into place,
+/// so the secret is never readable by others, not even for a moment.
+fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = options.open(&tmp)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// This instance's name as a lease holder: its host and data directory.
@@ -439,15 +623,6 @@ fn instance_name(config: &Config) -> String {
     let dir = std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
     format!("{}:{}", host.trim(), dir.display())
 }
-
-#[cfg(unix)]
-fn restrict(path: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
-
-#[cfg(not(unix))]
-fn restrict(_: &std::path::Path) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -386,6 +386,27 @@ impl TestServer {
         server
     }
 
+    /// A client of a shop this test did not start (behind a balancer the
+    /// lab started): the same helpers, nothing to stop or drop.
+    pub fn external(base_url: &str) -> TestServer {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("reqwest client");
+        TestServer {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            client,
+            child: None,
+            data_dir: None,
+            env: Vec::new(),
+            stderr: Arc::new(Mutex::new(String::new())),
+            owns_database: false,
+            redis: None,
+            split: None,
+        }
+    }
+
     /// A counter or gauge from `/metrics` (0 when absent), e.g.
     /// `mercato_cache_loads_total{cache="product"}`.
     pub async fn metric(&self, series: &str) -> f64 {
