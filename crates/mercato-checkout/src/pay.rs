@@ -9,8 +9,8 @@ use crate::CheckoutService;
 use mercato_contracts::orders::{Marked, OrderStatus, PaidOutcome, PaymentResult};
 use mercato_contracts::payments::{PayOutcome, PaymentStatus};
 use mercato_core::{Error, Id};
-use mercato_platform::now_ms;
 use mercato_platform::steps::{self, Step};
+use mercato_platform::{KeepAlive, now_ms};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -52,7 +52,23 @@ impl CheckoutService {
         let leased = Arc::new(AtomicBool::new(false));
         let claim = orders.lease_payment_step(id, leased.clone());
         let (then, marked) = self.settle_steps(id)?;
-        match self.inner.payments.pay(id, order.total, card_number, key, vec![claim], then).await {
+        // The claim is brief and renewed while the charge runs: should this
+        // process die, the customer may pay again within one lease.
+        let renewal = {
+            let (orders, leased) = (orders.clone(), leased.clone());
+            KeepAlive::start(orders.claim_lease() / 3, "payment claim", move || {
+                let (orders, leased) = (orders.clone(), leased.clone());
+                async move {
+                    if leased.load(Ordering::Acquire) {
+                        orders.renew_payment_lease(id).await?;
+                    }
+                    Ok(())
+                }
+            })
+        };
+        let paid = self.inner.payments.pay(id, order.total, card_number, key, vec![claim], then).await;
+        renewal.stop().await;
+        match paid {
             Ok(PayOutcome::Succeeded(payment)) => {
                 // Marked paid with the payment's record where orders and
                 // payments share a database; otherwise, or if that part

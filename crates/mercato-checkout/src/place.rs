@@ -32,7 +32,7 @@ use mercato_contracts::cart::CartOwner;
 use mercato_contracts::inventory::Line;
 use mercato_contracts::orders::{Address, Begun, Draft, Placed};
 use mercato_core::{Error, ErrorCode, Id};
-use mercato_platform::steps;
+use mercato_platform::{KeepAlive, steps};
 use parking_lot::Mutex;
 use std::sync::Arc;
 
@@ -108,40 +108,58 @@ impl CheckoutService {
         );
         let body = serde_json::to_string(&order).map_err(|e| Error::internal(e.to_string()))?;
 
-        // An attempt a crash left half-way is given up first (once).
-        for fresh in [true, false] {
-            let begun = Arc::new(Mutex::new(None));
-            let steps = vec![
-                orders.begin_step(customer, &key, &fingerprint, order_id, begun.clone()),
-                self.inner.inventory.reserve_step(order_id, &lines),
-                self.inner.promotions.redeem_step(order_id, customer, &cart.discounts),
-                orders.place_step(customer, &key, order.clone(), cart_id, body.clone())?,
-                cart_service.convert_step(cart_id, order_id),
-            ];
-            let Err(halted) = steps::run(steps).await else { break };
-            let begun = begun.lock().take();
-            match begun {
-                Some(Begun::Replay(body, order_id)) => return Ok(Placed { body, order_id, replayed: true }),
-                Some(Begun::Abandoned(old)) if fresh => {
-                    // Fenced, so it can no longer place its order; then what
-                    // it held comes back before the key is used again.
-                    orders.fence_checkout(customer, &key, old).await?;
-                    self.release_abandoned(customer, &key, old).await?;
-                }
-                Some(Begun::Abandoned(_)) => return Err(in_progress()),
-                _ if halted.committed > PLACE => {
-                    // The order.placed subscriber retires the cart.
-                    tracing::warn!(order_id = %order_id, error = %halted.error, "retiring the cart left to the order.placed subscriber");
-                    break;
-                }
-                // The outcome is unknown: a retry with the key finds the
-                // record, done, or pending until the sweeper gives it back.
-                _ if halted.may_have_committed(PLACE) => return Err(halted.error),
-                _ => {
-                    self.abort(customer, &key, order_id).await;
-                    return Err(halted.error);
+        // The key's record is leased briefly and renewed while this runs:
+        // should this process die, the sweeper gives the attempt up (and a
+        // retry may take the key over) within one lease.
+        let renewal = {
+            let (orders, key) = (orders.clone(), key.clone());
+            KeepAlive::start(orders.claim_lease() / 3, "checkout record", move || {
+                let (orders, key) = (orders.clone(), key.clone());
+                async move { orders.renew_checkout(customer, &key, order_id).await }
+            })
+        };
+        let outcome: Result<Option<Placed>, Error> = async {
+            // An attempt a crash left half-way is given up first (once).
+            for fresh in [true, false] {
+                let begun = Arc::new(Mutex::new(None));
+                let steps = vec![
+                    orders.begin_step(customer, &key, &fingerprint, order_id, begun.clone()),
+                    self.inner.inventory.reserve_step(order_id, &lines),
+                    self.inner.promotions.redeem_step(order_id, customer, &cart.discounts),
+                    orders.place_step(customer, &key, order.clone(), cart_id, body.clone())?,
+                    cart_service.convert_step(cart_id, order_id),
+                ];
+                let Err(halted) = steps::run(steps).await else { break };
+                let begun = begun.lock().take();
+                match begun {
+                    Some(Begun::Replay(body, order_id)) => return Ok(Some(Placed { body, order_id, replayed: true })),
+                    Some(Begun::Abandoned(old)) if fresh => {
+                        // Fenced, so it can no longer place its order; then what
+                        // it held comes back before the key is used again.
+                        orders.fence_checkout(customer, &key, old).await?;
+                        self.release_abandoned(customer, &key, old).await?;
+                    }
+                    Some(Begun::Abandoned(_)) => return Err(in_progress()),
+                    _ if halted.committed > PLACE => {
+                        // The order.placed subscriber retires the cart.
+                        tracing::warn!(order_id = %order_id, error = %halted.error, "retiring the cart left to the order.placed subscriber");
+                        break;
+                    }
+                    // The outcome is unknown: a retry with the key finds the
+                    // record, done, or pending until the sweeper gives it back.
+                    _ if halted.may_have_committed(PLACE) => return Err(halted.error),
+                    _ => {
+                        self.abort(customer, &key, order_id).await;
+                        return Err(halted.error);
+                    }
                 }
             }
+            Ok(None)
+        }
+        .await;
+        renewal.stop().await;
+        if let Some(replay) = outcome? {
+            return Ok(replay);
         }
         Ok(Placed { body, order_id, replayed: false })
     }

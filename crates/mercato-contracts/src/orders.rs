@@ -247,6 +247,12 @@ pub trait Orders: Send + Sync {
     fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error>;
     /// Writes the order of a flash-sale purchase; nothing if it exists.
     fn place_flash_step(&self, order: Order) -> Result<Step, Error>;
+    /// How long a checkout's record or a payment's claim lasts unrenewed:
+    /// the process holding it renews it every third of that.
+    fn claim_lease(&self) -> std::time::Duration;
+    /// Extends the lease of the key's `pending` record of `order_id` (its
+    /// checkout is still running).
+    async fn renew_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error>;
     /// Fences the key's record of abandoned attempt `order_id`, so it can no
     /// longer place its order while its holds are given back.
     async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error>;
@@ -274,6 +280,8 @@ pub trait Orders: Send + Sync {
     /// the claim is committed.
     fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step;
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error>;
+    /// Extends the payment claim on unpaid order `id` (its payment is still running).
+    async fn renew_payment_lease(&self, id: Id) -> Result<(), Error>;
     /// Marks order `id` paid (its payment succeeded); what it did goes in
     /// `marked`.
     fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error>;

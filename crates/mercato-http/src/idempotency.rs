@@ -61,10 +61,31 @@ pub async fn layer(State(s): State<AppState>, req: Request, next: Next) -> Respo
         Err(e) => ApiError(e).into_response(),
         Ok(Begin::Replay { status, headers, body }) => replay(status, &headers, body),
         Ok(Begin::Proceed) => {
+            // The claim's lease is short and renewed while the request runs:
+            // if this instance dies, a retry may take the key over within
+            // one lease instead of one sized for the slowest request.
+            let renewal = {
+                let (db, scope, key) = (s.db.clone(), scope.clone(), key.clone());
+                mercato_platform::KeepAlive::start(
+                    std::time::Duration::from_millis((lease / 3).max(1) as u64),
+                    "idempotency key",
+                    move || {
+                        let (db, scope, key) = (db.clone(), scope.clone(), key.clone());
+                        async move { idempotency::renew(&db, &scope, &key, lease).await }
+                    },
+                )
+            };
             let resp = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            renewal.stop().await;
             let (parts, body) = resp.into_parts();
             let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-            let outcome = if parts.status.is_server_error() {
+            // Only a final answer is kept for the key. A server error, or an
+            // answer that says to come back later (Retry-After: a payment
+            // still being processed, a rate limit), is not one: the claim is
+            // dropped so that the retry it asks for runs again, instead of
+            // replaying "later" forever.
+            let final_answer = !parts.status.is_server_error() && !parts.headers.contains_key(header::RETRY_AFTER);
+            let outcome = if !final_answer {
                 idempotency::abandon(&s.db, &scope, &key).await
             } else {
                 let headers: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS

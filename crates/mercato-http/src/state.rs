@@ -41,7 +41,8 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     pub http: HttpConfig,
     /// How long a request holds its Idempotency-Key before a retry may take
-    /// it over (`orders.checkout_lease_ms`: it must outlast a checkout).
+    /// it over unless renewed (`orders.checkout_lease_ms`; renewed every
+    /// third of it while the request runs).
     pub idempotency_lease_ms: u64,
     /// The platform's database (stored Idempotency-Key answers).
     pub db: Db,

@@ -236,6 +236,15 @@ impl Orders for OrdersService {
         ))
     }
 
+    fn claim_lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.inner.cfg.checkout_lease_ms)
+    }
+
+    async fn renew_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
+        let (k, lease) = (key.to_string(), self.inner.cfg.checkout_lease_ms as i64);
+        self.inner.db.write(move |tx| store::renew_checkout(tx, customer, &k, order_id, lease)).await
+    }
+
     async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
         self.inner.db.write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await
@@ -289,6 +298,11 @@ impl Orders for OrdersService {
 
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {
         self.inner.db.write(move |tx| store::release_payment_lease_in(tx, id)).await
+    }
+
+    async fn renew_payment_lease(&self, id: Id) -> Result<(), Error> {
+        let lease = self.inner.cfg.checkout_lease_ms as i64;
+        self.inner.db.write(move |tx| store::renew_payment_lease(tx, id, lease)).await
     }
 
     fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error> {

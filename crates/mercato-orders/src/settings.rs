@@ -8,15 +8,18 @@ pub struct OrdersSettings {
     pub payment_timeout_secs: u64,
     /// How often the expiry sweeper looks for overdue orders.
     pub sweep_interval_ms: u64,
-    /// How long a checkout holds its Idempotency-Key. A checkout still unfinished
-    /// after this is presumed crashed: a retry takes it over, and the sweeper
-    /// releases its stock. Must exceed `http.request_timeout_ms`.
+    /// How long a claim lasts unrenewed: a checkout's Idempotency-Key
+    /// record, a payment's claim on its order, a keyed request's stored
+    /// answer. The request holding one renews it every third of this while
+    /// it runs; when its process dies the claim lapses, a retry takes it
+    /// over and the sweeper gives back what a checkout held. So this is how
+    /// long a client waits after the instance serving it died.
     pub checkout_lease_ms: u64,
 }
 
 impl Default for OrdersSettings {
     fn default() -> Self {
-        OrdersSettings { payment_timeout_secs: 900, sweep_interval_ms: 1000, checkout_lease_ms: 60_000 }
+        OrdersSettings { payment_timeout_secs: 900, sweep_interval_ms: 1000, checkout_lease_ms: 10_000 }
     }
 }
 
@@ -25,6 +28,11 @@ impl OrdersSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.payment_timeout_secs == 0 {
             return Err("orders.payment_timeout_secs: must be positive".into());
+        }
+        // Renewed every third: shorter, and a busy database could let a
+        // live request's claim lapse between two renewals.
+        if self.checkout_lease_ms < 3_000 {
+            return Err("orders.checkout_lease_ms: must be at least 3000".into());
         }
         Ok(())
     }

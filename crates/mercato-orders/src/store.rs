@@ -309,6 +309,16 @@ pub(crate) fn fence_checkout(tx: &mut dyn Tx, customer: Id, key: &str, order_id:
     Ok(())
 }
 
+/// Extends the lease of the key's `pending` record of attempt `order_id`.
+pub(crate) fn renew_checkout(tx: &mut dyn Tx, customer: Id, key: &str, order_id: Id, lease: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE checkouts SET lease_until = $1 WHERE customer_id = $2 AND idempotency_key = $3 \
+         AND order_id = $4 AND state = 'pending'",
+        params![now_ms() + lease, customer, key, order_id],
+    )?;
+    Ok(())
+}
+
 /// Step 4's condition: the key's record moves from `pending` to `done` with
 /// the answer; false when the sweeper gave the attempt up meanwhile.
 pub(crate) fn finish_checkout(
@@ -419,6 +429,17 @@ pub(crate) fn release_payment_lease_in(tx: &mut dyn Tx, id: Id) -> Result<(), Er
     tx.execute(
         "UPDATE orders SET payment_lock_until = NULL WHERE id = $1 AND status = 'pending_payment'",
         params![id],
+    )?;
+    Ok(())
+}
+
+/// Extends the payment claim on unpaid order `id`; nothing once it is paid,
+/// cancelled or released.
+pub(crate) fn renew_payment_lease(tx: &mut dyn Tx, id: Id, lease: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE orders SET payment_lock_until = $1 WHERE id = $2 AND status = 'pending_payment' \
+         AND payment_lock_until IS NOT NULL",
+        params![now_ms() + lease, id],
     )?;
     Ok(())
 }

@@ -4,7 +4,8 @@
 //! stored when it finishes, and a retry with the same key gets that response
 //! back instead of running again. A different request under the same key is
 //! refused; a retry while the first is still running is told to wait; a claim
-//! whose lease ran out (the process died) may be taken over. Endpoints whose
+//! whose lease ran out (the process died: a running request renews it) may
+//! be taken over. Endpoints whose
 //! effect must be exactly-once across a crash (placing an order) add their own
 //! domain-level guard; this store makes the common case of a client retrying
 //! after a lost response safe everywhere.
@@ -72,6 +73,19 @@ pub async fn finish(db: &Db, scope: &str, key: &str, status: u16, headers: Strin
         tx.execute(
             "UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3 WHERE scope = $4 AND key = $5",
             params![status as i64, &headers, &body, &scope, &key],
+        )?;
+        Ok(())
+    })
+    .await
+}
+
+/// Extends a claim's lease while its request runs (see `KeepAlive`).
+pub async fn renew(db: &Db, scope: &str, key: &str, lease_ms: i64) -> Result<(), Error> {
+    let (scope, key) = (scope.to_string(), key.to_string());
+    db.write(move |tx| {
+        tx.execute(
+            "UPDATE idempotency_keys SET lease_until = $1 WHERE scope = $2 AND key = $3 AND state = 'pending'",
+            params![now_ms() + lease_ms, &scope, &key],
         )?;
         Ok(())
     })

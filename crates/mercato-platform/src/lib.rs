@@ -150,6 +150,54 @@ pub async fn try_lease(db: &Db, name: &'static str, holder: &str, ttl_ms: i64) -
     .await
 }
 
+/// Renews a lease for as long as the work that holds it runs, so that the
+/// lease can be short: if the process dies, the lease lapses within one
+/// length and another request (or the sweeper) may take the work over,
+/// instead of waiting for a length sized to outlast the slowest request.
+pub struct KeepAlive {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Calls `renew` every `every` (a third of the lease, so two renewals
+    /// may fail before it lapses) until [`KeepAlive::stop`] or drop.
+    pub fn start<F, Fut>(every: std::time::Duration, what: &'static str, renew: F) -> KeepAlive
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = mercato_core::Result<()>> + Send,
+    {
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                // Never cut in the middle: `stop` waits for a renewal under
+                // way, so none lands after the holder let the lease go.
+                if let Err(e) = renew().await {
+                    tracing::warn!(lease = what, error = %e, "renewing a lease failed; it lapses unless the next renewal lands");
+                }
+            }
+        });
+        KeepAlive { stop, task }
+    }
+
+    /// Stops renewing; returns once no renewal is under way.
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
 /// Gives up the lease `name` if `holder` has it, so that another instance
 /// takes the work over at once rather than when the lease runs out (a
 /// draining instance hands its leases on this way).

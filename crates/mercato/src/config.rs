@@ -119,12 +119,6 @@ impl Config {
         self.shop.validate()?;
         self.orders.validate()?;
         mercato_http::forwarded::TrustedProxies::parse(&self.http.trusted_proxies, &self.http.forwarded_header)?;
-        if self.orders.checkout_lease_ms <= self.http.request_timeout_ms {
-            return Err(
-                "orders.checkout_lease_ms: must exceed http.request_timeout_ms, or a slow checkout could be taken over"
-                    .into(),
-            );
-        }
         if self.events.max_attempts == 0 {
             return Err("events.max_attempts: must be at least 1".into());
         }

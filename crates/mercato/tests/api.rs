@@ -1952,3 +1952,33 @@ async fn a_keyed_payment_retried_after_a_lost_answer_gets_the_payment_not_a_refu
     let payment = srv.get(&format!("/orders/{id}"), Some(&second_token)).await.expect(200).clone();
     assert_eq!(payment["status"], json!("paid"));
 }
+
+/// An answer that says to come back later (429 or 409 with Retry-After) is
+/// not kept as a key's answer: the retry it asks for, under the same
+/// Idempotency-Key, runs again and gets the real outcome.
+#[tokio::test]
+async fn a_come_back_later_answer_is_not_replayed_for_its_idempotency_key() {
+    let srv = TestServer::start_with(
+        0,
+        &[("MERCATO_AUTH_LOGIN_FAILURES_PER_ACCOUNT", "1"), ("MERCATO_AUTH_LOGIN_WINDOW_SECS", "1")],
+    );
+    let email = unique_str("later") + "@example.com";
+    srv.register(&email).await.expect(201);
+    assert_eq!(srv.login(&email, "wrong-password-1").await.status, 401);
+    let login = || {
+        srv.rb(Method::POST, "/auth/login", None)
+            .header("Idempotency-Key", "login-once")
+            .json(&json!({"email": email, "password": PASSWORD}))
+    };
+    let throttled = send(login()).await;
+    assert_eq!(throttled.status, 429, "{}", throttled.text);
+    assert!(throttled.header("retry-after").is_some());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let after = send(login()).await;
+    assert_eq!(after.status, 200, "the retry got the stored 'later' again: {}", after.text);
+    assert!(after.header("idempotent-replayed").is_none());
+    // A final answer is kept: the same key now replays the login.
+    let replay = send(login()).await;
+    assert_eq!(replay.status, 200);
+    assert_eq!(replay.header("idempotent-replayed").as_deref(), Some("true"));
+}

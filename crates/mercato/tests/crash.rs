@@ -54,8 +54,9 @@ async fn call(rb: reqwest::RequestBuilder) -> Outcome {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_checkout_storm_loses_nothing() {
-    // A short checkout lease (it must exceed the request timeout) so that keys
-    // caught mid-checkout by the kill can be retried within the test's patience.
+    // A short checkout lease (the shortest allowed; running requests renew
+    // it) so that keys caught mid-checkout by the kill can be retried within
+    // the test's patience.
     let srv = Arc::new(TestServer::start_with(
         0,
         &[("MERCATO_ORDERS_CHECKOUT_LEASE_MS", "3000"), ("MERCATO_HTTP_REQUEST_TIMEOUT_MS", "2500")],

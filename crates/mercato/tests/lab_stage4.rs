@@ -129,8 +129,12 @@ async fn call(
         let failure = match r {
             Ok(r) if r.status().is_server_error() => format!("{what}: {}", r.status()),
             Ok(r) if r.status() == 409 => {
+                // "In progress" (a keyed request, or a payment, still held
+                // by an instance that died: its claim lapses) says when to
+                // ask again; any other conflict is an answer.
+                let retry_after = r.headers().contains_key("retry-after");
                 let body: serde_json::Value = r.json().await.unwrap_or_default();
-                if !body["type"].as_str().is_some_and(|t| t.ends_with("idempotency-key-in-progress")) {
+                if !retry_after {
                     return Err(format!("{what}: 409 {body}"));
                 }
                 let since = *waiting_since.get_or_insert_with(Instant::now);
@@ -321,6 +325,14 @@ async fn three_instances_behind_nginx_and_haproxy_survive_a_kill_and_a_rolling_r
         );
     }
     assert!(roll_failures.is_empty(), "the rolling restart failed requests: {roll_failures:?}");
+    // A request caught on the killed instance waits at most for its claim to
+    // lapse (orders.checkout_lease_ms, 10 s) and, for a payment whose charge
+    // was under way, for reconciliation (attempts older than 10 s).
+    assert!(
+        seen.longest_in_progress < Duration::from_secs(25),
+        "a client waited {:?} for a request the killed instance held",
+        seen.longest_in_progress
+    );
 
     // No acknowledged order lost or doubled: each customer has exactly the
     // orders it was told about, every one paid.
