@@ -2,6 +2,7 @@
 //! and an ephemeral port, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod lab;
 pub mod pg;
 
 use reqwest::Method;
