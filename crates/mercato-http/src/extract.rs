@@ -128,10 +128,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     }
 }
 
-/// The client's address as the edge settled it (see `forwarded`): the peer,
-/// or behind trusted proxies the first untrusted hop of their header.
+/// The client's address as the edge settled it behind trusted proxies (see
+/// `forwarded`): the first untrusted hop of their header.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub std::net::IpAddr);
+
+/// The client's address: as the edge settled it behind trusted proxies,
+/// else the peer's.
+pub fn client_ip(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<ClientIp>()
+        .map(|c| c.0)
+        .or_else(|| ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip()))
+}
 
 /// The client's address, for abuse limits (login throttles key on it).
 pub struct ClientAddr(pub String);
@@ -140,15 +148,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = match parts.extensions.get::<ClientIp>() {
-            Some(c) => c.0.to_string(),
-            None => parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_else(|| "unknown".into()),
-        };
-        Ok(ClientAddr(addr))
+        Ok(ClientAddr(client_ip(&parts.extensions).map_or_else(|| "unknown".into(), |ip| ip.to_string())))
     }
 }
 

@@ -24,7 +24,8 @@ pub enum ForwardedHeader {
 /// The proxies whose forwarding headers are believed.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies {
-    nets: Vec<IpNet>,
+    /// Shared: the edge hands a copy to every request.
+    nets: std::sync::Arc<[IpNet]>,
     header: ForwardedHeader,
 }
 
@@ -48,7 +49,12 @@ impl TrustedProxies {
                     .map_err(|_| format!("http.trusted_proxies: '{p}' is neither an address nor a CIDR block"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(TrustedProxies { nets, header })
+        Ok(TrustedProxies { nets: nets.into(), header })
+    }
+
+    /// True when no forwarding header is ever read (no proxy configured).
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
     }
 
     pub fn trusts(&self, ip: IpAddr) -> bool {

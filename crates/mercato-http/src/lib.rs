@@ -174,8 +174,8 @@ pub fn app(state: AppState) -> Router {
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-                    let client = req.extensions().get::<extract::ClientIp>().map(|c| c.0.to_string()).unwrap_or_default();
-                    tracing::info_span!("request", request_id = %id, %client, method = %req.method(), uri = %req.uri().path())
+                    let client = extract::client_ip(req.extensions());
+                    tracing::info_span!("request", request_id = %id, client = ?client, method = %req.method(), uri = %req.uri().path())
                 }))
                 .layer(middleware::from_fn(record_metrics))
                 .layer(CatchPanicLayer::custom(|_| ApiError(Error::internal("handler panicked")).into_response()))
@@ -197,7 +197,11 @@ async fn edge(
     proxies: forwarded::TrustedProxies,
     draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> Response {
-    if let Some(peer) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>() {
+    // Without trusted proxies the client is the peer, which the extractors
+    // read from ConnectInfo: nothing to settle on the common path.
+    if !proxies.is_empty()
+        && let Some(peer) = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
         let client = proxies.client(peer.0.ip(), req.headers());
         req.extensions_mut().insert(extract::ClientIp(client));
     }

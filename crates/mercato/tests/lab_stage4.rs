@@ -16,8 +16,6 @@ mod common;
 
 use common::lab::*;
 use common::*;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -37,25 +35,15 @@ async fn three_instances_behind_nginx_and_haproxy_survive_a_kill_and_a_rolling_r
     let sku = shop.quick_sku(&admin, 1500, initial).await;
     let slug = shop.get("/products?limit=1", None).await.expect(200)["items"][0]["slug"].as_str().unwrap().to_string();
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut shoppers = Vec::new();
+    let mut load = Load::new(&sku, &slug);
     for i in 0..8 {
         let entry = if i % 2 == 0 { nginx.clone() } else { haproxy.clone() };
         let token = TestServer::external(&entry).new_customer().await;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
-        shoppers.push(tokio::spawn(shopper(
-            client,
-            entry,
-            token,
-            sku.clone(),
-            slug.clone(),
-            seen.clone(),
-            stop.clone(),
-        )));
+        load.add(client, entry, token);
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!seen.lock().unwrap().paid.is_empty(), "no order was paid through the balancers");
+    assert!(load.paid() > 0, "no order was paid through the balancers");
 
     // SIGKILL one instance under load.
     let killed_at = Instant::now();
@@ -69,7 +57,7 @@ async fn three_instances_behind_nginx_and_haproxy_survive_a_kill_and_a_rolling_r
     .await;
     assert!(down, "HAProxy still routes to the killed instance 3 s after the kill");
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after_kill = seen.lock().unwrap().failures.len();
+    let after_kill = load.seen.lock().unwrap().failures.len();
 
     // Rolling restart of every instance, the killed one included.
     let rolling_from = Instant::now();
@@ -84,12 +72,7 @@ async fn three_instances_behind_nginx_and_haproxy_survive_a_kill_and_a_rolling_r
         assert!(up, "mercato-{i} is not back in HAProxy's rotation after the rolling restart:\n{csv}");
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, Ordering::Relaxed);
-    for s in shoppers {
-        s.await.expect("a shopper failed");
-    }
-
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let seen = load.finish().await;
     let kill_failures: Vec<_> = seen.failures.iter().filter(|(at, _)| *at < rolling_from).collect();
     let roll_failures: Vec<_> = seen.failures.iter().filter(|(at, _)| *at >= rolling_from).collect();
     eprintln!(

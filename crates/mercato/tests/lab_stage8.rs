@@ -21,8 +21,6 @@ mod common;
 use common::lab::*;
 use common::*;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a site's address may go unanswered when its active layer-4
@@ -75,9 +73,7 @@ async fn two_sites_behind_dns_survive_losing_a_layer4_balancer_and_a_whole_site(
     let sku = shop.quick_sku(&admin, 1500, initial).await;
     let slug = shop.get("/products?limit=1", None).await.expect(200)["items"][0]["slug"].as_str().unwrap().to_string();
 
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut shoppers = Vec::new();
+    let mut load = Load::new(&sku, &slug);
     for i in 0..6 {
         // What a resolver hands out in turn: a first, or b first.
         let order: Vec<SocketAddr> = if i % 2 == 0 { vec![vip_a, vip_b] } else { vec![vip_b, vip_a] }
@@ -92,18 +88,10 @@ async fn two_sites_behind_dns_survive_losing_a_layer4_balancer_and_a_whole_site(
             .unwrap();
         let token = TestServer::external(&site_a).new_customer().await;
         let entry = format!("http://{name}");
-        shoppers.push(tokio::spawn(shopper(
-            client,
-            entry,
-            token,
-            sku.clone(),
-            slug.clone(),
-            seen.clone(),
-            stop.clone(),
-        )));
+        load.add(client, entry, token);
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert!(!seen.lock().unwrap().paid.is_empty(), "no order was paid through the sites");
+    assert!(load.paid() > 0, "no order was paid through the sites");
 
     // The active layer-4 balancer of site a dies: keepalived moves the
     // address to the standby.
@@ -123,7 +111,7 @@ async fn two_sites_behind_dns_survive_losing_a_layer4_balancer_and_a_whole_site(
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     // All of site b goes down: its balancers and its instances.
-    let paid_before = seen.lock().unwrap().paid.len();
+    let paid_before = load.paid();
     let site_down = Instant::now();
     for p in [
         "haproxy-b1",
@@ -139,14 +127,9 @@ async fn two_sites_behind_dns_survive_losing_a_layer4_balancer_and_a_whole_site(
     }
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert!(!serves(&site_b).await, "site b still answers");
-    let paid_after = seen.lock().unwrap().paid.len();
+    let paid_after = load.paid();
     assert!(paid_after > paid_before + 6, "shoppers did not go on against site a: {paid_before} then {paid_after}");
-    stop.store(true, Ordering::Relaxed);
-    for s in shoppers {
-        s.await.expect("a shopper failed");
-    }
-
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let seen = load.finish().await;
     eprintln!(
         "{} requests; {} paid orders; site a's address back {back:?} after its balancer died; {} failed first \
          attempts: {:?}; longest wait on a request in progress {:?}",

@@ -213,7 +213,7 @@ async fn call(
 
 /// A shopper's loop until `stop`: a product page, a cart add, a keyed
 /// checkout and a keyed payment, through `client` at `entry`.
-pub async fn shopper(
+async fn shopper(
     client: reqwest::Client,
     entry: String,
     token: String,
@@ -263,6 +263,46 @@ pub async fn shopper(
         .await
         .unwrap_or_else(|e| panic!("{e}"));
         seen.lock().unwrap().paid.push((token.clone(), id));
+    }
+}
+
+/// Shoppers running `shopper` against one SKU until `finish`.
+pub struct Load {
+    sku: String,
+    slug: String,
+    pub seen: Arc<Mutex<Seen>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    shoppers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn new(sku: &str, slug: &str) -> Load {
+        Load {
+            sku: sku.to_string(),
+            slug: slug.to_string(),
+            seen: Default::default(),
+            stop: Default::default(),
+            shoppers: Vec::new(),
+        }
+    }
+
+    /// Starts one more shopper, customer `token`, through `client` at `entry`.
+    pub fn add(&mut self, client: reqwest::Client, entry: String, token: String) {
+        let (sku, slug, seen, stop) = (self.sku.clone(), self.slug.clone(), self.seen.clone(), self.stop.clone());
+        self.shoppers.push(tokio::spawn(shopper(client, entry, token, sku, slug, seen, stop)));
+    }
+
+    pub fn paid(&self) -> usize {
+        self.seen.lock().unwrap().paid.len()
+    }
+
+    /// Stops every shopper after its current round; what they saw.
+    pub async fn finish(self) -> Seen {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for s in self.shoppers {
+            s.await.expect("a shopper failed");
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
     }
 }
 

@@ -309,6 +309,15 @@ impl Drop for SharedDatabase {
     }
 }
 
+/// The client every test server is driven with.
+fn test_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("reqwest client")
+}
+
 /// What every test server is configured with.
 fn base_env(seed: u32) -> Vec<(String, String)> {
     vec![
@@ -390,11 +399,7 @@ impl TestServer {
     /// A client of a shop this test did not start (behind a balancer the
     /// lab started): the same helpers, nothing to stop or drop.
     pub fn external(base_url: &str) -> TestServer {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("reqwest client");
+        let client = test_client();
         TestServer {
             base_url: base_url.trim_end_matches('/').to_string(),
             client,
@@ -502,11 +507,7 @@ impl TestServer {
             }
         };
         assert!(url.starts_with("http://"), "unexpected URL in the ready line: '{url}'");
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(64)
-            .build()
-            .expect("reqwest client");
+        let client = test_client();
         TestServer {
             base_url: url,
             client,
