@@ -37,7 +37,7 @@ struct Inner {
     sku_products: moka::sync::Cache<String, i64>,
     /// Product pages' reads that miss every cache, by reference (see
     /// `page_product`): concurrent misses for one product share one read.
-    page_reads: mercato_platform::cache::SingleFlight<String, Option<Arc<Product>>>,
+    page_reads: mercato_platform::cache::SingleFlight<(String, u64, u64), Option<Arc<Product>>>,
 }
 
 const TREE: &str = "all";
@@ -65,17 +65,25 @@ impl CatalogService {
     /// Loads the membership filter of product ids before returning.
     pub async fn new(db: Db, ids: IdGen, bus: EventBus, currency: Currency, cache: &CacheHub) -> Result<Self, Error> {
         let known = crate::membership::Membership::load(&db).await?;
+        let products = cache.tiered_weighed("product", Product::heap_size);
+        let slugs = cache.tiered("slug");
+        let tree = cache.tiered("categories");
+        let listings = cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100));
+        products.reads_from(&db);
+        slugs.reads_from(&db);
+        tree.reads_from(&db);
+        listings.reads_from(&db);
         Ok(CatalogService {
             inner: Arc::new(Inner {
                 db,
                 ids,
                 bus,
                 currency,
-                products: cache.tiered_weighed("product", Product::heap_size),
-                slugs: cache.tiered("slug"),
-                tree: cache.tiered("categories"),
+                products,
+                slugs,
+                tree,
                 tree_key: TREE.to_string(),
-                listings: cache.tiered_sized("listing", (cache.options().l1_max_entries / 10).max(100)),
+                listings,
                 known,
                 sku_products: moka::sync::Cache::new(cache.options().l1_max_entries * 2),
                 page_reads: Default::default(),
@@ -139,7 +147,8 @@ impl CatalogService {
             None => None,
         };
         let (limit, sort) = (q.limit, q.sort);
-        let rows = self.inner.db.read(move |tx| store::list(tx, &q, categories.as_deref(), cursor.as_ref())).await?;
+        let rows =
+            self.inner.db.read_replica(move |tx| store::list(tx, &q, categories.as_deref(), cursor.as_ref())).await?;
         let mut items = rows;
         let next_cursor = if items.len() > limit {
             items.truncate(limit);
@@ -166,7 +175,7 @@ impl CatalogService {
         let db = self.inner.db.clone();
         self.inner
             .products
-            .get_or_load(&id.0, || async move { db.lookup(move |tx| store::load_product(tx, id)).await })
+            .get_or_load(&id.0, || async move { db.lookup_replica(move |tx| store::load_product(tx, id)).await })
             .await?
             .ok_or_else(|| Error::not_found("product not found"))
     }
@@ -201,7 +210,7 @@ impl Catalog for CatalogService {
             return Ok(tree);
         }
         let db = self.inner.db.clone();
-        let load = || async move { db.read(store::categories).await.map(Some) };
+        let load = || async move { db.read_replica(store::categories).await.map(Some) };
         Ok(self.inner.tree.get_or_load(key, load).await?.unwrap_or_default())
     }
     /// A category by id or slug.
@@ -283,7 +292,10 @@ impl Catalog for CatalogService {
                 let found = self
                     .inner
                     .slugs
-                    .get_or_load(&key, || async move { db.lookup(move |tx| store::id_by_slug(tx, &slug)).await })
+                    .get_or_load(
+                        &key,
+                        || async move { db.lookup_replica(move |tx| store::id_by_slug(tx, &slug)).await },
+                    )
                     .await?;
                 Id(*found.ok_or_else(|| Error::not_found("product not found"))?)
             }
@@ -322,8 +334,10 @@ impl Catalog for CatalogService {
         if self.inner.products.shared() {
             return self.get(reference, published_only).await;
         }
-        let flight = reference.to_string();
-        let key = flight.clone();
+        // A caller arriving after an invalidation does not join a read that
+        // began before it.
+        let key = reference.to_string();
+        let flight = (key.clone(), self.inner.slugs.ticket(), self.inner.products.ticket());
         let product = self
             .inner
             .page_reads
@@ -335,7 +349,16 @@ impl Catalog for CatalogService {
                 }
                 let tickets = (self.inner.slugs.ticket(), self.inner.products.ticket());
                 let r = key.clone();
-                let read = self.inner.db.lookup(move |tx| store::product_in(tx, by_id, &r)).await?;
+                // Which product this finds is learnt from the read, so a
+                // replica must have seen every invalidation seen here.
+                let floor = self.inner.slugs.floor_any().max(self.inner.products.floor_any());
+                let db = &self.inner.db;
+                let read = mercato_platform::db::fill(
+                    db.name().into(),
+                    floor,
+                    db.lookup_replica(move |tx| store::product_in(tx, by_id, &r)),
+                )
+                .await?;
                 metrics::counter!("mercato_cache_loads_total", "cache" => "product").increment(1);
                 let Some(product) = read else {
                     if by_id.is_none() {

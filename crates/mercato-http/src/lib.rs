@@ -16,7 +16,7 @@ pub mod state;
 use crate::error::ApiError;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -147,6 +147,7 @@ pub fn app(state: AppState) -> Router {
             forwarded::TrustedProxies::default()
         });
     let draining = state.draining.clone();
+    let replicated = state.dbs.sources().iter().any(|(_, db)| db.has_replicas());
     // route_layer: runs after routing, so the layer sees the matched route.
     api.route_layer(middleware::from_fn_with_state(state.clone(), idempotency::layer))
         .route("/healthz", get(routes::ops::healthz))
@@ -164,6 +165,7 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError(Error::new(ErrorCode::MethodNotAllowed, "this endpoint does not accept that method"))
         })
+        .layer(middleware::from_fn(move |req: Request, next: Next| read_after(req, next, replicated)))
         .with_state(state)
         .layer(
             ServiceBuilder::new()
@@ -182,6 +184,46 @@ pub fn app(state: AppState) -> Router {
                 .layer(middleware::from_fn(move |req: Request, next: Next| deadline(req, next, timeout)))
                 .layer(axum::extract::DefaultBodyLimit::max(body_limit)),
         )
+}
+
+/// The header carrying a client's read-your-writes token, both ways.
+pub const READ_AFTER_HEADER: &str = "mercato-read-after";
+/// The same token as a cookie, for browsers.
+pub const READ_AFTER_COOKIE: &str = "mercato_read_after";
+
+/// Read-your-writes across replicas: the request runs as a session that
+/// starts from the positions the client sent (header or cookie), and when
+/// it wrote to a database with replicas, the answer carries the new token
+/// both ways, so that the client's next reads never go to a replica that
+/// has not replayed its writes. Without replicas, nothing to do.
+async fn read_after(req: Request, next: Next, replicated: bool) -> Response {
+    use mercato_platform::db::{ReadAfter, session};
+    if !replicated {
+        return next.run(req).await;
+    }
+    let mut start = ReadAfter::default();
+    let headers = req.headers();
+    for v in headers.get_all(READ_AFTER_HEADER).iter().filter_map(|v| v.to_str().ok()) {
+        start.merge(&ReadAfter::parse(v));
+    }
+    for v in headers.get_all(axum::http::header::COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for (name, value) in v.split(';').filter_map(|c| c.trim().split_once('=')) {
+            if name == READ_AFTER_COOKIE {
+                start.merge(&ReadAfter::parse(value));
+            }
+        }
+    }
+    let (mut response, moved) = session(start, next.run(req)).await;
+    if let Some(after) = moved {
+        let token = after.encode();
+        let cookie = format!("{READ_AFTER_COOKIE}={token}; Path=/; Max-Age=300; HttpOnly; SameSite=Lax");
+        let h = response.headers_mut();
+        if let (Ok(t), Ok(c)) = (HeaderValue::from_str(&token), HeaderValue::from_str(&cookie)) {
+            h.insert(HeaderName::from_static(READ_AFTER_HEADER), t);
+            h.append(axum::http::header::SET_COOKIE, c);
+        }
+    }
+    response
 }
 
 /// What the edge settles before anything else sees the request: who the

@@ -47,6 +47,13 @@ impl OrdersService {
         self.inner.db.lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
     }
 
+    /// An order to show (not to decide on): a replica may serve it, once it
+    /// has this client's own writes.
+    async fn show(&self, id: Id) -> Result<Order, Error> {
+        let db = &self.inner.db;
+        db.lookup_replica(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+    }
+
     /// Moves order `id` by `action` (see `store::transition`).
     async fn move_order(
         &self,
@@ -92,11 +99,11 @@ pub async fn purge_checkouts(db: &Db, cutoff: i64) -> Result<u64, Error> {
 #[async_trait::async_trait]
 impl Orders for OrdersService {
     async fn get(&self, id: Id) -> Result<Order, Error> {
-        self.load(id).await
+        self.show(id).await
     }
 
     async fn get_for(&self, customer: Id, id: Id) -> Result<Order, Error> {
-        let order = self.load(id).await?;
+        let order = self.show(id).await?;
         if order.customer_id != customer {
             return Err(Error::not_found("order not found"));
         }
@@ -120,7 +127,7 @@ impl Orders for OrdersService {
         };
         self.inner
             .db
-            .read(move |tx| {
+            .read_replica(move |tx| {
                 let ids = store::list_ids(tx, &filter, before, limit + 1)?;
                 let more = ids.len() > limit;
                 let mut orders = Vec::with_capacity(limit);

@@ -11,6 +11,12 @@
 //!   entry remembers the local generation it was loaded under and is ignored
 //!   once that generation moves; in L2 a fill is a compare-and-set on the
 //!   key's version, read before the database was.
+//! - **No stale fill from a replica.** When the database has read replicas
+//!   (see [`Tiered::reads_from`]), an invalidation carries the commit
+//!   position of the write behind it (in L1 per key shard, in Redis beside
+//!   the key's version and in the message), and a fill's load runs under the
+//!   highest position it was told of for that key: a replica that has not
+//!   replayed it does not serve the load.
 //! - **Breakdown.** Concurrent misses of one key share one load (single
 //!   flight), and loads against the database are bounded by a semaphore.
 //! - **Penetration.** "Does not exist" is cached too, for a shorter TTL; a
@@ -21,13 +27,14 @@
 //!   the database. Invalidations that could not reach Redis are retried when it
 //!   is back; until then its entries can be stale for at most their TTL.
 
+use crate::Db;
 use crate::redis::Redis;
 use mercato_core::Error;
 use moka::sync::Cache;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::hash::Hash;
 use std::str::FromStr;
@@ -64,8 +71,9 @@ impl Default for CacheOptions {
     }
 }
 
-/// Drops one key (`Some`) or everything (`None`) from one cache's L1.
-type Handler = Arc<dyn Fn(Option<&str>) + Send + Sync>;
+/// Drops one key (`Some`) or everything (`None`) from one cache's L1; the
+/// number is the invalidating write's commit position (0: unknown).
+type Handler = Arc<dyn Fn(Option<&str>, u64) + Send + Sync>;
 
 type Watcher = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -84,8 +92,9 @@ struct HubInner {
     handlers: Mutex<HashMap<&'static str, Handler>>,
     /// Extra reactions to keys invalidated by any instance (see `watch`).
     watchers: Mutex<Vec<(&'static str, Watcher)>>,
-    /// Invalidations that did not reach Redis, retried when it answers again.
-    missed: Mutex<HashSet<(&'static str, String)>>,
+    /// Invalidations that did not reach Redis (with their commit
+    /// positions), retried when it answers again.
+    missed: Mutex<HashMap<(&'static str, String), u64>>,
 }
 
 impl CacheHub {
@@ -97,7 +106,7 @@ impl CacheHub {
                 options,
                 handlers: Mutex::new(HashMap::new()),
                 watchers: Mutex::new(Vec::new()),
-                missed: Mutex::new(HashSet::new()),
+                missed: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -163,6 +172,8 @@ impl CacheHub {
                 hub: self.clone(),
                 l1,
                 generations: crate::KeyedGeneration::with_shards(GENERATION_SHARDS),
+                floors: Floors::default(),
+                source: std::sync::OnceLock::new(),
                 flights: SingleFlight::default(),
                 epoch: AtomicU64::new(UNKNOWN_EPOCH),
             }),
@@ -170,14 +181,14 @@ impl CacheHub {
         let weak = Arc::downgrade(&t.inner);
         self.inner.handlers.lock().insert(
             ns,
-            Arc::new(move |key: Option<&str>| {
+            Arc::new(move |key: Option<&str>, lsn: u64| {
                 if let Some(inner) = weak.upgrade() {
                     metrics::counter!("mercato_cache_invalidations_total", "cache" => ns, "from" => "redis")
                         .increment(1);
                     match key.map(str::parse::<K>) {
-                        Some(Ok(k)) => inner.drop_local(&k),
+                        Some(Ok(k)) => inner.drop_local(&k, lsn),
                         Some(Err(_)) => {}
-                        None => inner.drop_all_local(),
+                        None => inner.drop_all_local(lsn),
                     }
                 }
             }),
@@ -192,10 +203,10 @@ impl CacheHub {
         self.inner.watchers.lock().push((ns, Arc::new(f)));
     }
 
-    fn dispatch(&self, ns: &str, key: Option<&str>) {
+    fn dispatch(&self, ns: &str, key: Option<&str>, lsn: u64) {
         let handler = self.inner.handlers.lock().get(ns).cloned();
         if let Some(h) = handler {
-            h(key);
+            h(key, lsn);
         }
         if let Some(key) = key {
             let watchers: Vec<_> =
@@ -209,7 +220,7 @@ impl CacheHub {
     fn drop_everything_local(&self) {
         let handlers: Vec<_> = self.inner.handlers.lock().values().cloned().collect();
         for h in handlers {
-            h(None);
+            h(None, 0);
         }
     }
 
@@ -235,11 +246,10 @@ impl CacheHub {
                             let mut stream = pubsub.into_on_message();
                             while let Some(msg) = stream.next().await {
                                 let Ok(text) = msg.get_payload::<String>() else { continue };
-                                match text.split_once(SEP) {
-                                    Some((ns, "*")) => hub.dispatch(ns, None),
-                                    Some((ns, key)) => hub.dispatch(ns, Some(key)),
-                                    None => {}
-                                }
+                                let mut parts = text.split(SEP);
+                                let (Some(ns), Some(key)) = (parts.next(), parts.next()) else { continue };
+                                let lsn = parts.next().and_then(|l| u64::from_str_radix(l, 16).ok()).unwrap_or(0);
+                                hub.dispatch(ns, (key != "*").then_some(key), lsn);
                             }
                             tracing::warn!("cache invalidation channel lost; reconnecting");
                         }
@@ -264,48 +274,71 @@ impl CacheHub {
         if !redis.available() {
             return;
         }
-        let batch: Vec<(&'static str, String)> = self.inner.missed.lock().drain().collect();
-        for (i, (ns, key)) in batch.iter().enumerate() {
-            let delivered =
-                if key == "*" { self.flush_remote(ns).await } else { self.invalidate_remote(ns, key).await };
+        let batch: Vec<((&'static str, String), u64)> = self.inner.missed.lock().drain().collect();
+        for (i, ((ns, key), lsn)) in batch.iter().enumerate() {
+            let delivered = if key == "*" {
+                self.flush_remote(ns, *lsn).await
+            } else {
+                self.invalidate_remote(ns, key, *lsn).await
+            };
             if !delivered {
-                self.inner.missed.lock().extend(batch[i..].iter().cloned());
+                self.miss_all(batch[i..].iter().cloned());
                 return;
             }
         }
     }
 
-    async fn flush_remote(&self, ns: &'static str) -> bool {
+    fn miss_all(&self, items: impl IntoIterator<Item = ((&'static str, String), u64)>) {
+        let mut missed = self.inner.missed.lock();
+        for (k, lsn) in items {
+            let e = missed.entry(k).or_default();
+            *e = (*e).max(lsn);
+        }
+    }
+
+    async fn flush_remote(&self, ns: &'static str, lsn: u64) -> bool {
         let Some(redis) = &self.inner.redis else { return true };
-        let (key, message) = (epoch_key(ns), format!("{ns}{SEP}*"));
+        let (key, message) = (epoch_key(ns), message(ns, "*", lsn));
+        let floor = floor_key(ns, "*");
+        let keep_ms = self.keep_version_ms();
+        let lsn = if lsn > 0 { lsn_text(lsn) } else { String::new() };
         redis
             .run("cache.flush", |mut c| async move {
-                redis::pipe()
-                    .atomic()
-                    .incr(key, 1)
-                    .ignore()
-                    .publish(CHANNEL, message)
-                    .ignore()
-                    .query_async::<()>(&mut c)
+                flush_script()
+                    .key(key)
+                    .key(floor)
+                    .arg(keep_ms)
+                    .arg(CHANNEL)
+                    .arg(message)
+                    .arg(lsn)
+                    .invoke_async::<i64>(&mut c)
                     .await
             })
             .await
             .is_some()
     }
 
-    /// Bumps the key's version, deletes the entry and tells every instance.
-    async fn invalidate_remote(&self, ns: &'static str, key: &str) -> bool {
+    fn keep_version_ms(&self) -> u64 {
+        (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000)
+    }
+
+    /// Bumps the key's version, deletes the entry and tells every instance;
+    /// with a commit position, records it as the key's floor for fills.
+    async fn invalidate_remote(&self, ns: &'static str, key: &str, lsn: u64) -> bool {
         let Some(redis) = &self.inner.redis else { return true };
-        let version = version_key(ns, key);
-        let message = format!("{ns}{SEP}{key}");
-        let keep_version_ms = (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000);
+        let (version, floor) = (version_key(ns, key), floor_key(ns, key));
+        let message = message(ns, key, lsn);
+        let keep_version_ms = self.keep_version_ms();
+        let lsn = if lsn > 0 { lsn_text(lsn) } else { String::new() };
         redis
             .run("cache.invalidate", |mut c| async move {
                 invalidate_script()
                     .key(version)
+                    .key(floor)
                     .arg(keep_version_ms)
                     .arg(CHANNEL)
                     .arg(message)
+                    .arg(lsn)
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -332,6 +365,20 @@ fn version_key(ns: &str, key: &str) -> String {
     format!("mercato:cv:{ns}:{key}")
 }
 
+/// The commit position a fill of the key (`*`: of any key) must reflect.
+fn floor_key(ns: &str, key: &str) -> String {
+    format!("mercato:cl:{ns}:{key}")
+}
+
+/// Fixed width, so that Redis compares positions as strings.
+fn lsn_text(lsn: u64) -> String {
+    format!("{lsn:016X}")
+}
+
+fn message(ns: &str, key: &str, lsn: u64) -> String {
+    if lsn > 0 { format!("{ns}{SEP}{key}{SEP}{lsn:X}") } else { format!("{ns}{SEP}{key}") }
+}
+
 /// KEYS: data, version. ARGV: expected version ("" when none), payload, ttl ms.
 /// Stores only if no invalidation happened since the filler read the version.
 fn fill_script() -> &'static redis::Script {
@@ -346,15 +393,40 @@ fn fill_script() -> &'static redis::Script {
     })
 }
 
-/// KEYS: version. ARGV: version ttl ms, channel, message. Entries filled
-/// under the old version become unreadable (see `decode`) and are overwritten
-/// by the next fill.
+/// KEYS: epoch, floor. ARGV: floor ttl ms, channel, message, commit position
+/// ("" when none). Moves the namespace's epoch: every entry is orphaned.
+fn flush_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"redis.call('INCR', KEYS[1])
+              if ARGV[4] ~= '' then
+                local old = redis.call('GET', KEYS[2])
+                if not old or old < ARGV[4] then
+                  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[1])
+                end
+              end
+              redis.call('PUBLISH', ARGV[2], ARGV[3])
+              return 1",
+        )
+    })
+}
+
+/// KEYS: version, floor. ARGV: version ttl ms, channel, message, commit
+/// position ("" when none). Entries filled under the old version become
+/// unreadable (see `decode`) and are overwritten by the next fill.
 fn invalidate_script() -> &'static redis::Script {
     static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     S.get_or_init(|| {
         redis::Script::new(
             r"redis.call('INCR', KEYS[1])
               redis.call('PEXPIRE', KEYS[1], ARGV[1])
+              if ARGV[4] ~= '' then
+                local old = redis.call('GET', KEYS[2])
+                if not old or old < ARGV[4] then
+                  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[1])
+                end
+              end
               redis.call('PUBLISH', ARGV[2], ARGV[3])
               return 1",
         )
@@ -424,7 +496,13 @@ struct TieredInner<K, V> {
     hub: CacheHub,
     l1: Cache<K, Entry<V>>,
     generations: crate::KeyedGeneration,
-    flights: SingleFlight<K, Option<Arc<V>>>,
+    /// Commit positions of invalidations seen, for fills from replicas.
+    floors: Floors,
+    /// The database loads read from, when it has replicas.
+    source: std::sync::OnceLock<Db>,
+    /// Keyed by the key's generation too: a caller that invalidated a key
+    /// must not be handed the result of a load that began before.
+    flights: SingleFlight<(K, u64), Option<Arc<V>>>,
     /// The namespace's epoch in Redis (part of every L2 key), or `UNKNOWN_EPOCH`
     /// until read. `invalidate_all` moves it, orphaning every L2 entry at once.
     epoch: AtomicU64,
@@ -433,15 +511,66 @@ struct TieredInner<K, V> {
 const UNKNOWN_EPOCH: u64 = u64::MAX;
 
 impl<K: Hash + Eq + Clone + Send + Sync + 'static, V: Send + Sync + 'static> TieredInner<K, V> {
-    fn drop_local(&self, key: &K) {
+    fn drop_local(&self, key: &K, lsn: u64) {
+        // The floor before the generation: a fill that sees the new
+        // generation also sees the floor.
+        self.floors.raise(key, lsn);
         self.generations.bump(key);
         self.l1.invalidate(key);
     }
 
-    fn drop_all_local(&self) {
+    fn drop_all_local(&self, lsn: u64) {
+        self.floors.raise_all(lsn);
         self.epoch.store(UNKNOWN_EPOCH, Ordering::Release);
         self.generations.bump_all();
         self.l1.invalidate_all();
+    }
+
+    /// The database loads read from, if it has replicas.
+    fn replicated(&self) -> Option<&Db> {
+        self.source.get().filter(|db| db.has_replicas())
+    }
+
+    /// The commit position of this process's latest write to the source.
+    fn written(&self) -> u64 {
+        self.replicated().map_or(0, Db::last_commit_lsn)
+    }
+}
+
+/// The highest commit position of the invalidations seen per key shard, and
+/// for the whole cache.
+struct Floors {
+    shards: Box<[AtomicU64]>,
+    all: AtomicU64,
+    any: AtomicU64,
+}
+
+impl Default for Floors {
+    fn default() -> Self {
+        Floors { shards: (0..GENERATION_SHARDS).map(|_| AtomicU64::new(0)).collect(), all: 0.into(), any: 0.into() }
+    }
+}
+
+impl Floors {
+    fn shard<K: Hash + ?Sized>(&self, key: &K) -> &AtomicU64 {
+        use std::hash::BuildHasher;
+        let h = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(key);
+        &self.shards[(h % self.shards.len() as u64) as usize]
+    }
+    fn raise<K: Hash + ?Sized>(&self, key: &K, lsn: u64) {
+        if lsn > 0 {
+            self.shard(key).fetch_max(lsn, Ordering::AcqRel);
+            self.any.fetch_max(lsn, Ordering::AcqRel);
+        }
+    }
+    fn raise_all(&self, lsn: u64) {
+        if lsn > 0 {
+            self.all.fetch_max(lsn, Ordering::AcqRel);
+            self.any.fetch_max(lsn, Ordering::AcqRel);
+        }
+    }
+    fn of<K: Hash + ?Sized>(&self, key: &K) -> u64 {
+        self.shard(key).load(Ordering::Acquire).max(self.all.load(Ordering::Acquire))
     }
 }
 
@@ -470,7 +599,20 @@ where
         if let Some(v) = self.peek(key) {
             return Ok(v);
         }
-        self.inner.flights.run(key, || self.fill(key, load)).await
+        let flight = (key.clone(), self.inner.generations.current(key));
+        self.inner.flights.run(&flight, || self.fill(key, load)).await
+    }
+
+    /// Loads of this cache read `db`: with replicas, invalidations carry
+    /// the position of the write behind them, and fills wait for it.
+    pub fn reads_from(&self, db: &Db) {
+        let _ = self.inner.source.set(db.clone());
+    }
+
+    /// The highest commit position of any invalidation seen: the floor for
+    /// a read whose keys are learnt from it (see [`Tiered::adopt`]).
+    pub fn floor_any(&self) -> u64 {
+        self.inner.floors.any.load(Ordering::Acquire)
     }
 
     async fn fill<F, Fut>(&self, key: &K, load: F) -> Result<Option<Arc<V>>, Error>
@@ -501,15 +643,33 @@ where
             ),
             version_key(ns, &skey),
         ];
+        let replicated = self.inner.replicated().cloned();
+        let mut floor = self.inner.floors.of(key);
         let mut version = None;
         if let Some(redis) = hub.redis() {
             let k = keys.clone();
+            // With replicas, the positions other instances' invalidations
+            // left beside the version too.
+            let floors = replicated.is_some().then(|| [floor_key(ns, &skey), floor_key(ns, "*")]);
             let got = redis
                 .run("cache.get", |mut c| async move {
-                    redis::cmd("MGET").arg(&k).query_async::<(Option<Vec<u8>>, Option<String>)>(&mut c).await
+                    let mut cmd = redis::cmd("MGET");
+                    cmd.arg(&k);
+                    if let Some(f) = &floors {
+                        cmd.arg(f);
+                    }
+                    let mut got = cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut c).await?.into_iter();
+                    let data = got.next().flatten();
+                    let version = got.next().flatten().map(|v| String::from_utf8_lossy(&v).into_owned());
+                    let floor = got
+                        .filter_map(|f| u64::from_str_radix(std::str::from_utf8(&f?).ok()?, 16).ok())
+                        .max()
+                        .unwrap_or(0);
+                    Ok::<_, redis::RedisError>((data, version, floor))
                 })
                 .await;
-            if let Some((data, v)) = got {
+            if let Some((data, v, remote_floor)) = got {
+                floor = floor.max(remote_floor);
                 let v = v.unwrap_or_default();
                 if let Some(bytes) = data {
                     match decode::<V>(&bytes, &v) {
@@ -528,7 +688,10 @@ where
         let loaded = {
             let _permit = hub.inner.loads.acquire().await.map_err(|_| Error::internal("cache closed"))?;
             metrics::counter!("mercato_cache_loads_total", "cache" => ns).increment(1);
-            load().await?
+            match &replicated {
+                Some(db) => crate::db::fill(db.name().into(), floor, load()).await?,
+                None => load().await?,
+            }
         };
         let value = loaded.map(Arc::new);
         if let (Some(redis), Some(expected)) = (hub.redis(), version) {
@@ -581,10 +744,11 @@ where
     /// any product may change.
     pub async fn invalidate_all(&self) {
         metrics::counter!("mercato_cache_flushes_total", "cache" => self.inner.ns).increment(1);
-        self.inner.drop_all_local();
-        let flushed = self.inner.hub.flush_remote(self.inner.ns).await;
+        let lsn = self.inner.written();
+        self.inner.drop_all_local(lsn);
+        let flushed = self.inner.hub.flush_remote(self.inner.ns, lsn).await;
         if !flushed {
-            self.inner.hub.inner.missed.lock().insert((self.inner.ns, "*".to_string()));
+            self.inner.hub.miss_all([((self.inner.ns, "*".to_string()), lsn)]);
         }
     }
 
@@ -636,16 +800,17 @@ where
     pub async fn invalidate(&self, key: &K) {
         metrics::counter!("mercato_cache_invalidations_total", "cache" => self.inner.ns, "from" => "local")
             .increment(1);
-        self.inner.drop_local(key);
+        let lsn = self.inner.written();
+        self.inner.drop_local(key, lsn);
         let skey = key.to_string();
-        if self.inner.hub.redis().is_some() && !self.inner.hub.invalidate_remote(self.inner.ns, &skey).await {
-            self.inner.hub.inner.missed.lock().insert((self.inner.ns, skey));
+        if self.inner.hub.redis().is_some() && !self.inner.hub.invalidate_remote(self.inner.ns, &skey, lsn).await {
+            self.inner.hub.miss_all([((self.inner.ns, skey), lsn)]);
         }
     }
 
     /// Drops a key from this instance only (another instance told us).
     pub fn invalidate_local(&self, key: &K) {
-        self.inner.drop_local(key);
+        self.inner.drop_local(key, self.inner.written());
     }
 }
 

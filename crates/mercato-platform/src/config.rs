@@ -68,6 +68,17 @@ pub struct DatabaseConfig {
     /// Domains given a database of their own (`[database.domains.orders]`);
     /// the others use `url`.
     pub domains: std::collections::BTreeMap<String, DomainDatabase>,
+    /// PostgreSQL streaming replicas of `url` (`{domain}` as in `url`): a
+    /// list, or one comma-separated string in the environment. Reads that
+    /// tolerate staleness go to them (see ARCHITECTURE.md, "Replicas").
+    #[serde(deserialize_with = "secret_list")]
+    pub replicas: Vec<Secret>,
+    /// A replica further behind its primary than this serves no reads until
+    /// it has caught up.
+    pub replica_max_lag_ms: u64,
+    /// How often replicas' positions are sampled. A client's reads go to the
+    /// primary for up to about this long after each of its writes.
+    pub replica_check_interval_ms: u64,
 }
 
 /// One domain's own database.
@@ -76,6 +87,9 @@ pub struct DatabaseConfig {
 pub struct DomainDatabase {
     /// `postgres://...` or `sqlite:PATH`, as `database.url`.
     pub url: Secret,
+    /// Streaming replicas of this domain's own database.
+    #[serde(deserialize_with = "secret_list")]
+    pub replicas: Vec<Secret>,
 }
 
 impl DatabaseConfig {
@@ -91,6 +105,16 @@ impl DatabaseConfig {
     }
 }
 
+impl DatabaseConfig {
+    /// The replicas of `domain`'s database: its own when it has a database of
+    /// its own, else `replicas`.
+    pub fn replicas_for(&self, domain: &str) -> Vec<String> {
+        let own = self.domains.get(domain).filter(|d| !d.url.is_empty());
+        let list = own.map_or(&self.replicas, |d| &d.replicas);
+        list.iter().map(|r| r.expose().replace("{domain}", domain)).filter(|r| !r.is_empty()).collect()
+    }
+}
+
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
@@ -101,6 +125,9 @@ impl Default for DatabaseConfig {
             migrate_on_start: true,
             statement_timeout_ms: 5_000,
             domains: Default::default(),
+            replicas: Vec::new(),
+            replica_max_lag_ms: 5_000,
+            replica_check_interval_ms: 50,
         }
     }
 }
@@ -144,6 +171,10 @@ impl Default for HttpConfig {
 
 /// A list setting given either as a list or, as environment variables give
 /// it, as one comma-separated string.
+fn secret_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Secret>, D::Error> {
+    Ok(list_or_csv(d)?.into_iter().map(Secret::new).collect())
+}
+
 fn list_or_csv<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]

@@ -10,7 +10,7 @@ use mercato_orders::{Orders, OrdersService};
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
-use mercato_platform::db::DbOptions;
+use mercato_platform::db::{DbOptions, ReplicaOptions};
 use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::fleet::FleetJob;
 use mercato_platform::ids::IdGen;
@@ -143,6 +143,16 @@ pub fn open_databases(config: &Config) -> anyhow::Result<Databases> {
         }
         // Named after the first name it serves: "platform" when shared.
         let db = open_url(config, &url, name).with_context(|| format!("opening the {name} database"))?;
+        let d = &config.database;
+        let options = ReplicaOptions {
+            max_lag: Duration::from_millis(d.replica_max_lag_ms),
+            check_interval: Duration::from_millis(d.replica_check_interval_ms.max(1)),
+            pool_size: d.pool_size.max(1) as u32,
+            statement_timeout_ms: d.statement_timeout_ms,
+        };
+        let db = db
+            .with_replicas(&d.replicas_for(name), options)
+            .with_context(|| format!("the replicas of the {name} database"))?;
         opened.push((url, db.clone()));
         Ok::<_, anyhow::Error>(db)
     })

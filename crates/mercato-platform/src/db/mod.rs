@@ -11,13 +11,17 @@
 //! async lifetimes and lets the SQLite backend run many bodies inside one commit
 //! (group commit), each in its own savepoint.
 
+mod consistency;
 mod migrate;
 mod pg;
+mod replica;
 mod sqlite;
 #[doc(hidden)]
 pub mod testing;
 
+pub use consistency::{ReadAfter, fill, session};
 pub use migrate::Migration;
+pub use replica::ReplicaOptions;
 
 use mercato_core::{Error, ErrorCode};
 use std::sync::Arc;
@@ -230,21 +234,58 @@ enum Backend {
 pub struct Db {
     backend: Arc<Backend>,
     name: Arc<str>,
+    /// PostgreSQL streaming replicas serving [`Db::read_replica`].
+    replicas: Option<Arc<replica::Replicas>>,
 }
 
 impl Db {
     /// Opens (creating if needed) an embedded database file.
     pub fn open_sqlite(path: &std::path::Path, name: &str, opts: DbOptions) -> Result<Db, Error> {
         let backend = sqlite::Sqlite::open(path, name, opts).map_err(Error::from)?;
-        Ok(Db { backend: Arc::new(Backend::Sqlite(backend)), name: name.into() })
+        Ok(Db { backend: Arc::new(Backend::Sqlite(backend)), name: name.into(), replicas: None })
     }
 
     /// Connects a pool to a PostgreSQL server (`postgres://user@host/db`). Does
     /// not fail when the server is down: connections are made on demand, and
     /// `ping` (readiness) tells.
     pub fn open_postgres(url: &str, name: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Db, Error> {
-        let backend = pg::Pg::open(url, pool_size, statement_timeout_ms).map_err(Error::from)?;
-        Ok(Db { backend: Arc::new(Backend::Postgres(backend)), name: name.into() })
+        let backend = pg::Pg::open(url, pool_size, statement_timeout_ms, std::time::Duration::from_secs(5))
+            .map_err(Error::from)?;
+        Ok(Db { backend: Arc::new(Backend::Postgres(backend)), name: name.into(), replicas: None })
+    }
+
+    /// Adds streaming replicas (PostgreSQL URLs) that serve this database's
+    /// [`read_replica`](Db::read_replica) reads. Like the primary, they
+    /// may be down at start: each joins the rotation once it answers with
+    /// a lag within `opts.max_lag`.
+    pub fn with_replicas(mut self, urls: &[String], opts: ReplicaOptions) -> Result<Db, Error> {
+        if urls.is_empty() {
+            return Ok(self);
+        }
+        if self.dialect() != Dialect::Postgres {
+            return Err(Error::validation("replicas need a PostgreSQL database (the embedded one has none)"));
+        }
+        let replicas = Arc::new(replica::Replicas::open(&self.name, urls, opts).map_err(Error::from)?);
+        replica::watch(&replicas, Arc::downgrade(&self.backend));
+        self.replicas = Some(replicas);
+        Ok(self)
+    }
+
+    /// True when reads may be served by replicas.
+    pub fn has_replicas(&self) -> bool {
+        self.replicas.is_some()
+    }
+
+    /// The commit position of the latest write this process made here (0:
+    /// none, or no replicas to route by it). A cache records it with an
+    /// invalidation, so that no replica older than the write refills the key.
+    pub fn last_commit_lsn(&self) -> u64 {
+        self.replicas.as_ref().map_or(0, |r| r.last_commit())
+    }
+
+    /// Each replica's label, whether it is in rotation, and its pool.
+    pub fn replica_stats(&self) -> Vec<(String, bool, PoolStats)> {
+        self.replicas.as_ref().map_or_else(Vec::new, |r| r.stats())
     }
 
     pub fn name(&self) -> &str {
@@ -276,7 +317,14 @@ impl Db {
     {
         match &*self.backend {
             Backend::Sqlite(b) => b.write(body).await,
-            Backend::Postgres(b) => b.write(body).await,
+            Backend::Postgres(b) => {
+                let (value, lsn) = b.write(self.replicas.is_some(), body).await?;
+                if let (Some(r), true) = (&self.replicas, lsn > 0) {
+                    r.committed(lsn);
+                    consistency::committed(&self.name, lsn);
+                }
+                Ok(value)
+            }
         }
     }
 
@@ -306,6 +354,57 @@ impl Db {
             Backend::Sqlite(b) => b.lookup(body).await,
             Backend::Postgres(b) => b.read(body).await,
         }
+    }
+
+    /// Like [`Db::read`], for reads that tolerate a replica's staleness
+    /// (browsing, histories, listings, reports): served by a replica in
+    /// rotation when there is one that has caught up with this client's own
+    /// writes and with the cache's last invalidation of the key being
+    /// filled; otherwise, and whenever the replica fails, by the primary.
+    /// Never for a read that a write will be based on.
+    pub async fn read_replica<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Send + Sync + 'static,
+    {
+        let Some(replicas) = &self.replicas else { return self.read(body).await };
+        let db = &*self.name;
+        let floor = consistency::floor(db);
+        let body = Arc::new(body);
+        match replicas.pick(floor) {
+            replica::Route::Replica(k) => {
+                let b = body.clone();
+                match replicas.members[k].pg.read(move |tx| b(tx)).await {
+                    Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Transient) => {
+                        replicas.failed(k, &e);
+                        metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => "failed")
+                            .increment(1);
+                    }
+                    done => {
+                        metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "replica", "why" => "")
+                            .increment(1);
+                        return done;
+                    }
+                }
+            }
+            replica::Route::Primary(why) => {
+                // A floor that held a read back is read-your-writes (or a
+                // fresh invalidation) at work; no floor, no replica up.
+                let why = if floor > 0 && why == "behind" { "floor" } else { why };
+                metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => why)
+                    .increment(1);
+            }
+        }
+        self.read(move |tx| body(tx)).await
+    }
+
+    /// [`Db::lookup`] where replicas may serve it (see [`Db::read_replica`]).
+    pub async fn lookup_replica<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Send + Sync + 'static,
+    {
+        if self.replicas.is_some() { self.read_replica(body).await } else { self.lookup(body).await }
     }
 
     /// Applies `migrations` of `component` not yet applied, in order.

@@ -84,14 +84,19 @@ impl r2d2::CustomizeConnection<Conn, postgres::Error> for StatementTimeout {
 }
 
 impl Pg {
-    pub fn open(url: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Pg, DbError> {
-        let config: postgres::Config =
+    /// A pool of up to `pool_size` connections; waiting longer than
+    /// `connect_wait` for one fails the call as unavailable.
+    pub fn open(url: &str, pool_size: u32, statement_timeout_ms: u64, connect_wait: Duration) -> Result<Pg, DbError> {
+        let mut config: postgres::Config =
             url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(connect_wait);
+        }
         let manager = Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = r2d2::Pool::builder()
             .max_size(pool_size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(Duration::from_secs(5))
+            .connection_timeout(connect_wait)
             .connection_customizer(Box::new(StatementTimeout(statement_timeout_ms)))
             // Pool creation must not fail while the server is down: readiness
             // reports it, and connections are made as soon as it is back.
@@ -103,7 +108,11 @@ impl Pg {
         self.pool.clone().expect("pool is present until drop")
     }
 
-    pub async fn write<T, F>(&self, mut body: F) -> Result<T, Error>
+    /// Runs `body` in a transaction. With `want_lsn`, also returns the WAL
+    /// position just past its commit, which a replica must have replayed to
+    /// show the write (0 when the position could not be read: the write
+    /// stands, the caller then cannot route its next reads by it).
+    pub async fn write<T, F>(&self, want_lsn: bool, mut body: F) -> Result<(T, u64), Error>
     where
         T: Send + 'static,
         F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
@@ -124,6 +133,16 @@ impl Pg {
                         Err(e)
                     }
                 };
+                // After the commit, so the position is past its record.
+                let result = result.map(|v| {
+                    let lsn = if want_lsn {
+                        let mut tx = PgTx { conn: &mut *client, prepared: &mut *prepared, in_tx: false };
+                        lsn_of(&mut tx, COMMITTED_LSN).ok().flatten().unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    (v, lsn)
+                });
                 match result {
                     Err(e) if e.code == ErrorCode::Transient && attempt < MAX_ATTEMPTS => {
                         metrics::counter!("db_transaction_retries_total").increment(1);
@@ -152,6 +171,16 @@ impl Pg {
         .map_err(|e| Error::internal(format!("read task failed: {e}")))?
     }
 
+    /// Runs a query answering one WAL position (see [`PRIMARY_LSN`] and
+    /// [`REPLAYED_LSN`]) on this thread; `None` when the server answers
+    /// NULL (a replica asked where a primary is, or the reverse).
+    pub fn lsn_blocking(&self, sql: &str) -> Result<Option<u64>, DbError> {
+        let pool = self.pool();
+        let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let Conn { client, prepared } = &mut *conn;
+        lsn_of(&mut PgTx { conn: client, prepared, in_tx: false }, sql)
+    }
+
     pub fn stats(&self) -> PoolStats {
         let state = self.pool().state();
         PoolStats {
@@ -160,6 +189,24 @@ impl Pg {
             write_queue: 0,
         }
     }
+}
+
+/// Where this server's WAL has been written to (a primary).
+pub const PRIMARY_LSN: &str = "SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint";
+/// Read right after a commit: the WAL is written at least past the commit's
+/// record, since a synchronous commit (`synchronous_commit` other than
+/// `off`) returns once its record is flushed. Not the insert position, which
+/// on an idle server stands past a page header no replica ever reports
+/// having replayed.
+const COMMITTED_LSN: &str = PRIMARY_LSN;
+/// How far a replica has applied its primary's WAL; NULL on a primary.
+pub const REPLAYED_LSN: &str = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint";
+
+fn lsn_of(tx: &mut dyn Tx, sql: &str) -> Result<Option<u64>, DbError> {
+    Ok(tx.query_one(sql, &[])?.0.first().and_then(|c| match c {
+        Cell::Int(v) => Some(*v as u64),
+        _ => None,
+    }))
 }
 
 /// A NULL that binds to a parameter of any type (PostgreSQL types every
