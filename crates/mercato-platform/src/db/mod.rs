@@ -375,7 +375,9 @@ impl Db {
             replica::Route::Replica(k) => {
                 let b = body.clone();
                 match replicas.members[k].pg.read(move |tx| b(tx)).await {
-                    Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Transient) => {
+                    // Errors a primary would not give (a domain's own, like
+                    // "not found", are answers, not failures).
+                    Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Transient | ErrorCode::Internal) => {
                         replicas.failed(k, &e);
                         metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => "failed")
                             .increment(1);
@@ -410,7 +412,12 @@ impl Db {
     /// Applies `migrations` of `component` not yet applied, in order.
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<usize, Error> {
         let dialect = self.dialect();
-        self.write(move |tx| migrate::apply(tx, dialect, component, migrations)).await
+        let applied = self.write(move |tx| migrate::apply(tx, dialect, component, migrations)).await?;
+        if let Some(r) = &self.replicas {
+            // This write's commit: the schema as this code knows it.
+            r.migrated(r.last_commit());
+        }
+        Ok(applied)
     }
 
     /// A cheap round trip, for readiness.

@@ -65,6 +65,9 @@ pub(crate) struct Replicas {
     next: AtomicUsize,
     /// The highest commit position of this process's writes (0: none yet).
     last_commit: AtomicU64,
+    /// Where this process's migrations committed: a replica that has not
+    /// replayed them lacks tables or columns this code reads.
+    schema: AtomicU64,
     /// The primary's recent (time, position) samples, oldest first.
     history: Mutex<VecDeque<(Instant, u64)>>,
     opts: ReplicaOptions,
@@ -91,6 +94,7 @@ impl Replicas {
             members,
             next: AtomicUsize::new(0),
             last_commit: AtomicU64::new(0),
+            schema: AtomicU64::new(0),
             history: Mutex::new(VecDeque::new()),
             opts,
         })
@@ -104,8 +108,13 @@ impl Replicas {
         self.last_commit.load(Ordering::Relaxed)
     }
 
+    pub fn migrated(&self, lsn: u64) {
+        self.schema.fetch_max(lsn, Ordering::Relaxed);
+    }
+
     /// A replica (taking turns) that is in rotation and has replayed `floor`.
     pub fn pick(&self, floor: u64) -> Route {
+        let floor = floor.max(self.schema.load(Ordering::Relaxed));
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut any_up = false;
@@ -123,8 +132,9 @@ impl Replicas {
         Route::Primary(if any_up { "behind" } else { "none" })
     }
 
-    /// A read on replica `k` failed as a replica can (down, or its query
-    /// cancelled by replay): out of rotation until the monitor sees it well.
+    /// A read on replica `k` failed as a replica can (down, its query
+    /// cancelled by replay, a table another instance's migration made not
+    /// there yet): out of rotation until the monitor's next look.
     pub fn failed(&self, k: usize, error: &mercato_core::Error) {
         let m = &self.members[k];
         if m.up.swap(false, Ordering::AcqRel) {

@@ -309,9 +309,35 @@ impl Drop for SharedDatabase {
     }
 }
 
+/// Keeps the read-your-writes token (stage 5) as a browser keeps the
+/// cookie, except that tokens from concurrent requests merge, the highest
+/// position per database winning, where a browser's jar would keep whichever
+/// answer came last.
+#[derive(Default)]
+struct ReadAfterJar(Mutex<mercato_platform::db::ReadAfter>);
+
+impl reqwest::cookie::CookieStore for ReadAfterJar {
+    fn set_cookies(&self, headers: &mut dyn Iterator<Item = &reqwest::header::HeaderValue>, _: &reqwest::Url) {
+        for h in headers.filter_map(|h| h.to_str().ok()) {
+            let first = h.split(';').next().unwrap_or("").trim();
+            if let Some(token) = first.strip_prefix("mercato_read_after=") {
+                self.0.lock().unwrap().merge(&mercato_platform::db::ReadAfter::parse(token));
+            }
+        }
+    }
+    fn cookies(&self, _: &reqwest::Url) -> Option<reqwest::header::HeaderValue> {
+        let token = self.0.lock().unwrap();
+        if token.is_empty() {
+            return None;
+        }
+        reqwest::header::HeaderValue::from_str(&format!("mercato_read_after={}", token.encode())).ok()
+    }
+}
+
 /// The client every test server is driven with.
 fn test_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .cookie_provider(Arc::new(ReadAfterJar::default()))
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(64)
         .build()
@@ -349,7 +375,20 @@ impl TestServer {
                 env.extend(parts.env());
                 split = Some(Arc::new(parts));
             }
-            (Some(_), false) => env.extend(postgres_database().map(|url| ("MERCATO_DATABASE_URL".to_string(), url))),
+            (Some(_), false) => {
+                let url = postgres_database().expect("MERCATO_TEST_POSTGRES_URL is set");
+                // Stage 5 shape: replicas of that server, the same database on each.
+                if let Ok(replicas) = std::env::var("MERCATO_TEST_POSTGRES_REPLICAS") {
+                    let name = url.rsplit_once('/').map_or("", |(_, n)| n);
+                    let urls: Vec<String> = replicas
+                        .split(',')
+                        .filter(|r| !r.trim().is_empty())
+                        .map(|r| format!("{}/{name}", r.trim().rsplit_once('/').map_or(r, |(p, _)| p)))
+                        .collect();
+                    env.push(("MERCATO_DATABASE_REPLICAS".into(), urls.join(",")));
+                }
+                env.push(("MERCATO_DATABASE_URL".into(), url));
+            }
             (None, true) => {
                 let url = format!("sqlite:{}/{{domain}}.db", dir.path().display());
                 env.push(("MERCATO_DATABASE_URL".into(), url));
@@ -386,7 +425,7 @@ impl TestServer {
         Self::start_on(seed, parts.env(), extra)
     }
 
-    fn start_on(seed: u32, databases: Vec<(String, String)>, extra: &[(&str, &str)]) -> TestServer {
+    pub fn start_on(seed: u32, databases: Vec<(String, String)>, extra: &[(&str, &str)]) -> TestServer {
         let dir = tempfile::Builder::new().prefix("mercato-test-").tempdir().expect("tempdir");
         let mut env = base_env(seed);
         env.extend(databases);

@@ -96,6 +96,53 @@ impl PgCluster {
         Ok(cluster)
     }
 
+    /// A streaming replica of `primary` (a base backup that follows its
+    /// WAL, `pg_basebackup -R`), started.
+    pub fn replica_of(primary: &PgCluster) -> PgCluster {
+        let root = tempfile::Builder::new().prefix("mercato-pg-replica-").tempdir().expect("tempdir");
+        if let Some((uid, gid)) = primary.account {
+            std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).expect("handing the temp dir to postgres");
+        }
+        let mut cluster =
+            PgCluster { bin: primary.bin.clone(), root, port: free_port(), account: primary.account, postmaster: None };
+        let out = cluster
+            .command("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "postgres"])
+            .args(["-D", "data", "-R", "-X", "stream", "-c", "fast"])
+            .output()
+            .expect("running pg_basebackup");
+        assert!(out.status.success(), "pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr));
+        cluster.start();
+        cluster
+    }
+
+    /// Runs `sql` as the superuser on database `postgres` and returns the
+    /// first column of each row as text.
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        let (url, sql) = (self.url(), sql.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting to the cluster");
+            client
+                .simple_query(&sql)
+                .expect("running sql")
+                .into_iter()
+                .filter_map(|m| match m {
+                    postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .join()
+        .expect("running sql")
+    }
+
+    /// Changes a setting and reloads the configuration (`ALTER SYSTEM`,
+    /// allowed on a standby too).
+    pub fn set(&self, name: &str, value: &str) {
+        self.sql(&format!("ALTER SYSTEM SET {name} = '{value}'"));
+        self.sql("SELECT pg_reload_conf()");
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
