@@ -504,6 +504,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     if config.seed.products > 0 && shop.state.catalog.product_count().await? == 0 {
         crate::seed::run(&shop.state, config.seed.products as u64, config.seed.stock_per_variant, false).await?;
+        // The shop lists what it just seeded, even from replicas.
+        for (_, db) in shop.state.dbs.sources() {
+            db.fence_replicas();
+        }
     }
     let followed = crate::indexer::followed(&config.data_dir);
     let started = mercato_platform::now_ms();

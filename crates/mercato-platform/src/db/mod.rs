@@ -413,11 +413,17 @@ impl Db {
     pub async fn migrate(&self, component: &'static str, migrations: &'static [Migration]) -> Result<usize, Error> {
         let dialect = self.dialect();
         let applied = self.write(move |tx| migrate::apply(tx, dialect, component, migrations)).await?;
-        if let Some(r) = &self.replicas {
-            // This write's commit: the schema as this code knows it.
-            r.migrated(r.last_commit());
-        }
+        // The schema as this code knows it.
+        self.fence_replicas();
         Ok(applied)
+    }
+
+    /// Replicas serve no read until they have replayed every write this
+    /// process has made so far (its migrations, the demo catalog it seeded).
+    pub fn fence_replicas(&self) {
+        if let Some(r) = &self.replicas {
+            r.fence();
+        }
     }
 
     /// A cheap round trip, for readiness.

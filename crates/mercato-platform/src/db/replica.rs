@@ -65,9 +65,10 @@ pub(crate) struct Replicas {
     next: AtomicUsize,
     /// The highest commit position of this process's writes (0: none yet).
     last_commit: AtomicU64,
-    /// Where this process's migrations committed: a replica that has not
-    /// replayed them lacks tables or columns this code reads.
-    schema: AtomicU64,
+    /// No replica serves a read before it has replayed this position: this
+    /// process's migrations (without them a replica lacks tables or columns
+    /// this code reads) and start-up writes (the demo catalog).
+    fence: AtomicU64,
     /// The primary's recent (time, position) samples, oldest first.
     history: Mutex<VecDeque<(Instant, u64)>>,
     opts: ReplicaOptions,
@@ -94,7 +95,7 @@ impl Replicas {
             members,
             next: AtomicUsize::new(0),
             last_commit: AtomicU64::new(0),
-            schema: AtomicU64::new(0),
+            fence: AtomicU64::new(0),
             history: Mutex::new(VecDeque::new()),
             opts,
         })
@@ -108,13 +109,14 @@ impl Replicas {
         self.last_commit.load(Ordering::Relaxed)
     }
 
-    pub fn migrated(&self, lsn: u64) {
-        self.schema.fetch_max(lsn, Ordering::Relaxed);
+    /// Every write this process has made so far becomes the fence.
+    pub fn fence(&self) {
+        self.fence.fetch_max(self.last_commit(), Ordering::Relaxed);
     }
 
     /// A replica (taking turns) that is in rotation and has replayed `floor`.
     pub fn pick(&self, floor: u64) -> Route {
-        let floor = floor.max(self.schema.load(Ordering::Relaxed));
+        let floor = floor.max(self.fence.load(Ordering::Relaxed));
         let n = self.members.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut any_up = false;
