@@ -180,7 +180,7 @@ impl Promotions for PromotionsService {
         Ok(promotion)
     }
     async fn list(&self) -> Result<Vec<Promotion>, Error> {
-        self.inner.db.read(store::list).await
+        self.inner.db.read_replica(store::list).await
     }
     async fn get(&self, id: Id) -> Result<Promotion, Error> {
         self.inner
@@ -254,6 +254,6 @@ impl Promotions for PromotionsService {
     }
     /// Redemption counts per promotion id, for reporting.
     async fn redemptions(&self, promotion: Id) -> Result<i64, Error> {
-        self.inner.db.read(move |tx| store::redemptions(tx, promotion)).await
+        self.inner.db.read_replica(move |tx| store::redemptions(tx, promotion)).await
     }
 }

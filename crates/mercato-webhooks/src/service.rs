@@ -209,7 +209,7 @@ impl Webhooks for WebhooksService {
     }
     /// Every endpoint not deleted, oldest first.
     async fn list_endpoints(&self) -> Result<Vec<Endpoint>, Error> {
-        self.inner.db.read(store::list_endpoints).await
+        self.inner.db.read_replica(store::list_endpoints).await
     }
     async fn get_endpoint(&self, id: Id) -> Result<Endpoint, Error> {
         self.inner.db.read(move |tx| store::endpoint_by_id(tx, id)).await
@@ -257,10 +257,10 @@ impl Webhooks for WebhooksService {
         let before = cursor
             .map(|c| c.parse::<i64>().map_err(|_| Error::field("cursor", "is not a cursor this listing returned")))
             .transpose()?;
-        self.inner.db.read(move |tx| store::list_deliveries(tx, endpoint_id, before, limit)).await
+        self.inner.db.read_replica(move |tx| store::list_deliveries(tx, endpoint_id, before, limit)).await
     }
     async fn get_delivery(&self, id: Id) -> Result<Delivery, Error> {
-        self.inner.db.read(move |tx| store::delivery_by_id(tx, id)).await
+        self.inner.db.read_replica(move |tx| store::delivery_by_id(tx, id)).await
     }
     /// Sends a delivery again, now, with a fresh set of retries; the receiver
     /// sees the same event id. A pending delivery is just made due now. It

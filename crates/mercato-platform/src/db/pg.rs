@@ -181,6 +181,18 @@ impl Pg {
         lsn_of(&mut PgTx { conn: client, prepared, in_tx: false }, sql)
     }
 
+    /// Runs a query answering one text value on this thread.
+    pub fn text_blocking(&self, sql: &str) -> Result<Option<String>, DbError> {
+        let pool = self.pool();
+        let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
+        let Conn { client, prepared } = &mut *conn;
+        let row = PgTx { conn: client, prepared, in_tx: false }.query_one(sql, &[])?;
+        Ok(match row.0.into_iter().next() {
+            Some(Cell::Text(t)) => Some(t),
+            _ => None,
+        })
+    }
+
     pub fn stats(&self) -> PoolStats {
         let state = self.pool().state();
         PoolStats {

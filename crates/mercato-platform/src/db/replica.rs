@@ -69,6 +69,7 @@ pub(crate) struct Replicas {
     /// process's migrations (without them a replica lacks tables or columns
     /// this code reads) and start-up writes (the demo catalog).
     fence: AtomicU64,
+    commit_checked: AtomicBool,
     /// The primary's recent (time, position) samples, oldest first.
     history: Mutex<VecDeque<(Instant, u64)>>,
     opts: ReplicaOptions,
@@ -96,6 +97,7 @@ impl Replicas {
             next: AtomicUsize::new(0),
             last_commit: AtomicU64::new(0),
             fence: AtomicU64::new(0),
+            commit_checked: AtomicBool::new(false),
             history: Mutex::new(VecDeque::new()),
             opts,
         })
@@ -151,6 +153,9 @@ impl Replicas {
         let now = Instant::now();
         let keep = self.opts.max_lag * 2 + Duration::from_secs(1);
         if let Ok(Some(lsn)) = primary.lsn_blocking(PRIMARY_LSN) {
+            if !self.commit_checked.swap(true, Ordering::Relaxed) {
+                self.check_commit_setting(primary);
+            }
             let mut h = self.history.lock();
             h.push_back((now, lsn));
             while h.front().is_some_and(|(t, _)| now.duration_since(*t) > keep) {
@@ -184,6 +189,21 @@ impl Replicas {
                     tracing::warn!(db = %self.db, replica = %m.label, reason = %why, "replica out of rotation");
                 }
             }
+        }
+    }
+
+    /// Read-your-writes takes the WAL position after a commit as past the
+    /// commit's record, which holds only if commits wait for their flush.
+    fn check_commit_setting(&self, primary: &Pg) {
+        if let Ok(Some(v)) = primary.text_blocking("SELECT current_setting('synchronous_commit')")
+            && v == "off"
+        {
+            tracing::warn!(
+                db = %self.db,
+                "synchronous_commit is off on the primary: read-your-writes on replicas is not guaranteed \
+                 (a commit may return before its record is written) and a crash of the primary loses \
+                 acknowledged commits; set it to on for this database"
+            );
         }
     }
 
