@@ -481,10 +481,10 @@ impl Catalog for CatalogService {
     /// Published products in id order after `after`, fully loaded: for
     /// rebuilding derived views (the search index) in pages.
     async fn published_after(&self, after: Option<Id>, limit: i64) -> Result<Vec<Product>, Error> {
-        self.inner.db.read(move |tx| store::published_after(tx, after, limit)).await
+        self.inner.db.read_replica_current(move |tx| store::published_after(tx, after, limit)).await
     }
     async fn changed_since(&self, since: Millis, after: Option<Id>, limit: i64) -> Result<Vec<Id>, Error> {
-        self.inner.db.read(move |tx| store::changed_since(tx, since, after, limit)).await
+        self.inner.db.read_replica_current(move |tx| store::changed_since(tx, since, after, limit)).await
     }
     async fn published_count(&self) -> Result<i64, Error> {
         self.inner.db.read(store::published_count).await

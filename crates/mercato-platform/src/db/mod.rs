@@ -400,6 +400,28 @@ impl Db {
         self.read(move |tx| body(tx)).await
     }
 
+    /// A replica read that sees every write committed before it began, by
+    /// anyone: for views fed in bulk (the search index) that must not miss
+    /// a change committed before they started following. Asks the primary
+    /// for its position (one small query), gives the replicas up to two
+    /// sampling intervals to show they have replayed it, then reads where
+    /// [`Db::read_replica`] would under that floor.
+    pub async fn read_replica_current<T, F>(&self, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Send + Sync + 'static,
+    {
+        let Some(replicas) = &self.replicas else { return self.read(body).await };
+        let position = self.read(|tx| pg::lsn_of(tx, pg::PRIMARY_LSN).map_err(Error::from)).await?.unwrap_or(0);
+        for _ in 0..2 {
+            if replicas.caught_up(position) {
+                break;
+            }
+            tokio::time::sleep(replicas.check_interval()).await;
+        }
+        consistency::fill(self.name.clone(), position, self.read_replica(body)).await
+    }
+
     /// [`Db::lookup`] where replicas may serve it (see [`Db::read_replica`]).
     pub async fn lookup_replica<T, F>(&self, body: F) -> Result<T, Error>
     where

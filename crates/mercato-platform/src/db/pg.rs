@@ -214,7 +214,7 @@ const COMMITTED_LSN: &str = PRIMARY_LSN;
 /// How far a replica has applied its primary's WAL; NULL on a primary.
 pub const REPLAYED_LSN: &str = "SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint";
 
-fn lsn_of(tx: &mut dyn Tx, sql: &str) -> Result<Option<u64>, DbError> {
+pub(crate) fn lsn_of(tx: &mut dyn Tx, sql: &str) -> Result<Option<u64>, DbError> {
     Ok(tx.query_one(sql, &[])?.0.first().and_then(|c| match c {
         Cell::Int(v) => Some(*v as u64),
         _ => None,

@@ -136,6 +136,16 @@ impl Replicas {
         Route::Primary(if any_up { "behind" } else { "none" })
     }
 
+    /// Whether some replica in rotation has replayed `floor` (by the last
+    /// samples).
+    pub fn caught_up(&self, floor: u64) -> bool {
+        self.members.iter().any(|m| m.up.load(Ordering::Acquire) && m.replay.load(Ordering::Acquire) >= floor)
+    }
+
+    pub fn check_interval(&self) -> Duration {
+        self.opts.check_interval
+    }
+
     /// A read on replica `k` failed as a replica can (down, its query
     /// cancelled by replay, a table another instance's migration made not
     /// there yet): out of rotation until the monitor's next look.
