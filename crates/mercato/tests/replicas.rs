@@ -117,7 +117,7 @@ async fn a_client_never_reads_the_state_before_its_own_write_from_a_lagging_repl
     }
     assert!(stale > 0, "a client without the token always saw its order: the replica was not serving reads");
     assert!(replica_reads(&srv).await > 0.0, "no read went to the replica");
-    let held_back = srv.metric("db_reads_total{db=\"platform\",route=\"primary\",why=\"floor\"}").await;
+    let held_back = srv.metric("db_reads_total{db=\"platform\",route=\"primary\",why=\"read_your_writes\"}").await;
     assert!(held_back > 0.0, "no read was sent to the primary to honour a write");
 }
 

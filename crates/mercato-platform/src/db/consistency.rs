@@ -123,11 +123,12 @@ pub(crate) fn committed(db: &str, lsn: u64) {
     });
 }
 
-/// The position a read of `db` made here must have caught up to (0: any).
-pub(crate) fn floor(db: &str) -> u64 {
+/// The positions a read of `db` made here must have caught up to: the
+/// session's (read-your-writes) and the cache fill's (0: any).
+pub(crate) fn floors(db: &str) -> (u64, u64) {
     let session = SESSION.try_with(|s| s.after.lock().get(db)).unwrap_or(0);
     let fill = FILL.try_with(|(name, lsn)| if &**name == db { *lsn } else { 0 }).unwrap_or(0);
-    session.max(fill)
+    (session, fill)
 }
 
 #[cfg(test)]
@@ -148,15 +149,15 @@ mod tests {
     async fn a_session_learns_its_commits_and_keeps_the_highest() {
         let ((), out) = session(ReadAfter::parse("catalog~10"), async {
             committed("catalog", 0x8);
-            assert_eq!(floor("catalog"), 0x10);
+            assert_eq!(floors("catalog"), (0x10, 0));
             committed("orders", 0x20);
-            assert_eq!(floor("orders"), 0x20);
-            fill("orders".into(), 0x30, async { assert_eq!(floor("orders"), 0x30) }).await;
+            assert_eq!(floors("orders"), (0x20, 0));
+            fill("orders".into(), 0x30, async { assert_eq!(floors("orders"), (0x20, 0x30)) }).await;
         })
         .await;
         let out = out.expect("a write moved the session");
         assert_eq!((out.get("catalog"), out.get("orders")), (0x10, 0x20));
-        let ((), untouched) = session(ReadAfter::default(), async { assert_eq!(floor("catalog"), 0) }).await;
+        let ((), untouched) = session(ReadAfter::default(), async { assert_eq!(floors("catalog"), (0, 0)) }).await;
         assert!(untouched.is_none());
     }
 }

@@ -369,7 +369,8 @@ impl Db {
     {
         let Some(replicas) = &self.replicas else { return self.read(body).await };
         let db = &*self.name;
-        let floor = consistency::floor(db);
+        let (session, fill) = consistency::floors(db);
+        let floor = session.max(fill);
         let body = Arc::new(body);
         match replicas.pick(floor) {
             replica::Route::Replica(k) => {
@@ -390,9 +391,15 @@ impl Db {
                 }
             }
             replica::Route::Primary(why) => {
-                // A floor that held a read back is read-your-writes (or a
-                // fresh invalidation) at work; no floor, no replica up.
-                let why = if floor > 0 && why == "behind" { "floor" } else { why };
+                // A floor that held the read back: the client's own write
+                // (read-your-writes) or the invalidation a cache fill must
+                // reflect; else the replicas' own state (none in rotation,
+                // or behind this instance's start-up writes).
+                let why = match why {
+                    "behind" if session > 0 && session >= fill => "read_your_writes",
+                    "behind" if fill > 0 => "cache_fill",
+                    other => other,
+                };
                 metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => why)
                     .increment(1);
             }
