@@ -276,12 +276,7 @@ impl CacheHub {
         }
         let batch: Vec<((&'static str, String), u64)> = self.inner.missed.lock().drain().collect();
         for (i, ((ns, key), lsn)) in batch.iter().enumerate() {
-            let delivered = if key == "*" {
-                self.flush_remote(ns, *lsn).await
-            } else {
-                self.invalidate_remote(ns, key, *lsn).await
-            };
-            if !delivered {
+            if !self.invalidate_remote(ns, key, *lsn).await {
                 self.miss_all(batch[i..].iter().cloned());
                 return;
             }
@@ -296,49 +291,31 @@ impl CacheHub {
         }
     }
 
-    async fn flush_remote(&self, ns: &'static str, lsn: u64) -> bool {
+    fn keep_version_ms(&self) -> u64 {
+        (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000)
+    }
+
+    /// Tells every instance that `key` (`*`: every key of `ns`) changed:
+    /// moves its version (the namespace's epoch), so entries filled before
+    /// become unreadable; with a commit position, records it as the floor
+    /// for fills of the key (of any key).
+    async fn invalidate_remote(&self, ns: &'static str, key: &str, lsn: u64) -> bool {
         let Some(redis) = &self.inner.redis else { return true };
-        let (key, message) = (epoch_key(ns), message(ns, "*", lsn));
-        let floor = floor_key(ns, "*");
+        let whole = key == "*";
+        let counter = if whole { epoch_key(ns) } else { version_key(ns, key) };
+        let (floor, message) = (floor_key(ns, key), message(ns, key, lsn));
         let keep_ms = self.keep_version_ms();
         let lsn = if lsn > 0 { lsn_text(lsn) } else { String::new() };
         redis
-            .run("cache.flush", |mut c| async move {
-                flush_script()
-                    .key(key)
+            .run(if whole { "cache.flush" } else { "cache.invalidate" }, |mut c| async move {
+                invalidate_script()
+                    .key(counter)
                     .key(floor)
                     .arg(keep_ms)
                     .arg(CHANNEL)
                     .arg(message)
                     .arg(lsn)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-            })
-            .await
-            .is_some()
-    }
-
-    fn keep_version_ms(&self) -> u64 {
-        (self.inner.options.l2_ttl.as_millis() as u64 * 3).max(60_000)
-    }
-
-    /// Bumps the key's version, deletes the entry and tells every instance;
-    /// with a commit position, records it as the key's floor for fills.
-    async fn invalidate_remote(&self, ns: &'static str, key: &str, lsn: u64) -> bool {
-        let Some(redis) = &self.inner.redis else { return true };
-        let (version, floor) = (version_key(ns, key), floor_key(ns, key));
-        let message = message(ns, key, lsn);
-        let keep_version_ms = self.keep_version_ms();
-        let lsn = if lsn > 0 { lsn_text(lsn) } else { String::new() };
-        redis
-            .run("cache.invalidate", |mut c| async move {
-                invalidate_script()
-                    .key(version)
-                    .key(floor)
-                    .arg(keep_version_ms)
-                    .arg(CHANNEL)
-                    .arg(message)
-                    .arg(lsn)
+                    .arg(if whole { "0" } else { "1" })
                     .invoke_async::<i64>(&mut c)
                     .await
             })
@@ -393,34 +370,18 @@ fn fill_script() -> &'static redis::Script {
     })
 }
 
-/// KEYS: epoch, floor. ARGV: floor ttl ms, channel, message, commit position
-/// ("" when none). Moves the namespace's epoch: every entry is orphaned.
-fn flush_script() -> &'static redis::Script {
-    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
-    S.get_or_init(|| {
-        redis::Script::new(
-            r"redis.call('INCR', KEYS[1])
-              if ARGV[4] ~= '' then
-                local old = redis.call('GET', KEYS[2])
-                if not old or old < ARGV[4] then
-                  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[1])
-                end
-              end
-              redis.call('PUBLISH', ARGV[2], ARGV[3])
-              return 1",
-        )
-    })
-}
-
-/// KEYS: version, floor. ARGV: version ttl ms, channel, message, commit
-/// position ("" when none). Entries filled under the old version become
-/// unreadable (see `decode`) and are overwritten by the next fill.
+/// KEYS: counter (a key's version, or a namespace's epoch), floor. ARGV:
+/// ttl ms, channel, message, commit position ("" when none), "1" to expire
+/// the counter (a version; an epoch must outlive every entry under it).
+/// Moving the counter makes entries filled under it unreadable (see
+/// `decode`, and the epoch in every data key); the floor keeps the highest
+/// position (fixed-width hex, so string order is numeric order).
 fn invalidate_script() -> &'static redis::Script {
     static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
     S.get_or_init(|| {
         redis::Script::new(
             r"redis.call('INCR', KEYS[1])
-              redis.call('PEXPIRE', KEYS[1], ARGV[1])
+              if ARGV[5] == '1' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
               if ARGV[4] ~= '' then
                 local old = redis.call('GET', KEYS[2])
                 if not old or old < ARGV[4] then
@@ -746,7 +707,7 @@ where
         metrics::counter!("mercato_cache_flushes_total", "cache" => self.inner.ns).increment(1);
         let lsn = self.inner.written();
         self.inner.drop_all_local(lsn);
-        let flushed = self.inner.hub.flush_remote(self.inner.ns, lsn).await;
+        let flushed = self.inner.hub.invalidate_remote(self.inner.ns, "*", lsn).await;
         if !flushed {
             self.inner.hub.miss_all([((self.inner.ns, "*".to_string()), lsn)]);
         }

@@ -283,11 +283,6 @@ impl Db {
         self.replicas.as_ref().map_or(0, |r| r.last_commit())
     }
 
-    /// Each replica's label, whether it is in rotation, and its pool.
-    pub fn replica_stats(&self) -> Vec<(String, bool, PoolStats)> {
-        self.replicas.as_ref().map_or_else(Vec::new, |r| r.stats())
-    }
-
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -368,43 +363,45 @@ impl Db {
         F: Fn(&mut dyn Tx) -> Result<T, Error> + Send + Sync + 'static,
     {
         let Some(replicas) = &self.replicas else { return self.read(body).await };
-        let db = &*self.name;
-        let (session, fill) = consistency::floors(db);
-        let floor = session.max(fill);
-        let body = Arc::new(body);
-        match replicas.pick(floor) {
-            replica::Route::Replica(k) => {
-                let b = body.clone();
-                match replicas.members[k].pg.read(move |tx| b(tx)).await {
-                    // Errors a primary would not give (a domain's own, like
-                    // "not found", are answers, not failures).
-                    Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Transient | ErrorCode::Internal) => {
-                        replicas.failed(k, &e);
-                        metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => "failed")
-                            .increment(1);
-                    }
-                    done => {
-                        metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "replica", "why" => "")
-                            .increment(1);
-                        return done;
-                    }
-                }
-            }
+        let (session, fill) = consistency::floors(&self.name);
+        let counted = |route: &'static str, why: &'static str| {
+            // The name is shared, not copied: this runs on every read.
+            metrics::counter!("db_reads_total", "db" => self.name.clone(), "route" => route, "why" => why).increment(1);
+        };
+        let k = match replicas.pick(session.max(fill)) {
+            replica::Route::Replica(k) => k,
             replica::Route::Primary(why) => {
                 // A floor that held the read back: the client's own write
                 // (read-your-writes) or the invalidation a cache fill must
                 // reflect; else the replicas' own state (none in rotation,
                 // or behind this instance's start-up writes).
-                let why = match why {
-                    "behind" if session > 0 && session >= fill => "read_your_writes",
-                    "behind" if fill > 0 => "cache_fill",
-                    other => other,
-                };
-                metrics::counter!("db_reads_total", "db" => db.to_string(), "route" => "primary", "why" => why)
-                    .increment(1);
+                counted(
+                    "primary",
+                    match why {
+                        "behind" if session > 0 && session >= fill => "read_your_writes",
+                        "behind" if fill > 0 => "cache_fill",
+                        other => other,
+                    },
+                );
+                return self.read(body).await;
+            }
+        };
+        // Shared, so that the primary can run it again if the replica fails.
+        let body = Arc::new(body);
+        let b = body.clone();
+        match replicas.members[k].pg.read(move |tx| b(tx)).await {
+            // Errors a primary would not give (a domain's own, like "not
+            // found", are answers, not failures).
+            Err(e) if matches!(e.code, ErrorCode::Unavailable | ErrorCode::Transient | ErrorCode::Internal) => {
+                replicas.failed(k, &e);
+                counted("primary", "failed");
+                self.read(move |tx| body(tx)).await
+            }
+            done => {
+                counted("replica", "");
+                done
             }
         }
-        self.read(move |tx| body(tx)).await
     }
 
     /// A replica read that sees every write committed before it began, by

@@ -15,8 +15,8 @@
 //! replica that fails a read is taken out of rotation at once and the read
 //! runs again on the primary: callers see no error from a replica dying.
 
+use super::DbError;
 use super::pg::{PRIMARY_LSN, Pg, REPLAYED_LSN};
-use super::{DbError, PoolStats};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -223,10 +223,6 @@ impl Replicas {
     fn lag(&self, replay: u64, now: Instant) -> Duration {
         let h = self.history.lock();
         h.iter().find(|(_, lsn)| *lsn > replay).map_or(Duration::ZERO, |(t, _)| now.duration_since(*t))
-    }
-
-    pub fn stats(&self) -> Vec<(String, bool, PoolStats)> {
-        self.members.iter().map(|m| (m.label.clone(), m.up.load(Ordering::Relaxed), m.pg.stats())).collect()
     }
 }
 

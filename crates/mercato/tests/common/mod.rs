@@ -251,21 +251,7 @@ impl SplitPostgres {
     pub fn superuser(&self, part: &str, sql: &str) -> Vec<String> {
         let (prefix, _) = self.base.rsplit_once('/').expect("a database url with a path");
         let url = format!("{prefix}/{}", self.part(part).1);
-        let sql = sql.to_string();
-        std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting as superuser");
-            client
-                .simple_query(&sql)
-                .unwrap_or_else(|e| panic!("{sql}: {e}"))
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .join()
-        .expect("superuser statement")
+        first_column(&url, sql)
     }
 
     /// Every part's name: the platform and each domain.
@@ -291,6 +277,27 @@ impl Drop for SplitPostgres {
         })
         .join();
     }
+}
+
+/// Runs `sql` (one or more statements) at `url` and returns the first
+/// column of each row as text.
+pub fn first_column(url: &str, sql: &str) -> Vec<String> {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    // The blocking client runs a runtime of its own: keep it off the test's.
+    std::thread::spawn(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting to PostgreSQL");
+        client
+            .simple_query(&sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .into_iter()
+            .filter_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+                _ => None,
+            })
+            .collect()
+    })
+    .join()
+    .expect("running sql")
 }
 
 /// A PostgreSQL database for several servers at once (drop it with

@@ -119,21 +119,7 @@ impl PgCluster {
     /// Runs `sql` as the superuser on database `postgres` and returns the
     /// first column of each row as text.
     pub fn sql(&self, sql: &str) -> Vec<String> {
-        let (url, sql) = (self.url(), sql.to_string());
-        std::thread::spawn(move || {
-            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting to the cluster");
-            client
-                .simple_query(&sql)
-                .expect("running sql")
-                .into_iter()
-                .filter_map(|m| match m {
-                    postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
-                    _ => None,
-                })
-                .collect()
-        })
-        .join()
-        .expect("running sql")
+        super::first_column(&self.url(), sql)
     }
 
     /// Changes a setting and reloads the configuration (`ALTER SYSTEM`,
