@@ -132,7 +132,11 @@ impl CheckoutService {
                 let Err(halted) = steps::run(steps).await else { break };
                 let begun = begun.lock().take();
                 match begun {
-                    Some(Begun::Replay(body, order_id)) => return Ok(Some(Placed { body, order_id, replayed: true })),
+                    Some(Begun::Replay(body, order_id)) => {
+                        // Through `replay`, which confirms the record durable.
+                        let replay = orders.replay(customer, &key, &fingerprint).await?;
+                        return Ok(Some(replay.unwrap_or(Placed { body, order_id, replayed: true })));
+                    }
                     Some(Begun::Abandoned(old)) if fresh => {
                         // Fenced, so it can no longer place its order; then what
                         // it held comes back before the key is used again.

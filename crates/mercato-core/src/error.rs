@@ -55,6 +55,10 @@ pub enum ErrorCode {
     InvalidSignature,
     /// A dependency (the database, a provider) is unavailable; retry later.
     Unavailable,
+    /// The database did not confirm a write (the primary died or was cut
+    /// off while committing): it may or may not have happened. A retry
+    /// under the same `Idempotency-Key` finds out.
+    OutcomeUnknown,
     /// A transient conflict inside the storage layer (serialization failure,
     /// deadlock, busy). Retried by the storage layer before it ever surfaces.
     Transient,
@@ -88,6 +92,7 @@ impl ErrorCode {
             ErrorCode::LimitReached => "limit-reached",
             ErrorCode::InvalidSignature => "invalid-signature",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::OutcomeUnknown => "outcome-unknown",
             ErrorCode::Transient => "transient",
             ErrorCode::Internal => "internal",
         }

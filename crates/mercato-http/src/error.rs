@@ -36,6 +36,7 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         C::LimitReached => (StatusCode::FORBIDDEN, "Purchase limit reached"),
         C::InvalidSignature => (StatusCode::BAD_REQUEST, "Invalid signature"),
         C::Unavailable | C::Transient => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
+        C::OutcomeUnknown => (StatusCode::SERVICE_UNAVAILABLE, "Outcome unknown"),
         C::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }
@@ -75,6 +76,9 @@ impl IntoResponse for ApiError {
                 ErrorCode::Unavailable | ErrorCode::Transient => {
                     "the service is temporarily unavailable; retry shortly".to_string()
                 }
+                ErrorCode::OutcomeUnknown => "the database did not confirm this write: it may or may not have \
+                                              happened; retry with the same Idempotency-Key to find out"
+                    .to_string(),
                 _ => "an internal error occurred".to_string(),
             }
         } else {

@@ -186,7 +186,13 @@ impl Orders for OrdersService {
     async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
         Ok(match self.inner.db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
-            Some(store::Earlier::Done(body, order_id)) => Some(Placed { body, order_id, replayed: true }),
+            Some(store::Earlier::Done(body, order_id)) => {
+                // Read back rather than committed now: it may be a commit
+                // whose wait for the standby was cut short, which a failover
+                // would discard. Acknowledge only what would survive one.
+                self.inner.db.confirm_durable().await?;
+                Some(Placed { body, order_id, replayed: true })
+            }
             _ => None,
         })
     }

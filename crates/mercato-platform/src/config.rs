@@ -65,6 +65,17 @@ pub struct DatabaseConfig {
     pub migrate_on_start: bool,
     /// PostgreSQL: statements (and lock waits) running longer are cancelled.
     pub statement_timeout_ms: u64,
+    /// PostgreSQL: a COMMIT still unconfirmed after this long (a
+    /// synchronous standby that does not answer, a primary cut off) is
+    /// cancelled, and its request answered 503 with the outcome unknown
+    /// (a retry under the same Idempotency-Key finds out).
+    pub commit_wait_ms: u64,
+    /// PostgreSQL: `synchronous_commit` for Mercato's sessions (`on`,
+    /// `remote_apply`, `remote_write`, `local`, `off`); unset keeps the
+    /// server's. With a synchronous standby, `on` loses no acknowledged
+    /// order in a failover; `local` acknowledges without the standby,
+    /// faster, and a failover can lose the last moments' orders.
+    pub synchronous_commit: Option<crate::db::SynchronousCommit>,
     /// Domains given a database of their own (`[database.domains.orders]`);
     /// the others use `url`.
     pub domains: std::collections::BTreeMap<String, DomainDatabase>,
@@ -124,6 +135,8 @@ impl Default for DatabaseConfig {
             max_batch: 64,
             migrate_on_start: true,
             statement_timeout_ms: 5_000,
+            commit_wait_ms: 5_000,
+            synchronous_commit: None,
             domains: Default::default(),
             replicas: Vec::new(),
             replica_max_lag_ms: 5_000,

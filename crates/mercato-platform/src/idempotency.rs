@@ -25,7 +25,7 @@ pub const RETENTION_MS: i64 = 24 * 3_600_000;
 
 pub async fn begin(db: &Db, scope: &str, key: &str, fingerprint: &str, lease_ms: i64) -> Result<Begin, Error> {
     let (scope, key, fingerprint) = (scope.to_string(), key.to_string(), fingerprint.to_string());
-    db.write(move |tx| {
+    let begun = db.write(move |tx| {
         let now = now_ms();
         let inserted = tx.execute(
             "INSERT INTO idempotency_keys (scope, key, fingerprint, state, lease_until, created_at) \
@@ -64,7 +64,14 @@ pub async fn begin(db: &Db, scope: &str, key: &str, fingerprint: &str, lease_ms:
             }
         }
     })
-    .await
+    .await?;
+    if let Begin::Replay { .. } = begun {
+        // A stored answer is read back, not committed now: it may be one
+        // whose commit's wait for the standby was cut short, which a
+        // failover would discard. Replay only what would survive one.
+        db.confirm_durable().await?;
+    }
+    Ok(begun)
 }
 
 pub async fn finish(db: &Db, scope: &str, key: &str, status: u16, headers: String, body: Vec<u8>) -> Result<(), Error> {

@@ -10,7 +10,7 @@ use mercato_orders::{Orders, OrdersService};
 use mercato_payments::PaymentsService;
 use mercato_payments::test_provider::TestProvider;
 use mercato_platform::cache::{CacheHub, CacheOptions};
-use mercato_platform::db::{DbOptions, ReplicaOptions};
+use mercato_platform::db::{DbOptions, PgOptions, ReplicaOptions};
 use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::fleet::FleetJob;
 use mercato_platform::ids::IdGen;
@@ -58,12 +58,15 @@ pub struct Domains {
 /// Opens the database at `url` (empty: the embedded default in `data_dir`).
 fn open_url(config: &Config, url: &str, name: &str) -> anyhow::Result<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Db::open_postgres(
-            url,
-            name,
-            config.database.pool_size.max(1) as u32,
-            config.database.statement_timeout_ms,
-        )?);
+        let d = &config.database;
+        let opts = PgOptions {
+            pool_size: d.pool_size.max(1) as u32,
+            statement_timeout_ms: d.statement_timeout_ms,
+            commit_wait: Duration::from_millis(d.commit_wait_ms.max(1)),
+            synchronous_commit: d.synchronous_commit,
+            ..PgOptions::default()
+        };
+        return Ok(Db::open_postgres(url, name, &opts)?);
     }
     let path = match url.strip_prefix("sqlite:") {
         Some(p) if !p.is_empty() => std::path::PathBuf::from(p.trim_start_matches("//")),

@@ -8,11 +8,9 @@ mod common;
 
 use common::pg::PgCluster;
 use common::*;
-use reqwest::Method;
-use serde_json::{Value, json};
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
@@ -32,111 +30,6 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(20);
 const GRACE: Duration = Duration::from_secs(1);
 /// How long a client keeps retrying one Idempotency-Key before giving up.
 const KEY_PATIENCE: Duration = Duration::from_secs(45);
-
-/// One HTTP exchange of the load, with when it began and ended.
-#[derive(Debug, Clone)]
-struct Call {
-    what: &'static str,
-    started: Instant,
-    ended: Instant,
-    /// None: no answer at all (transport error).
-    status: Option<u16>,
-    body: String,
-}
-
-#[derive(Debug, Clone)]
-struct Acked {
-    customer: usize,
-    key: String,
-    id: String,
-    at: Instant,
-}
-
-struct Load {
-    calls: Mutex<Vec<Call>>,
-    acked: Mutex<Vec<Acked>>,
-    /// Keys still unanswered (no 201) when the client's patience ran out.
-    stuck: Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-impl Load {
-    async fn call(&self, what: &'static str, rb: reqwest::RequestBuilder) -> Option<Resp> {
-        let started = Instant::now();
-        let r = try_send(rb).await;
-        let ended = Instant::now();
-        let (status, body) = match &r {
-            Ok(r) => (Some(r.status), r.text.clone()),
-            Err(e) => (None, e.clone()),
-        };
-        self.calls.lock().unwrap().push(Call { what, started, ended, status, body });
-        r.ok()
-    }
-}
-
-fn retryable(r: &Option<Resp>) -> bool {
-    match r {
-        None => true,
-        Some(r) => r.status >= 500 || (r.status == 409 && r.body["code"] == json!("idempotency-key-in-progress")),
-    }
-}
-
-/// One customer's checkouts, as a careful client makes them: a failed add is
-/// retried, an order is retried with the same Idempotency-Key until it is
-/// answered, and every third order is paid (once, not retried).
-async fn customer(srv: Arc<TestServer>, load: Arc<Load>, c: usize, token: String, skus: Vec<String>) {
-    let mut iter = 0usize;
-    while !load.stop.load(Ordering::Relaxed) {
-        iter += 1;
-        let sku = &skus[(c + iter) % skus.len()];
-        let qty = 1 + (iter % 3) as i64;
-        let add = loop {
-            let r = load
-                .call(
-                    "add",
-                    srv.rb(Method::POST, "/cart/items", Some(&token)).json(&json!({"sku": sku, "quantity": qty})),
-                )
-                .await;
-            if !retryable(&r) || load.stop.load(Ordering::Relaxed) {
-                break r;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        if add.is_none_or(|r| r.status != 200) {
-            continue;
-        }
-        let key = format!("pgr-{c}-{iter}-{}", unique());
-        let body = json!({"shipping_address": address()});
-        let patience = Instant::now() + KEY_PATIENCE;
-        let order = loop {
-            let r = load
-                .call(
-                    "order",
-                    srv.rb(Method::POST, "/orders", Some(&token)).header("Idempotency-Key", &key).json(&body),
-                )
-                .await;
-            if !retryable(&r) {
-                break r;
-            }
-            if Instant::now() >= patience {
-                load.stuck.lock().unwrap().push(key.clone());
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        let Some(order) = order.filter(|r| r.status == 201) else { continue };
-        let id = id_of(&order.body["id"]);
-        load.acked.lock().unwrap().push(Acked { customer: c, key, id: id.clone(), at: Instant::now() });
-        if iter.is_multiple_of(3) {
-            load.call(
-                "pay",
-                srv.rb(Method::POST, &format!("/orders/{id}/payments"), Some(&token))
-                    .json(&json!({"method": "test_card", "card_number": CARD_OK})),
-            )
-            .await;
-        }
-    }
-}
 
 async fn readyz(srv: &TestServer) -> Option<Resp> {
     try_send(srv.client.get(srv.url("/readyz"))).await.ok()
@@ -176,15 +69,10 @@ async fn postgres_crash_under_load_is_survived_without_restarting_the_shop() {
     let customers = make_customers(&srv, CUSTOMERS, 6, "pgr").await;
     assert_eq!(readyz(&srv).await.map(|r| r.status), Some(200), "not ready before the crash");
 
-    let load = Arc::new(Load {
-        calls: Mutex::default(),
-        acked: Mutex::default(),
-        stuck: Mutex::default(),
-        stop: false.into(),
-    });
+    let load = Arc::new(storm::Load::default());
     let mut set = JoinSet::new();
     for (c, (_, token, _)) in customers.iter().enumerate() {
-        set.spawn(customer(srv.clone(), load.clone(), c, token.clone(), skus.clone()));
+        set.spawn(storm::customer(srv.clone(), load.clone(), c, token.clone(), skus.clone(), KEY_PATIENCE));
     }
     tokio::time::sleep(BEFORE_CRASH).await;
 
@@ -234,7 +122,7 @@ async fn postgres_crash_under_load_is_survived_without_restarting_the_shop() {
     let calls = load.calls.lock().unwrap().clone();
     let acked = load.acked.lock().unwrap().clone();
     let stuck = load.stuck.lock().unwrap().clone();
-    let fivexx: Vec<&Call> = calls.iter().filter(|c| c.status.is_none_or(|s| s >= 500)).collect();
+    let fivexx: Vec<&storm::Call> = calls.iter().filter(|c| c.status.is_none_or(|s| s >= 500)).collect();
     let before = acked.iter().filter(|a| a.at < killed_at).count();
     let after = acked.iter().filter(|a| a.at > recovered_at + GRACE).count();
     eprintln!(
@@ -261,9 +149,9 @@ async fn postgres_crash_under_load_is_survived_without_restarting_the_shop() {
                 "{} {:?} began {:+.2}s, ended {:+.2}s after the kill (ready again at {:+.2}s): {}",
                 c.what,
                 c.status,
-                signed_secs(c.started, killed_at),
-                signed_secs(c.ended, killed_at),
-                signed_secs(recovered_at, killed_at),
+                storm::signed_secs(c.started, killed_at),
+                storm::signed_secs(c.ended, killed_at),
+                storm::signed_secs(recovered_at, killed_at),
                 c.body
             )
         })
@@ -282,33 +170,14 @@ async fn postgres_crash_under_load_is_survived_without_restarting_the_shop() {
         .collect();
     assert!(refused.is_empty(), "unexpected answers during the load: {refused:#?}");
 
-    // every acknowledged order is there, for its owner; nothing else is
+    // every acknowledged order is there, for its owner, and replays; nothing else is
     let tokens: Vec<&str> = customers.iter().map(|c| c.1.as_str()).collect();
-    for a in &acked {
-        let r = srv.get(&format!("/orders/{}", a.id), Some(tokens[a.customer])).await;
-        assert_eq!(r.status, 200, "acknowledged order {} (key {}) lost: {}", a.id, a.key, r.text);
-    }
-    let mut lists: Vec<Vec<String>> = Vec::new();
-    for (c, token) in tokens.iter().enumerate() {
-        let listed: Vec<String> =
-            srv.collect_all("/orders", Some(token)).await.iter().map(|o| id_of(&o["id"])).collect();
-        let want: HashSet<&String> = acked.iter().filter(|a| a.customer == c).map(|a| &a.id).collect();
-        let have: HashSet<&String> = listed.iter().collect();
-        assert_eq!(have.len(), listed.len(), "customer {c}: an order listed twice");
-        assert_eq!(have, want, "customer {c}: the orders listed are not the ones acknowledged");
-        lists.push(listed);
-    }
-    // a key answered across the crash still replays its order
-    for a in &acked {
-        let r = srv.place_order_with(tokens[a.customer], &a.key, json!({"shipping_address": address()})).await;
-        assert_eq!(r.status, 201, "replay of key {}: {}", a.key, r.text);
-        assert_eq!(id_of(&r.body["id"]), a.id, "replay of key {} made another order", a.key);
-    }
+    let lists = storm::verify_acknowledged(&srv, &acked, &tokens).await;
 
     // stock is conserved and matches the orders
     let deadline = Instant::now() + Duration::from_secs(8);
     loop {
-        let (ok, report) = stock_report(&srv, &admin, &tokens, &lists, &skus).await;
+        let (ok, report) = storm::stock_report(&srv, &admin, &tokens, &lists, &skus, STOCK).await;
         if ok {
             break;
         }
@@ -329,50 +198,4 @@ async fn postgres_crash_under_load_is_survived_without_restarting_the_shop() {
         assert_eq!(r.status, 201, "customer {c}, first order after a quiet restart: {}", r.text);
     }
     assert_eq!(srv.pid(), shop_pid, "the shop was restarted");
-}
-
-fn signed_secs(t: Instant, origin: Instant) -> f64 {
-    if t >= origin { (t - origin).as_secs_f64() } else { -(origin - t).as_secs_f64() }
-}
-
-/// Per SKU: STOCK == available + reserved + sold, reserved == units in
-/// pending orders, sold == units in paid ones.
-async fn stock_report(
-    srv: &TestServer,
-    admin: &str,
-    tokens: &[&str],
-    lists: &[Vec<String>],
-    skus: &[String],
-) -> (bool, String) {
-    let mut pending: HashMap<String, i64> = HashMap::new();
-    let mut paid: HashMap<String, i64> = HashMap::new();
-    let mut statuses: HashMap<String, usize> = HashMap::new();
-    for (c, ids) in lists.iter().enumerate() {
-        for id in ids {
-            let o: Value = srv.get(&format!("/orders/{id}"), Some(tokens[c])).await.body;
-            let status = o["status"].as_str().unwrap_or("?").to_string();
-            *statuses.entry(status.clone()).or_default() += 1;
-            let bucket = match status.as_str() {
-                "pending_payment" => &mut pending,
-                "paid" => &mut paid,
-                _ => continue,
-            };
-            for line in o["items"].as_array().cloned().unwrap_or_default() {
-                let sku = line["sku"].as_str().unwrap_or_default().to_string();
-                *bucket.entry(sku).or_default() += line["quantity"].as_i64().unwrap_or(0);
-            }
-        }
-    }
-    let mut ok = true;
-    let mut report = format!("orders by status: {statuses:?}\n");
-    for sku in skus {
-        let (a, r, s) = srv.stock(admin, sku).await;
-        let (want_r, want_s) = (pending.get(sku).copied().unwrap_or(0), paid.get(sku).copied().unwrap_or(0));
-        report.push_str(&format!(
-            "{sku}: {STOCK} vs available {a} + reserved {r} + sold {s} = {}; reserved {r} vs pending {want_r}; sold {s} vs paid {want_s}\n",
-            a + r + s
-        ));
-        ok &= a + r + s == STOCK && r == want_r && s == want_s;
-    }
-    (ok, report)
 }

@@ -21,6 +21,7 @@ pub mod testing;
 
 pub use consistency::{ReadAfter, fill, session};
 pub use migrate::Migration;
+pub use pg::{PgOptions, SynchronousCommit};
 pub use replica::ReplicaOptions;
 
 use mercato_core::{Error, ErrorCode};
@@ -248,9 +249,8 @@ impl Db {
     /// Connects a pool to a PostgreSQL server (`postgres://user@host/db`). Does
     /// not fail when the server is down: connections are made on demand, and
     /// `ping` (readiness) tells.
-    pub fn open_postgres(url: &str, name: &str, pool_size: u32, statement_timeout_ms: u64) -> Result<Db, Error> {
-        let backend = pg::Pg::open(url, pool_size, statement_timeout_ms, std::time::Duration::from_secs(5))
-            .map_err(Error::from)?;
+    pub fn open_postgres(url: &str, name: &str, opts: &PgOptions) -> Result<Db, Error> {
+        let backend = pg::Pg::open(url, opts).map_err(Error::from)?;
         Ok(Db { backend: Arc::new(Backend::Postgres(backend)), name: name.into(), replicas: None })
     }
 
@@ -453,8 +453,33 @@ impl Db {
     }
 
     /// A cheap round trip, for readiness.
+    /// The database takes writes: on PostgreSQL, the server reached is a
+    /// primary (during a failover there is none until a standby is
+    /// promoted, and a demoted one answers reads only).
     pub async fn ping(&self) -> bool {
-        self.read(|tx| tx.query_one("SELECT 1", &[]).map_err(Error::from)).await.is_ok()
+        match &*self.backend {
+            Backend::Sqlite(_) => self.read(|tx| tx.query_one("SELECT 1", &[]).map_err(Error::from)).await.is_ok(),
+            Backend::Postgres(b) => b.is_primary().await,
+        }
+    }
+
+    /// Returns once every write already visible here would survive a
+    /// failover: on PostgreSQL, a transaction of its own commits (and so
+    /// waits, as every commit does, for the synchronous standbys the server
+    /// is configured with, to a point past all earlier commits). For an
+    /// answer read back rather than written now (a replayed Idempotency-Key):
+    /// another session may see a commit whose wait for the standby was cut
+    /// short (a primary cut off from its standby), and acknowledging it
+    /// then could acknowledge what a failover discards. Embedded: nothing
+    /// to wait for.
+    pub async fn confirm_durable(&self) -> Result<(), Error> {
+        match &*self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            // An xid makes the commit write a record, and wait.
+            Backend::Postgres(b) => {
+                b.write(false, |tx| Ok(tx.query_one("SELECT txid_current()", &[])?)).await.map(|_| ())
+            }
+        }
     }
 
     pub fn stats(&self) -> PoolStats {

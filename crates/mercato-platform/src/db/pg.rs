@@ -7,6 +7,16 @@
 //! Each connection keeps its statements prepared: a statement given as text
 //! costs two round trips (prepare, then execute) and a parse and plan on the
 //! server every time, a prepared one a single round trip.
+//!
+//! A primary can die or be replaced (a failover engine promotes a standby;
+//! the URL lists every node with `target_session_attrs=read-write`). A
+//! transaction whose connection is lost before COMMIT did not happen, and
+//! runs again on a fresh connection. One whose COMMIT got no answer, or
+//! whose wait for a synchronous standby had to be cut short, may or may not
+//! have happened: it is reported as unavailable with its outcome unknown
+//! (never rerun), and the client's retry under its Idempotency-Key finds
+//! out which. PostgreSQL does not bound a COMMIT's wait for a standby by
+//! `statement_timeout`, so `commit_wait` does, from this side.
 
 use super::{Cell, DbError, Dialect, Param, PoolStats, Row, Tx};
 use mercato_core::{Error, ErrorCode};
@@ -14,7 +24,8 @@ use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 use r2d2_postgres::PostgresConnectionManager;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 type Pool = r2d2::Pool<Manager>;
 
@@ -27,6 +38,9 @@ const PREPARED_MAX: usize = 512;
 struct Conn {
     client: Client,
     prepared: HashMap<String, Statement>,
+    /// Not to be used again: it reached a server that is no longer a
+    /// primary, or a cancel request may still be on its way to it.
+    broken: bool,
 }
 
 /// Makes [`Conn`]s: r2d2_postgres's manager, plus the statement cache.
@@ -38,19 +52,78 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        Ok(Conn { client: self.0.connect()?, prepared: HashMap::new() })
+        Ok(Conn { client: self.0.connect()?, prepared: HashMap::new(), broken: false })
     }
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
         self.0.is_valid(&mut conn.client)
     }
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        self.0.has_broken(&mut conn.client)
+        conn.broken || self.0.has_broken(&mut conn.client)
+    }
+}
+
+/// How to reach and use one PostgreSQL server (or a multi-host URL's set).
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub pool_size: u32,
+    /// Statements (and lock waits) running longer are cancelled by the server.
+    pub statement_timeout_ms: u64,
+    /// A COMMIT still waiting after this long (for a synchronous standby,
+    /// or a server that stopped answering) is cancelled and reported as of
+    /// unknown outcome.
+    pub commit_wait: Duration,
+    /// `synchronous_commit` for this pool's sessions; `None` keeps the
+    /// server's. See [`SynchronousCommit`].
+    pub synchronous_commit: Option<SynchronousCommit>,
+    /// Waiting longer for a connection fails the call as unavailable.
+    pub connect_wait: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        PgOptions {
+            pool_size: 16,
+            statement_timeout_ms: 5_000,
+            commit_wait: Duration::from_secs(5),
+            synchronous_commit: None,
+            connect_wait: Duration::from_secs(5),
+        }
+    }
+}
+
+/// PostgreSQL's `synchronous_commit`, for Mercato's sessions: what a commit
+/// waits for before an order is acknowledged. With a synchronous standby
+/// configured on the server, `on` (and `remote_write`, `remote_apply`) wait
+/// for it, so a failover loses no acknowledged write; `local` acknowledges
+/// once the primary alone has it on disk (faster, and what a failover to an
+/// asynchronous standby can lose); `off` does not wait for the local disk
+/// either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SynchronousCommit {
+    RemoteApply,
+    On,
+    RemoteWrite,
+    Local,
+    Off,
+}
+
+impl SynchronousCommit {
+    fn as_sql(self) -> &'static str {
+        match self {
+            SynchronousCommit::RemoteApply => "remote_apply",
+            SynchronousCommit::On => "on",
+            SynchronousCommit::RemoteWrite => "remote_write",
+            SynchronousCommit::Local => "local",
+            SynchronousCommit::Off => "off",
+        }
     }
 }
 
 pub struct Pg {
     /// Always Some until drop.
     pool: Option<Pool>,
+    commit_wait: Duration,
 }
 
 impl Drop for Pg {
@@ -70,38 +143,114 @@ fn conn(pool: &Pool) -> Result<r2d2::PooledConnection<Manager>, Error> {
 const MAX_ATTEMPTS: u32 = 6;
 
 #[derive(Debug)]
-struct StatementTimeout(u64);
+struct SessionSettings {
+    statement_timeout_ms: u64,
+    synchronous_commit: Option<SynchronousCommit>,
+}
 
-impl r2d2::CustomizeConnection<Conn, postgres::Error> for StatementTimeout {
+impl r2d2::CustomizeConnection<Conn, postgres::Error> for SessionSettings {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
         // Notices ("relation already exists, skipping" from idempotent
         // migrations) are not worth a log line each.
-        conn.client.batch_execute(&format!(
-            "SET statement_timeout = {}; SET lock_timeout = {}; SET client_min_messages = warning",
-            self.0, self.0
-        ))
+        let mut sql = format!(
+            "SET statement_timeout = {0}; SET lock_timeout = {0}; SET client_min_messages = warning",
+            self.statement_timeout_ms
+        );
+        if let Some(mode) = self.synchronous_commit {
+            sql.push_str(&format!("; SET synchronous_commit = {}", mode.as_sql()));
+        }
+        conn.client.batch_execute(&sql)
     }
 }
 
+thread_local! {
+    /// Set when the server warned that a COMMIT stopped waiting for its
+    /// synchronous standby: committed here, maybe nowhere else. A blocking
+    /// client handles notices on the thread that runs its calls.
+    static SYNC_WAIT_CUT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn on_notice(notice: postgres::error::DbError) {
+    if notice.message().contains("wait for synchronous replication") {
+        SYNC_WAIT_CUT.set(true);
+    } else {
+        tracing::debug!(severity = notice.severity(), message = notice.message(), "postgres notice");
+    }
+}
+
+/// Cancels a COMMIT that has waited `commit_wait`. The cancel goes out
+/// while holding the lock the committer takes when done, so a cancel is
+/// never sent after the commit finished; one sent just as it finished may
+/// still reach the server later, so its connection is then discarded
+/// rather than reused for another transaction.
+struct CommitWatch {
+    state: Arc<parking_lot::Mutex<WatchState>>,
+    timer: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct WatchState {
+    done: bool,
+    cancelled: bool,
+}
+
+impl CommitWatch {
+    fn start(rt: &tokio::runtime::Handle, token: postgres::CancelToken, wait: Duration) -> CommitWatch {
+        let state = Arc::new(parking_lot::Mutex::new(WatchState::default()));
+        let shared = state.clone();
+        let timer = rt.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut s = shared.lock();
+                if !s.done {
+                    s.cancelled = true;
+                    metrics::counter!("db_commit_waits_cut_total").increment(1);
+                    if let Err(e) = token.cancel_query(NoTls) {
+                        tracing::warn!(error = %e, "cancelling a COMMIT that waited too long failed");
+                    }
+                }
+            })
+            .await;
+        });
+        CommitWatch { state, timer }
+    }
+
+    /// Stops the timer; true when a cancel was sent.
+    fn finish(self) -> bool {
+        self.timer.abort();
+        let mut s = self.state.lock();
+        s.done = true;
+        s.cancelled
+    }
+}
+
+/// A COMMIT whose outcome this side cannot know.
+fn unknown_outcome(why: &str) -> Error {
+    Error::new(ErrorCode::OutcomeUnknown, format!("the database did not confirm the commit: {why}"))
+}
+
 impl Pg {
-    /// A pool of up to `pool_size` connections; waiting longer than
-    /// `connect_wait` for one fails the call as unavailable.
-    pub fn open(url: &str, pool_size: u32, statement_timeout_ms: u64, connect_wait: Duration) -> Result<Pg, DbError> {
+    /// A pool of up to `opts.pool_size` connections.
+    pub fn open(url: &str, opts: &PgOptions) -> Result<Pg, DbError> {
         let mut config: postgres::Config =
             url.parse().map_err(|e| DbError::Unavailable(format!("invalid database url: {e}")))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(connect_wait);
+            config.connect_timeout(opts.connect_wait);
         }
+        config.notice_callback(on_notice);
         let manager = Manager(PostgresConnectionManager::new(config, NoTls));
         let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
+            .max_size(opts.pool_size.max(1))
             .min_idle(Some(1))
-            .connection_timeout(connect_wait)
-            .connection_customizer(Box::new(StatementTimeout(statement_timeout_ms)))
+            .connection_timeout(opts.connect_wait)
+            .connection_customizer(Box::new(SessionSettings {
+                statement_timeout_ms: opts.statement_timeout_ms,
+                synchronous_commit: opts.synchronous_commit,
+            }))
             // Pool creation must not fail while the server is down: readiness
             // reports it, and connections are made as soon as it is back.
             .build_unchecked(manager);
-        Ok(Pg { pool: Some(pool) })
+        Ok(Pg { pool: Some(pool), commit_wait: opts.commit_wait })
     }
 
     fn pool(&self) -> Pool {
@@ -117,17 +266,44 @@ impl Pg {
         T: Send + 'static,
         F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
     {
-        let pool = self.pool();
+        let (pool, commit_wait) = (self.pool(), self.commit_wait);
+        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             let mut conn = conn(&pool)?;
-            let Conn { client, prepared } = &mut *conn;
             let mut attempt = 0;
             loop {
                 attempt += 1;
+                let Conn { client, prepared, broken } = &mut *conn;
                 let mut t = client.transaction().map_err(|e| Error::from(map_err(e)))?;
-                let outcome = body(&mut PgTx { conn: &mut t, prepared: &mut *prepared, in_tx: true });
+                let mut tx = PgTx { conn: &mut t, prepared: &mut *prepared, in_tx: true, lost: false };
+                let outcome = body(&mut tx);
+                let lost = tx.lost;
                 let result = match outcome {
-                    Ok(v) => t.commit().map(|_| v).map_err(|e| Error::from(map_err(e))),
+                    Ok(v) => {
+                        SYNC_WAIT_CUT.set(false);
+                        let watch = CommitWatch::start(&rt, t.cancel_token(), commit_wait);
+                        let committed = t.commit();
+                        let cancelled = watch.finish();
+                        *broken |= cancelled;
+                        match committed {
+                            Ok(()) if SYNC_WAIT_CUT.replace(false) || cancelled => {
+                                *broken = true;
+                                return Err(unknown_outcome(&format!(
+                                    "no synchronous standby confirmed it within {commit_wait:?}"
+                                )));
+                            }
+                            Ok(()) => Ok(v),
+                            Err(e) => {
+                                let e = map_err(e);
+                                if !matches!(e, DbError::Transient(_)) {
+                                    *broken = true;
+                                    return Err(unknown_outcome(&e.to_string()));
+                                }
+                                Err(Error::from(e))
+                            }
+                        }
+                    }
                     Err(e) => {
                         let _ = t.rollback();
                         Err(e)
@@ -136,7 +312,7 @@ impl Pg {
                 // After the commit, so the position is past its record.
                 let result = result.map(|v| {
                     let lsn = if want_lsn {
-                        let mut tx = PgTx { conn: &mut *client, prepared: &mut *prepared, in_tx: false };
+                        let mut tx = PgTx { conn: &mut *client, prepared: &mut *prepared, in_tx: false, lost: false };
                         lsn_of(&mut tx, COMMITTED_LSN).ok().flatten().unwrap_or(0)
                     } else {
                         0
@@ -148,12 +324,46 @@ impl Pg {
                         metrics::counter!("db_transaction_retries_total").increment(1);
                         std::thread::sleep(Duration::from_millis(2u64 << attempt));
                     }
+                    // Nothing was committed: the server went away or is no
+                    // longer the primary. A fresh connection reaches whichever
+                    // is the primary now (or waits for one, within bounds).
+                    Err(_) if lost && attempt < MAX_ATTEMPTS && started.elapsed() < commit_wait => {
+                        metrics::counter!("db_transaction_reconnects_total").increment(1);
+                        *broken = true;
+                        drop(conn);
+                        std::thread::sleep(Duration::from_millis(50u64 << attempt.min(4)));
+                        conn = self::conn(&pool)?;
+                    }
                     other => return other,
                 }
             }
         })
         .await
         .map_err(|e| Error::internal(format!("write task failed: {e}")))?
+    }
+
+    /// True when this reaches a primary that takes writes. A connection
+    /// that finds a standby (the server was demoted under it) is discarded,
+    /// so the next one is made through the URL's `target_session_attrs`.
+    pub async fn is_primary(&self) -> bool {
+        let pool = self.pool();
+        tokio::task::spawn_blocking(move || {
+            let Ok(mut conn) = pool.get() else { return false };
+            let Conn { client, prepared, broken } = &mut *conn;
+            let mut tx = PgTx { conn: client, prepared, in_tx: false, lost: false };
+            let standby =
+                tx.query_one("SELECT pg_is_in_recovery()", &[]).map(|r| matches!(r.0.first(), Some(Cell::Int(1))));
+            match standby {
+                Ok(false) => true,
+                Ok(true) => {
+                    *broken = true;
+                    false
+                }
+                Err(_) => false,
+            }
+        })
+        .await
+        .unwrap_or(false)
     }
 
     pub async fn read<T, F>(&self, body: F) -> Result<T, Error>
@@ -164,8 +374,11 @@ impl Pg {
         let pool = self.pool();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn(&pool)?;
-            let Conn { client, prepared } = &mut *conn;
-            body(&mut PgTx { conn: client, prepared, in_tx: false })
+            let Conn { client, prepared, broken } = &mut *conn;
+            let mut tx = PgTx { conn: client, prepared, in_tx: false, lost: false };
+            let result = body(&mut tx);
+            *broken |= tx.lost;
+            result
         })
         .await
         .map_err(|e| Error::internal(format!("read task failed: {e}")))?
@@ -177,16 +390,16 @@ impl Pg {
     pub fn lsn_blocking(&self, sql: &str) -> Result<Option<u64>, DbError> {
         let pool = self.pool();
         let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-        let Conn { client, prepared } = &mut *conn;
-        lsn_of(&mut PgTx { conn: client, prepared, in_tx: false }, sql)
+        let Conn { client, prepared, .. } = &mut *conn;
+        lsn_of(&mut PgTx { conn: client, prepared, in_tx: false, lost: false }, sql)
     }
 
     /// Runs a query answering one text value on this thread.
     pub fn text_blocking(&self, sql: &str) -> Result<Option<String>, DbError> {
         let pool = self.pool();
         let mut conn = pool.get().map_err(|e| DbError::Unavailable(e.to_string()))?;
-        let Conn { client, prepared } = &mut *conn;
-        let row = PgTx { conn: client, prepared, in_tx: false }.query_one(sql, &[])?;
+        let Conn { client, prepared, .. } = &mut *conn;
+        let row = PgTx { conn: client, prepared, in_tx: false, lost: false }.query_one(sql, &[])?;
         Ok(match row.0.into_iter().next() {
             Some(Cell::Text(t)) => Some(t),
             _ => None,
@@ -242,6 +455,8 @@ struct PgTx<'a, C: postgres::GenericClient> {
     /// Inside a transaction a failed statement aborts it, so a retry is the
     /// whole body's; outside one the statement alone can be retried.
     in_tx: bool,
+    /// A statement failed because the server went away or is not a primary.
+    lost: bool,
 }
 
 impl<C: postgres::GenericClient> PgTx<'_, C> {
@@ -249,7 +464,7 @@ impl<C: postgres::GenericClient> PgTx<'_, C> {
         if let Some(s) = self.prepared.get(sql) {
             return Ok(s.clone());
         }
-        let statement = self.conn.prepare(sql).map_err(map_err)?;
+        let statement = self.conn.prepare(sql).map_err(|e| self.failed(e))?;
         if self.prepared.len() >= PREPARED_MAX {
             self.prepared.clear();
         }
@@ -274,10 +489,15 @@ impl<C: postgres::GenericClient> PgTx<'_, C> {
                     return Err(DbError::Transient(e.to_string()));
                 }
                 let statement = self.statement(sql)?;
-                run(self.conn, &statement).map_err(map_err)
+                run(self.conn, &statement).map_err(|e| self.failed(e))
             }
-            other => other.map_err(map_err),
+            other => other.map_err(|e| self.failed(e)),
         }
+    }
+
+    fn failed(&mut self, e: postgres::Error) -> DbError {
+        self.lost |= is_lost(&e);
+        map_err(e)
     }
 }
 
@@ -340,6 +560,22 @@ fn is_stale(e: &postgres::Error) -> bool {
         && e.as_db_error().is_some_and(|d| d.message().contains("cached plan"))
 }
 
+/// The server is gone (crashed, shut down, unreachable) or is not a primary
+/// (demoted, or a standby promoted elsewhere): what a statement did there
+/// is lost with the transaction, and a fresh connection may find the primary.
+fn is_lost(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    match e.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [SqlState::ADMIN_SHUTDOWN, SqlState::CRASH_SHUTDOWN, SqlState::CANNOT_CONNECT_NOW].contains(code)
+                || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+        }
+        // No SQLSTATE: the connection itself failed (closed, or I/O).
+        None => e.is_closed() || std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
 fn map_err(e: postgres::Error) -> DbError {
     use postgres::error::SqlState;
     if let Some(db) = e.as_db_error() {
@@ -356,6 +592,8 @@ fn map_err(e: postgres::Error) -> DbError {
             DbError::Unavailable(format!("statement timed out: {msg}"))
         } else if code.code().starts_with("08") || code.code().starts_with("57") {
             DbError::Unavailable(msg)
+        } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            DbError::Unavailable(format!("the server is not a primary (any more): {msg}"))
         } else {
             DbError::Other(format!("{msg} ({})", code.code()))
         };

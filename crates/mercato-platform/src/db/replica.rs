@@ -16,7 +16,7 @@
 //! runs again on the primary: callers see no error from a replica dying.
 
 use super::DbError;
-use super::pg::{PRIMARY_LSN, Pg, REPLAYED_LSN};
+use super::pg::{PRIMARY_LSN, Pg, PgOptions, REPLAYED_LSN};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -85,7 +85,15 @@ impl Replicas {
         for url in urls {
             members.push(Member {
                 label: label(url),
-                pg: Pg::open(url, opts.pool_size, opts.statement_timeout_ms, CONNECT_WAIT)?,
+                pg: Pg::open(
+                    url,
+                    &PgOptions {
+                        pool_size: opts.pool_size,
+                        statement_timeout_ms: opts.statement_timeout_ms,
+                        connect_wait: CONNECT_WAIT,
+                        ..PgOptions::default()
+                    },
+                )?,
                 // In rotation only once the monitor has seen it replaying.
                 up: AtomicBool::new(false),
                 replay: AtomicU64::new(0),

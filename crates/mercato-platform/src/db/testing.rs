@@ -23,7 +23,12 @@ pub fn fresh(dir: &std::path::Path) -> Db {
             .join()
             .expect("creating a test database");
             let (prefix, _) = base.rsplit_once('/').expect("a database url with a path");
-            Db::open_postgres(&format!("{prefix}/{name}"), "test", 16, 10_000).expect("opening the test database")
+            Db::open_postgres(
+                &format!("{prefix}/{name}"),
+                "test",
+                &crate::db::PgOptions { statement_timeout_ms: 10_000, ..Default::default() },
+            )
+            .expect("opening the test database")
         }
         None => Db::open_sqlite(&dir.join("test.db"), "test", DbOptions::default()).expect("opening the test database"),
     }

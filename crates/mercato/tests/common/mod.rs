@@ -2,8 +2,10 @@
 //! and an ephemeral port, and drives it over HTTP.
 #![allow(dead_code)]
 
+pub mod autofailover;
 pub mod lab;
 pub mod pg;
+pub mod storm;
 
 use reqwest::Method;
 use reqwest::header::HeaderMap;
@@ -282,19 +284,24 @@ impl Drop for SplitPostgres {
 /// Runs `sql` (one or more statements) at `url` and returns the first
 /// column of each row as text.
 pub fn first_column(url: &str, sql: &str) -> Vec<String> {
+    try_first_column(url, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// [`first_column`], with failure (server down, not there yet) as `Err`.
+pub fn try_first_column(url: &str, sql: &str) -> Result<Vec<String>, String> {
     let (url, sql) = (url.to_string(), sql.to_string());
     // The blocking client runs a runtime of its own: keep it off the test's.
     std::thread::spawn(move || {
-        let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connecting to PostgreSQL");
-        client
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).map_err(|e| e.to_string())?;
+        Ok(client
             .simple_query(&sql)
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .map_err(|e| e.to_string())?
             .into_iter()
             .filter_map(|m| match m {
                 postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
                 _ => None,
             })
-            .collect()
+            .collect())
     })
     .join()
     .expect("running sql")
@@ -635,9 +642,12 @@ impl TestServer {
             .or_else(|| self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL"))
             .map(|(_, url)| url.replace("{domain}", domain));
         match url {
-            Some(url) if url.starts_with("postgres") => {
-                mercato_platform::Db::open_postgres(&url, "test", 2, 10_000).expect("opening PostgreSQL")
-            }
+            Some(url) if url.starts_with("postgres") => mercato_platform::Db::open_postgres(
+                &url,
+                "test",
+                &mercato_platform::db::PgOptions { pool_size: 2, statement_timeout_ms: 10_000, ..Default::default() },
+            )
+            .expect("opening PostgreSQL"),
             Some(url) => mercato_platform::Db::open_sqlite(
                 std::path::Path::new(url.trim_start_matches("sqlite:")),
                 "test",

@@ -44,7 +44,7 @@ pub fn binaries() -> Option<PathBuf> {
 /// The uid and gid the server runs as: PostgreSQL refuses to run as root, so
 /// a root test hands it to the `postgres` account; anyone else runs it as
 /// themselves. `None` inside means "as we are".
-fn server_account() -> Result<Option<(u32, u32)>, String> {
+pub fn server_account() -> Result<Option<(u32, u32)>, String> {
     let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| format!("reading /proc/self: {e}"))?;
     if uid != 0 {
         return Ok(None);
@@ -286,11 +286,11 @@ impl Drop for PgCluster {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -311,11 +311,11 @@ fn stat(pid: u32) -> Option<(char, u32)> {
     Some((state, ppid))
 }
 
-fn alive(pid: u32) -> bool {
+pub fn alive(pid: u32) -> bool {
     stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
 }
 
-fn children_of(parent: u32) -> Vec<u32> {
+pub fn children_of(parent: u32) -> Vec<u32> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
