@@ -29,6 +29,16 @@ pub fn node_of(id: Id) -> i64 {
     (id.0 >> SEQ_BITS) & MAX_NODE
 }
 
+/// How many low bits of a sharded id (see [`IdGen::next_in_shard`]) name its
+/// logical shard: at most 256 logical shards.
+pub const SHARD_BITS: u32 = 8;
+const SHARD_MASK: i64 = (1 << SHARD_BITS) - 1;
+
+/// The logical shard a sharded id was minted in (its low bits).
+pub fn shard_of(id: Id) -> u16 {
+    (id.0 & SHARD_MASK) as u16
+}
+
 /// The smallest id minted at or after `unix_ms`.
 pub fn first_id_at(unix_ms: i64) -> Id {
     Id((unix_ms - EPOCH_MS).max(0) << (NODE_BITS + SEQ_BITS))
@@ -133,10 +143,20 @@ impl IdGen {
     /// The next id, or `Unavailable` while the generator holds no valid lease
     /// on a node.
     pub fn next(&self) -> Result<Id, Error> {
-        self.mint_at(now_ms())
+        self.mint_at(now_ms(), None)
     }
 
-    fn mint_at(&self, wall_ms: i64) -> Result<Id, Error> {
+    /// The next id whose low [`SHARD_BITS`] are `shard` ([`shard_of`] reads
+    /// it back), so that the id alone says where its row lives. Taken from
+    /// the same sequence as every other id (the sequence skips ahead to the
+    /// next value ending in `shard`), so ids stay unique and increasing
+    /// across kinds; a millisecond holds at least 16 of them per node.
+    pub fn next_in_shard(&self, shard: u16) -> Result<Id, Error> {
+        assert!(i64::from(shard) <= SHARD_MASK, "logical shard {shard} does not fit in {SHARD_BITS} bits");
+        self.mint_at(now_ms(), Some(i64::from(shard)))
+    }
+
+    fn mint_at(&self, wall_ms: i64, low: Option<i64>) -> Result<Id, Error> {
         let mut s = self.state.lock();
         let Some(node) = s.node else {
             return Err(Error::unavailable(
@@ -144,15 +164,16 @@ impl IdGen {
             ));
         };
         let mut ms = (wall_ms - EPOCH_MS).max(s.last_ms); // never step back with the clock
-        let seq = if ms > s.last_ms {
-            0
-        } else if s.seq < MAX_SEQ {
-            s.seq + 1
-        } else {
+        let mut seq = if ms > s.last_ms { 0 } else { s.seq + 1 };
+        if let Some(low) = low {
+            // Up to the next sequence number ending in `low`.
+            seq += (low - seq) & SHARD_MASK;
+        }
+        if seq > MAX_SEQ {
             // Sequence exhausted in this millisecond: borrow the next one.
             ms += 1;
-            0
-        };
+            seq = low.unwrap_or(0);
+        }
         // The id's own timestamp is checked, not only the clock: the node's
         // next holder mints from its clock at takeover, past `expires_at`, so
         // an id stamped later than that (after borrowed milliseconds or a
@@ -327,7 +348,7 @@ mod tests {
         let g = IdGen::with_node(3);
         let now = now_ms();
         for wall in [now, now + 86_400_000, now + 30 * 365 * 86_400_000] {
-            let id = g.mint_at(wall).expect("a fixed node never refuses");
+            let id = g.mint_at(wall, None).expect("a fixed node never refuses");
             assert_eq!((node_of(id), minted_at_ms(id)), (3, wall));
         }
     }
@@ -336,13 +357,13 @@ mod tests {
     fn a_leased_node_refuses_from_the_end_of_its_validity() {
         let now = now_ms();
         let g = IdGen::on(5, now + 1_000);
-        assert!(g.mint_at(now + 999).is_ok());
-        let e = g.mint_at(now + 1_000).unwrap_err();
+        assert!(g.mint_at(now + 999, None).is_ok());
+        let e = g.mint_at(now + 1_000, None).unwrap_err();
         assert_eq!(e.code, mercato_core::ErrorCode::Unavailable);
         assert!(e.message.contains("lapsed"), "{}", e.message);
         // Renewed: minting resumes on the same node.
         g.renewed(5, now + 5_000);
-        assert_eq!(node_of(g.mint_at(now + 1_000).unwrap()), 5);
+        assert_eq!(node_of(g.mint_at(now + 1_000, None).unwrap()), 5);
     }
 
     #[test]
@@ -351,9 +372,9 @@ mod tests {
         let g = IdGen::on(5, now + 10);
         // Exhaust ten milliseconds' worth of sequence at one clock reading:
         // the borrowed milliseconds reach the end of the lease.
-        let minted = (0..20 * (MAX_SEQ + 1)).map_while(|_| g.mint_at(now).ok()).count() as i64;
+        let minted = (0..20 * (MAX_SEQ + 1)).map_while(|_| g.mint_at(now, None).ok()).count() as i64;
         assert_eq!(minted, 10 * (MAX_SEQ + 1));
-        let e = g.mint_at(now).unwrap_err();
+        let e = g.mint_at(now, None).unwrap_err();
         assert!(e.message.contains("stamped past"), "{}", e.message);
     }
 
@@ -361,16 +382,40 @@ mod tests {
     fn a_switch_never_mints_on_the_lost_node_and_ids_keep_increasing() {
         let now = now_ms();
         let g = IdGen::on(9, now + 60_000);
-        let before: Vec<Id> = (0..100).map(|_| g.mint_at(now).unwrap()).collect();
+        let before: Vec<Id> = (0..100).map(|_| g.mint_at(now, None).unwrap()).collect();
         g.lost();
-        assert!(g.mint_at(now).is_err());
+        assert!(g.mint_at(now, None).is_err());
         // A renewal of the lost node that was already under way changes nothing.
         g.renewed(9, now + 120_000);
-        assert!(g.mint_at(now).is_err());
+        assert!(g.mint_at(now, None).is_err());
         g.switch_to(2, now + 60_000);
-        let after: Vec<Id> = (0..100).map(|_| g.mint_at(now).unwrap()).collect();
+        let after: Vec<Id> = (0..100).map(|_| g.mint_at(now, None).unwrap()).collect();
         assert!(after.iter().all(|id| node_of(*id) == 2));
         let all: Vec<Id> = before.iter().chain(&after).copied().collect();
         assert!(all.windows(2).all(|w| w[0] < w[1]), "ids went back at the switch");
+    }
+
+    #[test]
+    fn sharded_ids_carry_their_shard_and_stay_unique_and_increasing_among_all_ids() {
+        let g = IdGen::with_node(9);
+        let now = EPOCH_MS + 50_000;
+        let mut all = Vec::new();
+        // Interleaved with plain ids, in one millisecond and past it.
+        for i in 0..3_000u16 {
+            let shard = ((u32::from(i) * 37) % 256) as u16;
+            let id = g.mint_at(now, Some(i64::from(shard))).unwrap();
+            assert_eq!(shard_of(id), shard);
+            assert_eq!(node_of(id), 9);
+            all.push(id);
+            all.push(g.mint_at(now, None).unwrap());
+        }
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "ids must keep increasing");
+        let mut sorted = all.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len());
+        // A millisecond holds at least 16 ids of one shard.
+        let g = IdGen::with_node(1);
+        let ids: Vec<Id> = (0..16).map(|_| g.mint_at(now, Some(200)).unwrap()).collect();
+        assert!(ids.iter().all(|id| minted_at_ms(*id) == now && shard_of(*id) == 200));
     }
 }

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod ratelimit;
 pub mod redis;
 pub mod secret;
+pub mod shards;
 pub mod signature;
 pub mod steps;
 pub mod telemetry;
