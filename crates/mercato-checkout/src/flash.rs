@@ -67,7 +67,7 @@ impl CheckoutService {
         }
         // Minted before asking the counter: grants are keyed by order, so a
         // release (or a reconciliation) gives back exactly this unit.
-        let order_id = self.inner.ids.next()?;
+        let order_id = self.inner.orders.new_order_id(customer)?;
         let admission = flash.admit(sale_id, order_id, customer).await?;
         let purchase = Purchase { order_id, sale_id, customer_id: customer };
         match self.complete(&admission.sale, purchase, key, address).await {

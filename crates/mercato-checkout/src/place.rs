@@ -93,7 +93,7 @@ impl CheckoutService {
             return Err(problem);
         }
         let lines: Vec<Line> = cart.items.iter().map(|l| Line { sku: l.sku.clone(), quantity: l.quantity }).collect();
-        let order_id = self.inner.ids.next()?;
+        let order_id = orders.new_order_id(customer)?;
         let order = orders.draft(
             order_id,
             Draft {

@@ -224,6 +224,10 @@ pub trait Orders: Send + Sync {
 
     // ---- placing an order ----
 
+    /// A new order id for `customer`: it carries the customer's logical
+    /// shard (stage 7), so the order is found from its id alone wherever
+    /// the shard's database is.
+    fn new_order_id(&self, customer: Id) -> Result<Id, Error>;
     /// A new unpaid order `id` of `draft`, due for payment within the
     /// configured window. Nothing is written.
     fn draft(&self, id: Id, draft: Draft) -> Order;

@@ -94,7 +94,8 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
     );
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
     let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider));
-    let orders = OrdersService::new(db.clone(), ids.clone(), bus.clone(), OrdersSettings::default(), usd);
+    let ring = mercato_platform::shards::ShardRing::single(db.clone(), OrdersSettings::default().logical_shards);
+    let orders = OrdersService::new(ring, ids.clone(), bus.clone(), OrdersSettings::default(), usd);
     let flash = FlashSalesService::new(db.clone(), bus.clone(), stock, usd);
     let checkout = CheckoutService::new(
         ids,

@@ -15,10 +15,12 @@
 use crate::model::{Action, HistoryEntry, Order, OrderStatus, next};
 use crate::settings::OrdersSettings;
 use crate::store::{self, insert_order, load_order, transition};
+use futures_util::future::try_join_all;
 use mercato_contracts::orders::{Abandoned, AdminFilter, Begun, CancelledBy, Draft, Marked, Orders, Payable, Placed};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
+use mercato_platform::shards::{ShardRing, merge_newest};
 use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
 use parking_lot::Mutex;
@@ -31,7 +33,9 @@ pub struct OrdersService {
 }
 
 struct Inner {
-    db: Db,
+    /// Where each logical shard's orders live: one database unless orders
+    /// are sharded (stage 7).
+    ring: ShardRing,
     ids: IdGen,
     bus: EventBus,
     cfg: OrdersSettings,
@@ -39,18 +43,29 @@ struct Inner {
 }
 
 impl OrdersService {
-    pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: OrdersSettings, currency: Currency) -> Self {
-        OrdersService { inner: Arc::new(Inner { db, ids, bus, cfg, currency }) }
+    /// Orders over `ring`'s databases; [`ShardRing::single`] for one.
+    pub fn new(ring: ShardRing, ids: IdGen, bus: EventBus, cfg: OrdersSettings, currency: Currency) -> Self {
+        OrdersService { inner: Arc::new(Inner { ring, ids, bus, cfg, currency }) }
+    }
+
+    /// The database holding order `id`.
+    fn of_order(&self, id: Id) -> &Db {
+        self.inner.ring.for_id(id)
+    }
+
+    /// The database holding `customer`'s orders and checkout records.
+    fn of_customer(&self, customer: Id) -> &Db {
+        self.inner.ring.for_customer(customer)
     }
 
     async fn load(&self, id: Id) -> Result<Order, Error> {
-        self.inner.db.lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+        self.of_order(id).lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
     }
 
     /// An order to show (not to decide on): a replica may serve it, once it
     /// has this client's own writes.
     async fn show(&self, id: Id) -> Result<Order, Error> {
-        let db = &self.inner.db;
+        let db = self.of_order(id);
         db.lookup_replica(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
     }
 
@@ -66,8 +81,7 @@ impl OrdersService {
         let hid = self.inner.ids.next()?;
         let actor = actor.to_string();
         let r = self
-            .inner
-            .db
+            .of_order(id)
             .write(move |tx| transition(tx, hid, id, action, required_from, &actor, note.as_deref()))
             .await?;
         self.inner.bus.wake();
@@ -125,21 +139,61 @@ impl Orders for OrdersService {
             }
             None => None,
         };
-        self.inner
-            .db
-            .read_replica(move |tx| {
-                let ids = store::list_ids(tx, &filter, before, limit + 1)?;
-                let more = ids.len() > limit;
-                let mut orders = Vec::with_capacity(limit);
-                for id in ids.into_iter().take(limit) {
-                    if let Some(o) = load_order(tx, id)? {
-                        orders.push(o);
+        // A customer's orders are in one database; the rest may be in all.
+        let dbs: Vec<Db> = match filter.customer_id {
+            Some(c) => vec![self.of_customer(c).clone()],
+            None => self.inner.ring.databases().to_vec(),
+        };
+        if let [db] = &dbs[..] {
+            return db
+                .read_replica(move |tx| {
+                    let ids = store::list_ids(tx, &filter, before, limit + 1)?;
+                    let more = ids.len() > limit;
+                    let mut orders = Vec::with_capacity(limit);
+                    for id in ids.into_iter().take(limit) {
+                        if let Some(o) = load_order(tx, id)? {
+                            orders.push(o);
+                        }
                     }
+                    let next = if more { orders.last().map(|o| o.id.to_string()) } else { None };
+                    Ok((orders, next))
+                })
+                .await;
+        }
+        // Scatter-gather: each database's newest ids past the cursor, a
+        // k-way merge, then the chosen orders loaded where they are. Ids are
+        // unique and time-ordered across databases, so the last one shown
+        // is a cursor that neither skips nor repeats while orders arrive.
+        let lists = try_join_all(dbs.iter().enumerate().map(|(i, db)| {
+            let filter = filter.clone();
+            async move {
+                let ids = db.read_replica(move |tx| store::list_ids(tx, &filter, before, limit + 1)).await?;
+                Ok::<_, Error>(ids.into_iter().map(|id| (id, i)).collect::<Vec<_>>())
+            }
+        }))
+        .await?;
+        let (page, more) = merge_newest(lists, limit, |(id, _)| *id);
+        let loads = try_join_all(dbs.iter().enumerate().map(|(i, db)| {
+            let ids: Vec<Id> = page.iter().filter(|(_, at)| *at == i).map(|(id, _)| *id).collect();
+            async move {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
                 }
-                let next = if more { orders.last().map(|o| o.id.to_string()) } else { None };
-                Ok((orders, next))
-            })
-            .await
+                db.read_replica(move |tx| {
+                    let mut found = Vec::with_capacity(ids.len());
+                    for &id in &ids {
+                        found.extend(load_order(tx, id)?);
+                    }
+                    Ok(found)
+                })
+                .await
+            }
+        }))
+        .await?;
+        let mut orders: Vec<Order> = loads.into_iter().flatten().collect();
+        orders.sort_by_key(|o| std::cmp::Reverse(o.id));
+        let next = if more { page.last().map(|(id, _)| id.to_string()) } else { None };
+        Ok((orders, next))
     }
 
     async fn fulfil(&self, id: Id) -> Result<Order, Error> {
@@ -150,6 +204,10 @@ impl Orders for OrdersService {
     async fn complete(&self, id: Id) -> Result<Order, Error> {
         self.move_order(id, Action::Complete, None, "admin", None).await?;
         self.load(id).await
+    }
+
+    fn new_order_id(&self, customer: Id) -> Result<Id, Error> {
+        self.inner.ids.next_in_shard(self.inner.ring.shard_of_customer(customer))
     }
 
     fn draft(&self, id: Id, d: Draft) -> Order {
@@ -185,12 +243,13 @@ impl Orders for OrdersService {
 
     async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        Ok(match self.inner.db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
+        let db = self.of_customer(customer);
+        Ok(match db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
             Some(store::Earlier::Done(body, order_id)) => {
                 // Read back rather than committed now: it may be a commit
                 // whose wait for the standby was cut short, which a failover
                 // would discard. Acknowledge only what would survive one.
-                self.inner.db.confirm_durable().await?;
+                db.confirm_durable().await?;
                 Some(Placed { body, order_id, replayed: true })
             }
             _ => None,
@@ -208,7 +267,7 @@ impl Orders for OrdersService {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
         let (k, f) = (key.to_string(), fingerprint.to_string());
         Step::local(
-            &self.inner.db,
+            self.of_customer(customer),
             move |tx| {
                 let outcome = store::begin_checkout(tx, customer, &k, &f, order_id, lease)?;
                 let mine = outcome == Begun::Mine;
@@ -222,7 +281,7 @@ impl Orders for OrdersService {
     fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error> {
         let (key, bus, history_id) = (key.to_string(), self.inner.bus.clone(), self.inner.ids.next()?);
         Ok(Step::local(
-            &self.inner.db,
+            self.of_customer(customer),
             move |tx| {
                 // Refused when the sweeper gave the attempt up (its lease ran
                 // out) and is giving back what it held.
@@ -238,7 +297,7 @@ impl Orders for OrdersService {
     fn place_flash_step(&self, order: Order) -> Result<Step, Error> {
         let (bus, history_id) = (self.inner.bus.clone(), self.inner.ids.next()?);
         Ok(Step::local(
-            &self.inner.db,
+            self.of_order(order.id),
             move |tx| {
                 if !store::exists(tx, order.id)? {
                     insert_order(tx, &order, history_id, None, None)?;
@@ -255,23 +314,24 @@ impl Orders for OrdersService {
 
     async fn renew_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let (k, lease) = (key.to_string(), self.inner.cfg.checkout_lease_ms as i64);
-        self.inner.db.write(move |tx| store::renew_checkout(tx, customer, &k, order_id, lease)).await
+        self.of_customer(customer).write(move |tx| store::renew_checkout(tx, customer, &k, order_id, lease)).await
     }
 
     async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.inner.db.write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await
+        self.of_customer(customer).write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await
     }
 
     async fn forget_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.inner.db.write(move |tx| store::move_checkout(tx, customer, &k, order_id, "pending", None)).await
+        self.of_customer(customer)
+            .write(move |tx| store::move_checkout(tx, customer, &k, order_id, "pending", None))
+            .await
     }
 
     async fn release_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.inner
-            .db
+        self.of_customer(customer)
             .write(move |tx| store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released")))
             .await
     }
@@ -280,48 +340,56 @@ impl Orders for OrdersService {
         // Fenced first, so a slow attempt cannot place its order while its
         // holds are given back; then every fenced record not yet released
         // (including those a failed pass left) is listed.
-        let db = &self.inner.db;
-        let (expired, mut abandoned) =
-            db.read(move |tx| Ok((store::any_checkout_expired(tx, now)?, store::abandoned_checkouts(tx)?))).await?;
-        if expired {
-            db.write(move |tx| store::fence_expired_checkouts(tx, now)).await?;
-            abandoned = db.read(store::abandoned_checkouts).await?;
+        let mut all = Vec::new();
+        for db in self.inner.ring.databases() {
+            let (expired, mut abandoned) =
+                db.read(move |tx| Ok((store::any_checkout_expired(tx, now)?, store::abandoned_checkouts(tx)?))).await?;
+            if expired {
+                db.write(move |tx| store::fence_expired_checkouts(tx, now)).await?;
+                abandoned = db.read(store::abandoned_checkouts).await?;
+            }
+            all.extend(abandoned);
         }
-        Ok(abandoned.into_iter().map(|(customer_id, key, order_id)| Abandoned { customer_id, key, order_id }).collect())
+        Ok(all.into_iter().map(|(customer_id, key, order_id)| Abandoned { customer_id, key, order_id }).collect())
     }
 
     async fn purge_checkouts(&self) -> Result<u64, Error> {
-        purge_checkouts(&self.inner.db, now_ms() - mercato_platform::idempotency::RETENTION_MS).await
+        let cutoff = now_ms() - mercato_platform::idempotency::RETENTION_MS;
+        let mut total = 0;
+        for db in self.inner.ring.databases() {
+            total += purge_checkouts(db, cutoff).await?;
+        }
+        Ok(total)
     }
 
     async fn payable(&self, id: Id) -> Result<Option<Payable>, Error> {
         // Only what paying needs: the items and history of a full load are
         // two more queries on every payment.
-        self.inner.db.lookup(move |tx| store::payable(tx, id)).await
+        self.of_order(id).lookup(move |tx| store::payable(tx, id)).await
     }
 
     fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
         Step::local(
-            &self.inner.db,
+            self.of_order(id),
             move |tx| store::lease_payment(tx, id, lease),
             move |_| leased.store(true, Ordering::Release),
         )
     }
 
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {
-        self.inner.db.write(move |tx| store::release_payment_lease_in(tx, id)).await
+        self.of_order(id).write(move |tx| store::release_payment_lease_in(tx, id)).await
     }
 
     async fn renew_payment_lease(&self, id: Id) -> Result<(), Error> {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.inner.db.write(move |tx| store::renew_payment_lease(tx, id, lease)).await
+        self.of_order(id).write(move |tx| store::renew_payment_lease(tx, id, lease)).await
     }
 
     fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error> {
         let (hid, bus, seen) = (self.inner.ids.next()?, self.inner.bus.clone(), marked.clone());
         Ok(Step::local(
-            &self.inner.db,
+            self.of_order(id),
             move |tx| {
                 let outcome = store::paid_in(tx, hid, id)?;
                 *seen.seen.lock() = outcome;
@@ -335,7 +403,7 @@ impl Orders for OrdersService {
     }
 
     async fn status(&self, id: Id) -> Result<Option<OrderStatus>, Error> {
-        self.inner.db.lookup(move |tx| store::status(tx, id)).await
+        self.of_order(id).lookup(move |tx| store::status(tx, id)).await
     }
 
     async fn refundable(&self, id: Id, amount: Option<i64>) -> Result<i64, Error> {
@@ -354,7 +422,7 @@ impl Orders for OrdersService {
 
     async fn record_refund(&self, id: Id, amount: i64) -> Result<(), Error> {
         let hid = self.inner.ids.next()?;
-        self.inner.db.write(move |tx| store::add_refunded(tx, hid, id, amount)).await?;
+        self.of_order(id).write(move |tx| store::add_refunded(tx, hid, id, amount)).await?;
         self.inner.bus.wake();
         Ok(())
     }
@@ -376,10 +444,41 @@ impl Orders for OrdersService {
     }
 
     async fn overdue(&self, now: Millis) -> Result<Vec<Id>, Error> {
-        self.inner.db.read(move |tx| store::overdue(tx, now)).await
+        let mut all = Vec::new();
+        for db in self.inner.ring.databases() {
+            all.extend(db.read(move |tx| store::overdue(tx, now)).await?);
+        }
+        Ok(all)
     }
 
     async fn flash_sale_of(&self, id: Id) -> Result<Option<Id>, Error> {
-        self.inner.db.lookup(move |tx| store::flash_sale_of(tx, id)).await
+        self.of_order(id).lookup(move |tx| store::flash_sale_of(tx, id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mercato_platform::ids::shard_of;
+    use mercato_platform::shards::shard_of_customer;
+
+    #[tokio::test]
+    async fn an_order_id_carries_its_customers_logical_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open_sqlite(&dir.path().join("o.db"), "orders", Default::default()).unwrap();
+        let cfg = OrdersSettings { logical_shards: 4, ..OrdersSettings::default() };
+        let ring = ShardRing::single(db, cfg.logical_shards);
+        let orders = OrdersService::new(ring, IdGen::with_node(2), EventBus::new(), cfg, Currency::USD);
+        let mut seen = [false; 4];
+        for c in 1..200 {
+            let customer = Id(c * 7_919);
+            let id = orders.new_order_id(customer).unwrap();
+            let shard = shard_of(id);
+            assert_eq!(shard, shard_of_customer(customer, 4));
+            seen[usize::from(shard)] = true;
+            // another of the same customer's orders lands in the same shard
+            assert_eq!(shard_of(orders.new_order_id(customer).unwrap()), shard);
+        }
+        assert!(seen.iter().all(|s| *s), "customers spread over every logical shard");
     }
 }

@@ -15,11 +15,20 @@ pub struct OrdersSettings {
     /// over and the sweeper gives back what a checkout held. So this is how
     /// long a client waits after the instance serving it died.
     pub checkout_lease_ms: u64,
+    /// Logical shards orders are spread over by customer (stage 7): order
+    /// ids carry theirs, so this is fixed for the life of the shop's data.
+    /// At most 256.
+    pub logical_shards: u16,
 }
 
 impl Default for OrdersSettings {
     fn default() -> Self {
-        OrdersSettings { payment_timeout_secs: 900, sweep_interval_ms: 1000, checkout_lease_ms: 10_000 }
+        OrdersSettings {
+            payment_timeout_secs: 900,
+            sweep_interval_ms: 1000,
+            checkout_lease_ms: 10_000,
+            logical_shards: mercato_platform::shards::MAX_LOGICAL,
+        }
     }
 }
 
@@ -33,6 +42,12 @@ impl OrdersSettings {
         // live request's claim lapse between two renewals.
         if self.checkout_lease_ms < 3_000 {
             return Err("orders.checkout_lease_ms: must be at least 3000".into());
+        }
+        if !(1..=mercato_platform::shards::MAX_LOGICAL).contains(&self.logical_shards) {
+            return Err(format!(
+                "orders.logical_shards: must be between 1 and {}",
+                mercato_platform::shards::MAX_LOGICAL
+            ));
         }
         Ok(())
     }

@@ -101,6 +101,11 @@ pub struct DomainDatabase {
     /// Streaming replicas of this domain's own database.
     #[serde(deserialize_with = "secret_list")]
     pub replicas: Vec<Secret>,
+    /// Orders only (stage 7): the databases its logical shards are spread
+    /// over, in contiguous even ranges, in place of `url`. Append only:
+    /// the order names where existing shards live.
+    #[serde(deserialize_with = "secret_list")]
+    pub shards: Vec<Secret>,
 }
 
 impl DatabaseConfig {
@@ -109,7 +114,12 @@ impl DatabaseConfig {
     /// (one database per domain from a single setting). Empty: the embedded
     /// default in `data_dir`.
     pub fn url_for(&self, domain: &str) -> String {
-        match self.domains.get(domain).map(|d| d.url.expose()).filter(|u| !u.is_empty()) {
+        let own = self.domains.get(domain);
+        // A sharded domain's home is its first shard database.
+        if let Some(first) = own.and_then(|d| d.shards.first()).filter(|u| !u.is_empty()) {
+            return first.expose().to_string();
+        }
+        match own.map(|d| d.url.expose()).filter(|u| !u.is_empty()) {
             Some(url) => url.replace("{domain}", domain),
             None => self.url.expose().replace("{domain}", domain),
         }
@@ -117,6 +127,15 @@ impl DatabaseConfig {
 }
 
 impl DatabaseConfig {
+    /// The databases `domain`'s logical shards are spread over (empty: all
+    /// in its one database).
+    pub fn shards_for(&self, domain: &str) -> Vec<String> {
+        self.domains
+            .get(domain)
+            .map(|d| d.shards.iter().map(|u| u.expose().to_string()).filter(|u| !u.is_empty()).collect())
+            .unwrap_or_default()
+    }
+
     /// The replicas of `domain`'s database: its own when it has a database of
     /// its own, else `replicas`.
     pub fn replicas_for(&self, domain: &str) -> Vec<String> {

@@ -140,8 +140,28 @@ impl Config {
                     databases::DOMAINS.join(", ")
                 ));
             }
-            let url = d.url.expose();
-            if !["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s)) {
+            let scheme_ok = |url: &str| ["sqlite:", "postgres://", "postgresql://"].iter().any(|s| url.starts_with(s));
+            if !d.shards.is_empty() {
+                if domain != "orders" {
+                    return Err(format!("database.domains.{domain}.shards: only orders are sharded"));
+                }
+                if !d.url.is_empty() {
+                    return Err(format!(
+                        "database.domains.{domain}: give either url or shards (its first shard database is its home)"
+                    ));
+                }
+                if d.shards.iter().any(|u| !scheme_ok(u.expose())) {
+                    return Err(format!("database.domains.{domain}.shards: use postgres://... or sqlite:PATH URLs"));
+                }
+                if d.shards.len() > usize::from(self.orders.logical_shards) {
+                    return Err(format!(
+                        "database.domains.{domain}.shards: more databases than orders.logical_shards ({})",
+                        self.orders.logical_shards
+                    ));
+                }
+                continue;
+            }
+            if !scheme_ok(d.url.expose()) {
                 return Err(format!("database.domains.{domain}.url: use postgres://... or sqlite:PATH"));
             }
         }

@@ -15,6 +15,7 @@ use mercato_platform::events::{EventBus, Outboxes, RelayOptions, spawn_relay};
 use mercato_platform::fleet::FleetJob;
 use mercato_platform::ids::IdGen;
 use mercato_platform::redis::{Redis, RedisOptions};
+use mercato_platform::shards::ShardRing;
 use mercato_platform::{Databases, Db, setting_get_or_init};
 use mercato_promotions::PromotionsService;
 use mercato_search::TantivyEngine;
@@ -135,12 +136,12 @@ fn hold_embedded(path: &std::path::Path) -> anyhow::Result<()> {
 
 /// Opens every domain's database: one handle per distinct URL, so domains
 /// that share a database share its pool (and, embedded, its one writer).
+/// Orders given `shards` spread over those databases (stage 7).
 pub fn open_databases(config: &Config) -> anyhow::Result<Databases> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let mut opened: Vec<(String, Db)> = Vec::new();
-    Databases::open(|name| {
-        let url = config.database.url_for(name);
+    let mut open = |url: String, name: &str, replicas: &[String]| -> anyhow::Result<Db> {
         if let Some((_, db)) = opened.iter().find(|(u, _)| *u == url) {
             return Ok(db.clone());
         }
@@ -153,12 +154,21 @@ pub fn open_databases(config: &Config) -> anyhow::Result<Databases> {
             pool_size: d.pool_size.max(1) as u32,
             statement_timeout_ms: d.statement_timeout_ms,
         };
-        let db = db
-            .with_replicas(&d.replicas_for(name), options)
-            .with_context(|| format!("the replicas of the {name} database"))?;
+        let db = db.with_replicas(replicas, options).with_context(|| format!("the replicas of the {name} database"))?;
         opened.push((url, db.clone()));
-        Ok::<_, anyhow::Error>(db)
-    })
+        Ok(db)
+    };
+    let d = &config.database;
+    let dbs = Databases::open(|name| open(d.url_for(name), name, &d.replicas_for(name)))?;
+    let shards = d.shards_for("orders");
+    if shards.len() < 2 {
+        return Ok(dbs);
+    }
+    let mut ring = vec![dbs.of("orders").clone()];
+    for (i, url) in shards.iter().enumerate().skip(1) {
+        ring.push(open(url.clone(), &format!("orders-{i}"), &[])?);
+    }
+    dbs.with_ring("orders", ring).map_err(|e| anyhow::anyhow!("database.domains.orders.shards: {e}"))
 }
 
 /// The shared Redis, when `cache.redis_url` names one (stage 3).
@@ -212,7 +222,9 @@ pub async fn migrate(dbs: &Databases) -> anyhow::Result<usize> {
         n += db.migrate("platform", mercato_platform::MIGRATIONS).await?;
     }
     for (domain, migrations) in DOMAIN_MIGRATIONS {
-        n += dbs.of(domain).migrate(domain, migrations).await?;
+        for db in dbs.ring(domain) {
+            n += db.migrate(domain, migrations).await?;
+        }
     }
     Ok(n)
 }
@@ -282,13 +294,10 @@ impl Shop {
             bus.scoped(dbs.of("payments")),
             Arc::new(provider.clone()),
         );
-        let orders = OrdersService::new(
-            dbs.of("orders").clone(),
-            ids.clone(),
-            bus.scoped(dbs.of("orders")),
-            config.orders.clone(),
-            currency,
-        );
+        let ring = ShardRing::spread(dbs.ring("orders"), config.orders.logical_shards);
+        // Sharded, its writes may wake any of its databases' relays.
+        let orders_bus = if ring.databases().len() > 1 { bus.clone() } else { bus.scoped(dbs.of("orders")) };
+        let orders = OrdersService::new(ring, ids.clone(), orders_bus, config.orders.clone(), currency);
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
             .await?

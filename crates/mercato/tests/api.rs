@@ -1892,16 +1892,17 @@ async fn every_event_delivered_again_changes_nothing() {
         "flashsale",
         "webhooks",
     ] {
-        let db = srv.open_domain_database(domain);
-        rewound += db
-            .write(|tx| {
-                Ok(tx.execute(
-                    "UPDATE outbox_cursors SET position = 0 WHERE position > 0",
-                    mercato_platform::params![],
-                )?)
-            })
-            .await
-            .unwrap();
+        for db in srv.open_domain_databases(domain) {
+            rewound += db
+                .write(|tx| {
+                    Ok(tx.execute(
+                        "UPDATE outbox_cursors SET position = 0 WHERE position > 0",
+                        mercato_platform::params![],
+                    )?)
+                })
+                .await
+                .unwrap();
+        }
     }
     assert!(rewound >= 3, "the effects' cursors were rewound ({rewound})");
     let srv = srv.restart();

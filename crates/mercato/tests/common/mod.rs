@@ -189,6 +189,30 @@ pub fn split_shape() -> bool {
     std::env::var("MERCATO_TEST_SHAPE").as_deref() == Ok("split")
 }
 
+/// Opens a database the server was given (`postgres://...` or `sqlite:PATH`).
+pub fn open_url(url: &str) -> mercato_platform::Db {
+    if url.starts_with("postgres") {
+        mercato_platform::Db::open_postgres(
+            url,
+            "test",
+            &mercato_platform::db::PgOptions { pool_size: 2, statement_timeout_ms: 10_000, ..Default::default() },
+        )
+        .expect("opening PostgreSQL")
+    } else {
+        let path = std::path::PathBuf::from(url.trim_start_matches("sqlite:"));
+        mercato_platform::Db::open_sqlite(&path, "test", mercato_platform::db::DbOptions::default())
+            .expect("opening SQLite")
+    }
+}
+
+/// `MERCATO_TEST_SHAPE=sharded` (stage 7): orders over 4 logical shards on
+/// 2 databases of their own (files, or databases on the PostgreSQL server).
+pub fn sharded_shape() -> bool {
+    std::env::var("MERCATO_TEST_SHAPE").as_deref() == Ok("sharded")
+}
+
+const SHARDS_KEY: &str = "MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS";
+
 /// Every domain (and the platform's tables) in a PostgreSQL database of its
 /// own, owned by a role of its own that may connect to nothing else: a
 /// statement reaching another domain's tables fails in the database.
@@ -408,6 +432,14 @@ impl TestServer {
                 env.push(("MERCATO_DATABASE_URL".into(), url));
             }
             (None, false) => {}
+        }
+        if sharded_shape() {
+            let shards: Vec<String> = match postgres_database() {
+                Some(first) => vec![first, postgres_database().expect("a second shard database")],
+                None => (0..2).map(|i| format!("sqlite:{}/orders-{i}.db", dir.path().display())).collect(),
+            };
+            env.push((SHARDS_KEY.into(), shards.join(",")));
+            env.push(("MERCATO_ORDERS_LOGICAL_SHARDS".into(), "4".into()));
         }
         // MERCATO_TEST_REDIS=1: every server gets its own Redis as L2 cache and
         // shared store, so the whole suite also runs in the stage-3 shape.
@@ -631,29 +663,33 @@ impl TestServer {
         self.data_dir.as_ref().expect("data dir").path()
     }
 
+    /// Every database holding `domain`'s tables: its own, or with orders
+    /// sharded (stage 7), each shard database.
+    pub fn open_domain_databases(&self, domain: &str) -> Vec<mercato_platform::Db> {
+        let shards = (domain == "orders").then(|| self.env.iter().find(|(k, _)| k == SHARDS_KEY)).flatten();
+        match shards {
+            Some((_, urls)) => urls.split(',').map(open_url).collect(),
+            None => vec![self.open_domain_database(domain)],
+        }
+    }
+
     /// The database holding `domain`'s tables, opened from the test (after
     /// stopping the server, to change what it will find when it starts again).
     pub fn open_domain_database(&self, domain: &str) -> mercato_platform::Db {
         let key = format!("MERCATO_DATABASE_DOMAINS_{}_URL", domain.to_ascii_uppercase());
-        let url = self
-            .env
-            .iter()
-            .find(|(k, _)| *k == key)
-            .or_else(|| self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL"))
-            .map(|(_, url)| url.replace("{domain}", domain));
+        let first_shard = (domain == "orders")
+            .then(|| self.env.iter().find(|(k, _)| k == SHARDS_KEY))
+            .flatten()
+            .map(|(_, v)| v.split(',').next().unwrap_or_default().to_string());
+        let url = first_shard.or_else(|| {
+            self.env
+                .iter()
+                .find(|(k, _)| *k == key)
+                .or_else(|| self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL"))
+                .map(|(_, url)| url.replace("{domain}", domain))
+        });
         match url {
-            Some(url) if url.starts_with("postgres") => mercato_platform::Db::open_postgres(
-                &url,
-                "test",
-                &mercato_platform::db::PgOptions { pool_size: 2, statement_timeout_ms: 10_000, ..Default::default() },
-            )
-            .expect("opening PostgreSQL"),
-            Some(url) => mercato_platform::Db::open_sqlite(
-                std::path::Path::new(url.trim_start_matches("sqlite:")),
-                "test",
-                mercato_platform::db::DbOptions::default(),
-            )
-            .expect("opening SQLite"),
+            Some(url) => open_url(&url),
             None => mercato_platform::Db::open_sqlite(
                 &self.data_path().join("mercato.db"),
                 "test",
@@ -924,10 +960,14 @@ impl Drop for TestServer {
             let _ = child.wait();
         }
         // A restart hands the env (and so the database) to the next server.
-        if let Some((_, url)) = self.env.iter().find(|(k, _)| k == "MERCATO_DATABASE_URL")
-            && self.owns_database
-        {
-            drop_postgres_database(url);
+        if self.owns_database {
+            for (k, v) in &self.env {
+                match k.as_str() {
+                    "MERCATO_DATABASE_URL" => drop_postgres_database(v),
+                    SHARDS_KEY => v.split(',').filter(|u| u.starts_with("postgres")).for_each(drop_postgres_database),
+                    _ => {}
+                }
+            }
         }
     }
 }

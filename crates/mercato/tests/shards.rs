@@ -1,0 +1,140 @@
+//! Stage 7: orders spread by customer over 4 logical shards on 2 databases
+//! (files of their own, or databases on `MERCATO_TEST_POSTGRES_URL`'s
+//! server). Each order lives in the database its id's shard maps to, a
+//! customer's orders all in one; the admin listing across both databases
+//! pages newest first, and neither skips nor repeats an order while orders
+//! are being placed.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+const LOGICAL: i64 = 4;
+
+/// Two shard databases: SQLite files in a directory the test keeps, or
+/// PostgreSQL databases on the test server.
+fn shard_urls(dir: &std::path::Path) -> (Vec<String>, Option<SharedDatabase>, Option<SharedDatabase>) {
+    match (SharedDatabase::create(), SharedDatabase::create()) {
+        (Some(a), Some(b)) => (vec![a.0.clone(), b.0.clone()], Some(a), Some(b)),
+        _ => ((0..2).map(|i| format!("sqlite:{}/orders-{i}.db", dir.display())).collect(), None, None),
+    }
+}
+
+/// (order id, customer id) of every order in `db`.
+async fn orders_in(db: &mercato_platform::Db) -> Vec<(i64, i64)> {
+    db.read(|tx| {
+        let rows = tx.query("SELECT id, customer_id FROM orders", &[])?;
+        Ok(rows.iter().map(|r| (r.int(0).unwrap(), r.int(1).unwrap())).collect())
+    })
+    .await
+    .expect("reading a shard database")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_live_in_their_shards_database_and_admin_paging_across_shards_is_exact_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, _a, _b) = shard_urls(dir.path());
+    let srv = Arc::new(TestServer::start_with(
+        0,
+        &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &urls.join(",")), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
+    ));
+    let admin = srv.admin_token().await;
+    let cat = srv.create_category(&admin, &unique_str("Shards"), None).await;
+    let sku = unique_str("SHD").to_uppercase();
+    srv.create_product(&admin, &id_of(&cat["id"]), "QA Shard Widget", &[(&sku, 500, 100_000)]).await;
+    let customers = make_customers(&srv, 16, 6, "shard").await;
+
+    // Some orders first, from every customer.
+    for (_, token, _) in &customers {
+        for _ in 0..3 {
+            assert_eq!(srv.add_to_cart(token, &sku, 1).await.status, 200);
+            let r = srv.place_order(token, &unique_str("first")).await;
+            assert_eq!(r.status, 201, "{}", r.text);
+        }
+    }
+    let before: Vec<String> =
+        srv.collect_all("/admin/orders", Some(&admin)).await.iter().map(|o| id_of(&o["id"])).collect();
+    assert_eq!(before.len(), 48);
+
+    // Orders keep coming while the admin pages through, 7 at a time.
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut placing = Vec::new();
+    for (_, token, _) in customers.iter().take(8) {
+        let (srv, token, sku, stop) = (srv.clone(), token.clone(), sku.clone(), stop.clone());
+        placing.push(tokio::spawn(async move {
+            let mut placed = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if srv.add_to_cart(&token, &sku, 1).await.status == 200
+                    && srv.place_order(&token, &unique_str("during")).await.status == 201
+                {
+                    placed += 1;
+                }
+            }
+            placed
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut seen: Vec<i64> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/admin/orders?limit=7&cursor={c}"),
+            None => "/admin/orders?limit=7".to_string(),
+        };
+        let r = srv.get(&path, Some(&admin)).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        seen.extend(r.body["items"].as_array().unwrap().iter().map(|o| id_of(&o["id"]).parse::<i64>().unwrap()));
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut during = 0;
+    for p in placing {
+        during += p.await.unwrap();
+    }
+    assert!(during > 0, "no order was placed while paging");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "pages are not newest first across shards");
+    let unique: HashSet<i64> = seen.iter().copied().collect();
+    assert_eq!(unique.len(), seen.len(), "an order was listed twice");
+    let missing: Vec<&String> = before.iter().filter(|id| !unique.contains(&id.parse::<i64>().unwrap())).collect();
+    assert!(missing.is_empty(), "orders placed before paging began were skipped: {missing:?}");
+
+    // Where the rows are: each order in the database of its id's shard
+    // (shards 0-1 in the first, 2-3 in the second), a customer's in one.
+    let (first, second) = (orders_in(&open_url(&urls[0])).await, orders_in(&open_url(&urls[1])).await);
+    assert!(!first.is_empty() && !second.is_empty(), "orders are not spread: {} and {}", first.len(), second.len());
+    for (i, rows) in [&first, &second].into_iter().enumerate() {
+        for (id, _) in rows {
+            let shard = id & 0xFF;
+            assert!(shard < LOGICAL, "order {id} carries shard {shard}, beyond the 4 configured");
+            assert_eq!((shard * 2 / LOGICAL) as usize, i, "order {id} (shard {shard}) is in the wrong database");
+        }
+    }
+    let homes = |c: i64| [&first, &second].iter().filter(|rows| rows.iter().any(|(_, cust)| *cust == c)).count();
+    for (_, _, customer) in &customers {
+        assert_eq!(homes(customer.parse().unwrap()), 1, "customer {customer}'s orders are in more than one database");
+    }
+    let total = srv.collect_all("/admin/orders", Some(&admin)).await.len();
+    assert_eq!(total, first.len() + second.len(), "the listing across shards misses or repeats orders");
+
+    // A customer's history and an order's page, through the shard.
+    for (_, token, customer) in customers.iter().take(4) {
+        let mine = srv.collect_all("/orders", Some(token)).await;
+        assert!(mine.len() >= 3);
+        for o in &mine {
+            assert_eq!(
+                o["customer_id"].as_str().map(str::to_string).unwrap_or_else(|| id_of(&o["customer_id"])),
+                *customer
+            );
+            let r = srv.get(&format!("/orders/{}", id_of(&o["id"])), Some(token)).await;
+            assert_eq!(r.status, 200, "{}", r.text);
+        }
+    }
+}
