@@ -16,7 +16,7 @@ mod store;
 pub use mercato_contracts::orders::{
     Address, AdminFilter, HistoryEntry, Order, OrderItem, OrderStatus, Orders, PaymentResult, Placed,
 };
-pub use service::{OrdersService, purge_checkouts};
+pub use service::{OrdersService, check_shards, purge_checkouts};
 pub use settings::OrdersSettings;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
@@ -96,5 +96,10 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         version: 4,
         name: "flash sale orders",
         sql: "ALTER TABLE orders ADD COLUMN flash_sale_id INTEGER",
+    },
+    mercato_platform::Migration {
+        version: 5,
+        name: "the logical shards a database holds",
+        sql: "CREATE TABLE order_shards (shard INTEGER PRIMARY KEY, logical INTEGER NOT NULL)",
     },
 ];

@@ -89,6 +89,67 @@ impl OrdersService {
     }
 }
 
+/// Makes sure every database of `ring` holds the logical shards the
+/// configuration says it does, with the same number of logical shards, and
+/// records them in a database seen for the first time. Refuses to start
+/// otherwise: a changed `orders.logical_shards` or `shards` list (or a shop
+/// that held every order in one database given a second) would send each
+/// order's statements to a database that does not have it.
+pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
+    let logical = i64::from(ring.logical());
+    for (i, db) in ring.databases().iter().enumerate() {
+        let want: Vec<i64> = ring.shards_in(db).into_iter().map(i64::from).collect();
+        let w = want.clone();
+        let held = db
+            .write(move |tx| {
+                let recorded = tx.query("SELECT shard, logical FROM order_shards ORDER BY shard", &[])?;
+                if !recorded.is_empty() {
+                    return recorded.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect::<Result<Vec<_>, Error>>();
+                }
+                // A database from before shards were recorded held every
+                // order of a shop with one database; an empty one is new.
+                let legacy = tx.query_opt("SELECT id FROM orders LIMIT 1", &[])?.is_some();
+                let shards: Vec<i64> = if legacy { (0..logical).collect() } else { w.clone() };
+                for s in &shards {
+                    tx.execute(
+                        "INSERT INTO order_shards (shard, logical) VALUES ($1, $2) ON CONFLICT (shard) DO NOTHING",
+                        mercato_platform::params![*s, logical],
+                    )?;
+                }
+                Ok(shards.into_iter().map(|s| (s, logical)).collect())
+            })
+            .await?;
+        if let Some((_, other)) = held.iter().find(|(_, l)| *l != logical) {
+            return Err(Error::validation(format!(
+                "orders.logical_shards is {logical}, but orders database {} was written with {other}: order ids \
+                 carry their shard, so the number of logical shards cannot change",
+                i + 1
+            )));
+        }
+        let held: Vec<i64> = held.into_iter().map(|(s, _)| s).collect();
+        if held != want {
+            return Err(Error::validation(format!(
+                "orders database {} holds logical shards {}, but the configured shards list gives it {}: \
+                 keep the list's order and length as the data was written (moving shards between databases \
+                 is not built yet)",
+                i + 1,
+                ranges(&held),
+                ranges(&want)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `0-127` style, for messages.
+fn ranges(shards: &[i64]) -> String {
+    match (shards.first(), shards.last()) {
+        (Some(a), Some(b)) if b - a + 1 == shards.len() as i64 => format!("{a}-{b}"),
+        (Some(_), Some(_)) => format!("{shards:?}"),
+        _ => "none".into(),
+    }
+}
+
 /// Finished checkouts forgotten per write job by [`purge_checkouts`].
 const PURGE_BATCH: u64 = 1_000;
 

@@ -356,6 +356,39 @@ mod tests {
     }
 
     #[test]
+    fn orders_shards_come_from_a_list_and_only_orders_have_them() {
+        let c = Config::load(
+            None,
+            env(&[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", "postgres://o@a/orders,postgres://o@b/orders")]),
+        )
+        .unwrap();
+        assert_eq!(c.database.shards_for("orders"), vec!["postgres://o@a/orders", "postgres://o@b/orders"]);
+        assert_eq!(c.database.url_for("orders"), "postgres://o@a/orders", "the first shard database is the home");
+        assert!(c.database.shards_for("cart").is_empty());
+        let bad =
+            Config::load(None, env(&[("MERCATO_DATABASE_DOMAINS_CART_SHARDS", "postgres://x@a/c,postgres://x@b/c")]));
+        assert!(bad.unwrap_err().contains("only orders are sharded"));
+        let bad = Config::load(
+            None,
+            env(&[
+                ("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", "postgres://o@a/o,postgres://o@b/o"),
+                ("MERCATO_DATABASE_DOMAINS_ORDERS_URL", "postgres://o@c/o"),
+            ]),
+        );
+        assert!(bad.unwrap_err().contains("either url or shards"));
+        let bad = Config::load(None, env(&[("MERCATO_ORDERS_LOGICAL_SHARDS", "300")]));
+        assert!(bad.unwrap_err().contains("orders.logical_shards"));
+        let bad = Config::load(
+            None,
+            env(&[
+                ("MERCATO_ORDERS_LOGICAL_SHARDS", "1"),
+                ("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", "sqlite:a,sqlite:b"),
+            ]),
+        );
+        assert!(bad.unwrap_err().contains("more databases than orders.logical_shards"));
+    }
+
+    #[test]
     fn printed_config_masks_secrets() {
         let c = Config::load(None, env(&[("MERCATO_ADMIN_PASSWORD", "hunter22")])).unwrap();
         let printed = c.to_toml_masked();

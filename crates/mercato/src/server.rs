@@ -295,6 +295,7 @@ impl Shop {
             Arc::new(provider.clone()),
         );
         let ring = ShardRing::spread(dbs.ring("orders"), config.orders.logical_shards);
+        mercato_orders::check_shards(&ring).await.context("the orders' shards")?;
         // Sharded, its writes may wake any of its databases' relays.
         let orders_bus = if ring.databases().len() > 1 { bus.clone() } else { bus.scoped(dbs.of("orders")) };
         let orders = OrdersService::new(ring, ids.clone(), orders_bus, config.orders.clone(), currency);

@@ -138,3 +138,84 @@ async fn orders_live_in_their_shards_database_and_admin_paging_across_shards_is_
         }
     }
 }
+
+/// Runs `mercato serve` on `data_dir` with `env`, expecting it to refuse to
+/// start; returns what it said.
+fn refused(data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mercato"));
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("MERCATO_")) {
+        cmd.env_remove(k);
+    }
+    cmd.arg("serve")
+        .env("MERCATO_LISTEN", "127.0.0.1:0")
+        .env("MERCATO_DATA_DIR", data_dir)
+        .env("MERCATO_SEED_PRODUCTS", "0")
+        .env("MERCATO_LOG_LEVEL", "warn")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("running mercato");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("waiting for mercato").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mercato started with {env:?}; it must refuse");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("mercato's output");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The shards list and the number of logical shards say where existing
+/// orders are: a configuration that would send statements elsewhere (the
+/// list reordered, another count, a one-database shop given a second
+/// database) is refused at start, saying why, instead of losing orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_configuration_that_does_not_match_the_data_is_refused() {
+    if std::env::var("MERCATO_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) || sharded_shape() {
+        eprintln!("SKIPPED: this test configures embedded files itself (it runs in the embedded pass)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (format!("sqlite:{}/a.db", dir.path().display()), format!("sqlite:{}/b.db", dir.path().display()));
+    let both = format!("{a},{b}");
+    let mut srv = TestServer::start_with(
+        0,
+        &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &both), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
+    );
+    srv.sigterm_and_wait(Duration::from_secs(20)).expect("the server stops");
+    let data = tempfile::tempdir().unwrap();
+    let reversed = format!("{b},{a}");
+    let said = tokio::task::block_in_place(|| {
+        refused(
+            data.path(),
+            &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &reversed), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
+        )
+    });
+    assert!(said.contains("holds logical shards 2-3") && said.contains("gives it 0-1"), "{said}");
+    let said = tokio::task::block_in_place(|| {
+        refused(
+            data.path(),
+            &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &both), ("MERCATO_ORDERS_LOGICAL_SHARDS", "8")],
+        )
+    });
+    assert!(said.contains("cannot change"), "{said}");
+
+    // A shop that ran on one database, given a second.
+    let mut one = TestServer::start(0);
+    let token = one.new_customer().await;
+    let admin = one.admin_token().await;
+    let cat = one.create_category(&admin, &unique_str("One"), None).await;
+    let sku = unique_str("ONE").to_uppercase();
+    one.create_product(&admin, &id_of(&cat["id"]), "QA One", &[(&sku, 100, 10)]).await;
+    assert_eq!(one.add_to_cart(&token, &sku, 1).await.status, 200);
+    assert_eq!(one.place_order(&token, &unique_str("one")).await.status, 201);
+    one.sigterm_and_wait(Duration::from_secs(20)).expect("the server stops");
+    let shards = format!("sqlite:{},{b}", one.data_path().join("mercato.db").display());
+    let said = tokio::task::block_in_place(|| {
+        refused(one.data_path(), &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &shards)])
+    });
+    assert!(said.contains("holds logical shards 0-255") && said.contains("gives it 0-127"), "{said}");
+}
