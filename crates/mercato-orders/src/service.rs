@@ -100,25 +100,7 @@ pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
     for (i, db) in ring.databases().iter().enumerate() {
         let want: Vec<i64> = ring.shards_in(db).into_iter().map(i64::from).collect();
         let w = want.clone();
-        let held = db
-            .write(move |tx| {
-                let recorded = tx.query("SELECT shard, logical FROM order_shards ORDER BY shard", &[])?;
-                if !recorded.is_empty() {
-                    return recorded.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect::<Result<Vec<_>, Error>>();
-                }
-                // A database from before shards were recorded held every
-                // order of a shop with one database; an empty one is new.
-                let legacy = tx.query_opt("SELECT id FROM orders LIMIT 1", &[])?.is_some();
-                let shards: Vec<i64> = if legacy { (0..logical).collect() } else { w.clone() };
-                for s in &shards {
-                    tx.execute(
-                        "INSERT INTO order_shards (shard, logical) VALUES ($1, $2) ON CONFLICT (shard) DO NOTHING",
-                        mercato_platform::params![*s, logical],
-                    )?;
-                }
-                Ok(shards.into_iter().map(|s| (s, logical)).collect())
-            })
-            .await?;
+        let held = db.write(move |tx| store::held_shards(tx, logical, &w)).await?;
         if let Some((_, other)) = held.iter().find(|(_, l)| *l != logical) {
             return Err(Error::validation(format!(
                 "orders.logical_shards is {logical}, but orders database {} was written with {other}: order ids \

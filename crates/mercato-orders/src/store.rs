@@ -554,3 +554,23 @@ pub(crate) fn list_ids(
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
     tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect()
 }
+
+/// The (logical shard, number of logical shards) pairs this database holds,
+/// recorded now if it has no record yet: `want` for a new database, every
+/// shard for one from before shards were recorded (it held every order of
+/// a shop with one database).
+pub(crate) fn held_shards(tx: &mut dyn Tx, logical: i64, want: &[i64]) -> Result<Vec<(i64, i64)>, Error> {
+    let recorded = tx.query("SELECT shard, logical FROM order_shards ORDER BY shard", &[])?;
+    if !recorded.is_empty() {
+        return recorded.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect();
+    }
+    let legacy = tx.query_opt("SELECT id FROM orders LIMIT 1", &[])?.is_some();
+    let shards: Vec<i64> = if legacy { (0..logical).collect() } else { want.to_vec() };
+    for s in &shards {
+        tx.execute(
+            "INSERT INTO order_shards (shard, logical) VALUES ($1, $2) ON CONFLICT (shard) DO NOTHING",
+            params![*s, logical],
+        )?;
+    }
+    Ok(shards.into_iter().map(|s| (s, logical)).collect())
+}
