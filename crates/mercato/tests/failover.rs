@@ -19,10 +19,7 @@ use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::task::JoinSet;
 
-const CUSTOMERS: usize = 12;
-const STOCK: i64 = 50_000;
 const BEFORE_KILL: Duration = Duration::from_secs(3);
 /// How long the primary's replication is stalled before it dies.
 const STALL: Duration = Duration::from_secs(1);
@@ -68,18 +65,8 @@ async fn storm_through_failover(synchronous_commit: Option<&str>) -> Option<(Out
     }
     let srv = Arc::new(TestServer::start_on(0, vec![("MERCATO_DATABASE_URL".into(), f.url("shop"))], &extra));
     let shop_pid = srv.pid();
-    let admin = srv.admin_token().await;
-    let cat = srv.create_category(&admin, &unique_str("Failover"), None).await;
-    let skus: Vec<String> = (0..3).map(|i| format!("{}-{i}", unique_str("PAF").to_uppercase())).collect();
-    srv.create_product(
-        &admin,
-        &id_of(&cat["id"]),
-        "QA Failover Widget",
-        &[(&skus[0], 1000, STOCK), (&skus[1], 1500, STOCK), (&skus[2], 700, STOCK)],
-    )
-    .await;
-    let customers = make_customers(&srv, CUSTOMERS, 6, "paf").await;
-    let tokens: Vec<&str> = customers.iter().map(|c| c.1.as_str()).collect();
+    let shop = storm::Shop::open(&srv, "Failover").await;
+    let tokens = shop.tokens();
 
     // /readyz, watched throughout
     let readiness: Arc<Mutex<Vec<Probe>>> = Arc::default();
@@ -95,11 +82,7 @@ async fn storm_through_failover(synchronous_commit: Option<&str>) -> Option<(Out
         })
     };
 
-    let load = Arc::new(storm::Load::default());
-    let mut set = JoinSet::new();
-    for (c, (_, token, _)) in customers.iter().enumerate() {
-        set.spawn(storm::customer(srv.clone(), load.clone(), c, token.clone(), skus.clone(), KEY_PATIENCE));
-    }
+    let storm = storm::Storm::start(&srv, &shop, KEY_PATIENCE);
     tokio::time::sleep(BEFORE_KILL).await;
 
     // The link to the standby stalls, then the primary's host dies: what
@@ -130,34 +113,14 @@ async fn storm_through_failover(synchronous_commit: Option<&str>) -> Option<(Out
         recovered_at - promoted_at
     );
     tokio::time::sleep(AFTER_RECOVERY).await;
-    load.stop.store(true, Ordering::Relaxed);
-    let joined = tokio::time::timeout(KEY_PATIENCE + Duration::from_secs(15), async {
-        while let Some(r) = set.join_next().await {
-            r.expect("load task panicked");
-        }
-    })
-    .await;
-    assert!(joined.is_ok(), "the load did not stop");
+    let seen = storm.stop(KEY_PATIENCE).await;
     watching.store(false, Ordering::Relaxed);
     watcher.await.expect("readiness watcher");
     assert_eq!(srv.pid(), shop_pid, "the shop was restarted");
-
-    let calls = load.calls.lock().unwrap().clone();
-    let acked = load.acked.lock().unwrap().clone();
-    let stuck = load.stuck.lock().unwrap().clone();
-    let before = acked.iter().filter(|a| a.at < killed_at).count();
-    let after = acked.iter().filter(|a| a.at > recovered_at + GRACE).count();
-    let failed: Vec<&storm::Call> = calls.iter().filter(|c| c.status.is_none_or(|s| s >= 500)).collect();
-    eprintln!(
-        "load: {} calls, {} orders acknowledged ({before} before the kill, {after} after recovery), {} failed calls, {} stuck keys",
-        calls.len(),
-        acked.len(),
-        failed.len(),
-        stuck.len()
-    );
+    let (before, after) = seen.around(killed_at, recovered_at + GRACE);
     assert!(before >= 10, "only {before} orders before the kill: not a meaningful load");
-    assert!(after >= CUSTOMERS, "only {after} orders acknowledged after recovery: the shop did not resume");
-    assert!(stuck.is_empty(), "Idempotency-Keys never answered after the failover: {stuck:?}");
+    assert!(after >= storm::CUSTOMERS, "only {after} orders acknowledged after recovery: the shop did not resume");
+    assert!(seen.stuck.is_empty(), "Idempotency-Keys never answered after the failover: {:?}", seen.stuck);
 
     // not ready only while there was no primary
     let readiness = readiness.lock().unwrap().clone();
@@ -172,25 +135,14 @@ async fn storm_through_failover(synchronous_commit: Option<&str>) -> Option<(Out
         storm::signed_secs(promoted_at, killed_at)
     );
     // failures only during the failover, and only as "unavailable" or
-    // "outcome unknown"
-    let misplaced: Vec<String> = failed
-        .iter()
-        .filter(|c| c.ended < killed_at || c.started > recovered_at + GRACE || c.status != Some(503))
-        .map(|c| {
-            format!(
-                "{} {:?} began {:+.2}s, ended {:+.2}s after the kill: {}",
-                c.what,
-                c.status,
-                storm::signed_secs(c.started, killed_at),
-                storm::signed_secs(c.ended, killed_at),
-                c.body
-            )
-        })
-        .collect();
+    // "outcome unknown" (both 503)
+    let misplaced = seen.misplaced_failures(killed_at, recovered_at + GRACE);
     assert!(misplaced.is_empty(), "failures outside the failover, or not 503: {misplaced:#?}");
+    let refused = seen.unexpected_answers();
+    assert!(refused.is_empty(), "unexpected answers during the load: {refused:#?}");
 
     let mut lost = Vec::new();
-    for a in &acked {
+    for a in &seen.acked {
         let r = srv.get(&format!("/orders/{}", a.id), Some(tokens[a.customer])).await;
         match r.status {
             200 => {}
@@ -204,18 +156,10 @@ async fn storm_through_failover(synchronous_commit: Option<&str>) -> Option<(Out
         }
     }
     if lost.is_empty() {
-        let lists = storm::verify_acknowledged(&srv, &acked, &tokens).await;
-        let deadline = Instant::now() + Duration::from_secs(8);
-        loop {
-            let (ok, report) = storm::stock_report(&srv, &admin, &tokens, &lists, &skus, STOCK).await;
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < deadline, "stock accounting inconsistent after the failover:\n{report}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let lists = storm::verify_acknowledged(&srv, &seen.acked, &tokens).await;
+        shop.assert_stock_settles(&srv, &lists, "the failover").await;
     }
-    Some((Outcome { acked: acked.len(), lost, failover: promoted_at - killed_at }, f))
+    Some((Outcome { acked: seen.acked.len(), lost, failover: promoted_at - killed_at }, f))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -70,26 +70,35 @@ impl Formation {
         let monitor = node("monitor");
         let nodes: Vec<Node> = (1..=nodes).map(|i| node(&format!("node{i}"))).collect();
         let mut f = Formation { bin, autoctl, root, account, user, monitor, nodes };
+        if let Some((uid, gid)) = f.account {
+            std::os::unix::fs::chown(f.root.path(), Some(uid), Some(gid)).expect("chown");
+        }
         for n in std::iter::once(&f.monitor).chain(&f.nodes) {
             std::fs::create_dir_all(&n.dir).expect("node dir");
             if let Some((uid, gid)) = f.account {
-                std::os::unix::fs::chown(f.root.path(), Some(uid), Some(gid)).expect("chown");
                 std::os::unix::fs::chown(&n.dir, Some(uid), Some(gid)).expect("chown");
             }
         }
 
-        let port = f.monitor.port.to_string();
-        let pgctl = f.bin.join("pg_ctl");
-        let pgdata = f.monitor.dir.join("data");
-        let args: Vec<String> = ["create", "monitor", "--pgctl"]
-            .iter()
-            .map(|s| s.to_string())
-            .chain([pgctl.display().to_string(), "--pgdata".into(), pgdata.display().to_string()])
-            .chain(
-                ["--pgport", &port, "--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl", "--run"]
-                    .map(String::from),
-            )
-            .collect();
+        let pgctl = f.bin.join("pg_ctl").display().to_string();
+        let args: Vec<String> = [
+            "create",
+            "monitor",
+            "--pgctl",
+            &pgctl,
+            "--pgdata",
+            &f.monitor.dir.join("data").display().to_string(),
+            "--pgport",
+            &f.monitor.port.to_string(),
+            "--hostname",
+            "127.0.0.1",
+            "--auth",
+            "trust",
+            "--no-ssl",
+            "--run",
+        ]
+        .map(String::from)
+        .to_vec();
         f.monitor.keeper = Some(f.spawn(&f.monitor, &args));
         let monitor_url = f.monitor_url();
         f.wait("the monitor to answer", || {
@@ -109,7 +118,7 @@ impl Formation {
                 "create".into(),
                 "postgres".into(),
                 "--pgctl".into(),
-                pgctl.display().to_string(),
+                pgctl.clone(),
                 "--pgdata".into(),
                 n.dir.join("data").display().to_string(),
                 "--pgport".into(),

@@ -9,6 +9,155 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Clients in a storm, and the stock of each of its SKUs (never runs out).
+pub const CUSTOMERS: usize = 12;
+pub const STOCK: i64 = 50_000;
+
+/// What a storm buys and who buys it.
+pub struct Shop {
+    pub admin: String,
+    pub skus: Vec<String>,
+    /// (email, token, customer id), as `make_customers` gives them.
+    pub customers: Vec<(String, String, String)>,
+}
+
+impl Shop {
+    /// Three SKUs of [`STOCK`] units each and [`CUSTOMERS`] logged-in customers.
+    pub async fn open(srv: &Arc<TestServer>, tag: &str) -> Shop {
+        let admin = srv.admin_token().await;
+        let cat = srv.create_category(&admin, &unique_str(tag), None).await;
+        let skus: Vec<String> = (0..3).map(|i| format!("{}-{i}", unique_str(tag).to_uppercase())).collect();
+        srv.create_product(
+            &admin,
+            &id_of(&cat["id"]),
+            &format!("QA {tag} Widget"),
+            &[(&skus[0], 1000, STOCK), (&skus[1], 1500, STOCK), (&skus[2], 700, STOCK)],
+        )
+        .await;
+        let customers = make_customers(srv, CUSTOMERS, 6, tag).await;
+        Shop { admin, skus, customers }
+    }
+
+    pub fn tokens(&self) -> Vec<&str> {
+        self.customers.iter().map(|c| c.1.as_str()).collect()
+    }
+
+    /// Waits (a few seconds: effects run after their commit) until stock is
+    /// conserved and matches the orders of `lists`, or panics saying how not.
+    pub async fn assert_stock_settles(&self, srv: &TestServer, lists: &[Vec<String>], after: &str) {
+        let deadline = Instant::now() + Duration::from_secs(8);
+        loop {
+            let (ok, report) = stock_report(srv, &self.admin, &self.tokens(), lists, &self.skus, STOCK).await;
+            if ok {
+                return;
+            }
+            assert!(Instant::now() < deadline, "stock accounting inconsistent after {after}:\n{report}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Every customer of a [`Shop`] checking out in a loop until stopped.
+pub struct Storm {
+    pub load: Arc<Load>,
+    clients: JoinSet<()>,
+}
+
+/// What a stopped storm saw.
+pub struct Seen {
+    pub calls: Vec<Call>,
+    pub acked: Vec<Acked>,
+    pub stuck: Vec<String>,
+}
+
+impl Storm {
+    /// Starts it; a client retries one Idempotency-Key for up to `patience`.
+    pub fn start(srv: &Arc<TestServer>, shop: &Shop, patience: Duration) -> Storm {
+        let load = Arc::new(Load::default());
+        let mut clients = JoinSet::new();
+        for (c, (_, token, _)) in shop.customers.iter().enumerate() {
+            clients.spawn(customer(srv.clone(), load.clone(), c, token.clone(), shop.skus.clone(), patience));
+        }
+        Storm { load, clients }
+    }
+
+    /// Stops the clients (each finishes its key, within `patience`).
+    pub async fn stop(mut self, patience: Duration) -> Seen {
+        self.load.stop.store(true, Ordering::Relaxed);
+        let joined = tokio::time::timeout(patience + Duration::from_secs(15), async {
+            while let Some(r) = self.clients.join_next().await {
+                r.expect("load task panicked");
+            }
+        })
+        .await;
+        assert!(joined.is_ok(), "the load did not stop");
+        Seen {
+            calls: self.load.calls.lock().unwrap().clone(),
+            acked: self.load.acked.lock().unwrap().clone(),
+            stuck: self.load.stuck.lock().unwrap().clone(),
+        }
+    }
+}
+
+impl Seen {
+    /// Calls answered 5xx or not at all.
+    pub fn failed(&self) -> Vec<&Call> {
+        self.calls.iter().filter(|c| c.status.is_none_or(|s| s >= 500)).collect()
+    }
+
+    /// Failures that ended before `fault`, began after `recovered`, or were
+    /// anything but 503, described relative to `fault`.
+    pub fn misplaced_failures(&self, fault: Instant, recovered: Instant) -> Vec<String> {
+        self.failed()
+            .into_iter()
+            .filter(|c| c.ended < fault || c.started > recovered || c.status != Some(503))
+            .map(|c| {
+                format!(
+                    "{} {:?} began {:+.2}s, ended {:+.2}s after the fault (recovered at {:+.2}s): {}",
+                    c.what,
+                    c.status,
+                    signed_secs(c.started, fault),
+                    signed_secs(c.ended, fault),
+                    signed_secs(recovered, fault),
+                    c.body
+                )
+            })
+            .collect()
+    }
+
+    /// Answers other than success, a failure, or "key in progress".
+    pub fn unexpected_answers(&self) -> Vec<String> {
+        self.calls
+            .iter()
+            .filter(|c| match (c.what, c.status) {
+                (_, None) => false,
+                (_, Some(s)) if s >= 500 => false,
+                ("add", Some(200)) | ("order", Some(201)) | ("pay", Some(201)) => false,
+                ("order", Some(409)) => !c.body.contains("idempotency-key-in-progress"),
+                _ => true,
+            })
+            .map(|c| format!("{} {:?}: {}", c.what, c.status, c.body))
+            .collect()
+    }
+
+    /// Orders acknowledged before `fault` and after `recovered`, printed
+    /// with the rest of the figures.
+    pub fn around(&self, fault: Instant, recovered: Instant) -> (usize, usize) {
+        let before = self.acked.iter().filter(|a| a.at < fault).count();
+        let after = self.acked.iter().filter(|a| a.at > recovered).count();
+        eprintln!(
+            "load: {} calls, {} orders acknowledged ({before} before the fault, {after} after recovery), \
+             {} failed calls, {} stuck keys",
+            self.calls.len(),
+            self.acked.len(),
+            self.failed().len(),
+            self.stuck.len()
+        );
+        (before, after)
+    }
+}
 
 /// One HTTP exchange of the load, with when it began and ended.
 #[derive(Debug, Clone)]
