@@ -41,6 +41,9 @@ struct Conn {
     /// Not to be used again: it reached a server that is no longer a
     /// primary, or a cancel request may still be on its way to it.
     broken: bool,
+    /// Made once: a commit watched for its whole life would otherwise make
+    /// one each time.
+    cancel: Arc<postgres::CancelToken>,
 }
 
 /// Makes [`Conn`]s: r2d2_postgres's manager, plus the statement cache.
@@ -52,7 +55,9 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        Ok(Conn { client: self.0.connect()?, prepared: HashMap::new(), broken: false })
+        let client = self.0.connect()?;
+        let cancel = Arc::new(client.cancel_token());
+        Ok(Conn { client, prepared: HashMap::new(), broken: false, cancel })
     }
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
         self.0.is_valid(&mut conn.client)
@@ -178,49 +183,79 @@ fn on_notice(notice: postgres::error::DbError) {
     }
 }
 
-/// Cancels a COMMIT that has waited `commit_wait`. The cancel goes out
-/// while holding the lock the committer takes when done, so a cancel is
-/// never sent after the commit finished; one sent just as it finished may
-/// still reach the server later, so its connection is then discarded
-/// rather than reused for another transaction.
+/// Watches a COMMIT: one still running `commit_wait` after it began is
+/// cancelled by the [`watchdog`] thread. Registering costs a lock and an
+/// insert, with no task or thread woken, since every write commits.
+///
+/// The watchdog takes an overdue entry out of the table and sends the
+/// cancel while holding the entry's lock; the committer, when done, takes
+/// its entry out itself, or, finding it gone, waits on that lock. So a
+/// cancel is never sent after the commit finished; one sent just as it
+/// finished may still reach the server later, so its connection is then
+/// discarded rather than reused for another transaction.
 struct CommitWatch {
-    state: Arc<parking_lot::Mutex<WatchState>>,
-    timer: tokio::task::JoinHandle<()>,
+    id: u64,
+    cancelled: Arc<parking_lot::Mutex<bool>>,
 }
 
-#[derive(Default)]
-struct WatchState {
-    done: bool,
-    cancelled: bool,
+struct Watched {
+    deadline: Instant,
+    token: Arc<postgres::CancelToken>,
+    cancelled: Arc<parking_lot::Mutex<bool>>,
 }
 
-impl CommitWatch {
-    fn start(rt: &tokio::runtime::Handle, token: postgres::CancelToken, wait: Duration) -> CommitWatch {
-        let state = Arc::new(parking_lot::Mutex::new(WatchState::default()));
-        let shared = state.clone();
-        let timer = rt.spawn(async move {
-            tokio::time::sleep(wait).await;
-            let _ = tokio::task::spawn_blocking(move || {
-                let mut s = shared.lock();
-                if !s.done {
-                    s.cancelled = true;
-                    metrics::counter!("db_commit_waits_cut_total").increment(1);
-                    if let Err(e) = token.cancel_query(NoTls) {
-                        tracing::warn!(error = %e, "cancelling a COMMIT that waited too long failed");
+/// How often the watchdog looks for overdue commits: a cut commit answers
+/// within `commit_wait` plus this.
+const WATCHDOG_TICK: Duration = Duration::from_millis(50);
+
+/// The commits being watched, and the thread watching them (one for the
+/// process, started with the first commit).
+fn watchdog() -> &'static parking_lot::Mutex<HashMap<u64, Watched>> {
+    static WATCHED: std::sync::OnceLock<parking_lot::Mutex<HashMap<u64, Watched>>> = std::sync::OnceLock::new();
+    WATCHED.get_or_init(|| {
+        std::thread::Builder::new()
+            .name("commit-watchdog".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(WATCHDOG_TICK);
+                    let now = Instant::now();
+                    let overdue: Vec<Watched> = {
+                        let mut watched = watchdog().lock();
+                        let ids: Vec<u64> =
+                            watched.iter().filter(|(_, w)| w.deadline <= now).map(|(id, _)| *id).collect();
+                        ids.iter().filter_map(|id| watched.remove(id)).collect()
+                    };
+                    for w in overdue {
+                        let mut cancelled = w.cancelled.lock();
+                        *cancelled = true;
+                        metrics::counter!("db_commit_waits_cut_total").increment(1);
+                        if let Err(e) = w.token.cancel_query(NoTls) {
+                            tracing::warn!(error = %e, "cancelling a COMMIT that waited too long failed");
+                        }
                     }
                 }
             })
-            .await;
-        });
-        CommitWatch { state, timer }
+            .expect("starting the commit watchdog");
+        parking_lot::Mutex::new(HashMap::new())
+    })
+}
+
+impl CommitWatch {
+    fn start(token: Arc<postgres::CancelToken>, wait: Duration) -> CommitWatch {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cancelled = Arc::new(parking_lot::Mutex::new(false));
+        let watched = Watched { deadline: Instant::now() + wait, token, cancelled: cancelled.clone() };
+        watchdog().lock().insert(id, watched);
+        CommitWatch { id, cancelled }
     }
 
-    /// Stops the timer; true when a cancel was sent.
+    /// Stops watching; true when a cancel was sent.
     fn finish(self) -> bool {
-        self.timer.abort();
-        let mut s = self.state.lock();
-        s.done = true;
-        s.cancelled
+        if watchdog().lock().remove(&self.id).is_some() {
+            return false;
+        }
+        *self.cancelled.lock()
     }
 }
 
@@ -267,14 +302,13 @@ impl Pg {
         F: FnMut(&mut dyn Tx) -> Result<T, Error> + Send + 'static,
     {
         let (pool, commit_wait) = (self.pool(), self.commit_wait);
-        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             let mut conn = conn(&pool)?;
             let mut attempt = 0;
             loop {
                 attempt += 1;
-                let Conn { client, prepared, broken } = &mut *conn;
+                let Conn { client, prepared, broken, cancel } = &mut *conn;
                 let mut t = client.transaction().map_err(|e| Error::from(map_err(e)))?;
                 let mut tx = PgTx { conn: &mut t, prepared: &mut *prepared, in_tx: true, lost: false };
                 let outcome = body(&mut tx);
@@ -282,25 +316,23 @@ impl Pg {
                 let result = match outcome {
                     Ok(v) => {
                         SYNC_WAIT_CUT.set(false);
-                        let watch = CommitWatch::start(&rt, t.cancel_token(), commit_wait);
+                        let watch = CommitWatch::start(cancel.clone(), commit_wait);
                         let committed = t.commit();
                         let cancelled = watch.finish();
-                        *broken |= cancelled;
-                        match committed {
-                            Ok(()) if SYNC_WAIT_CUT.replace(false) || cancelled => {
+                        let cut = SYNC_WAIT_CUT.replace(false) || cancelled;
+                        match committed.map_err(map_err) {
+                            Ok(()) if !cut => Ok(v),
+                            // Refused at commit: nothing committed, the body reruns
+                            // (on this connection, which no cancel was sent to).
+                            Err(e @ DbError::Transient(_)) if !cancelled => Err(Error::from(e)),
+                            Ok(()) => {
                                 *broken = true;
-                                return Err(unknown_outcome(&format!(
-                                    "no synchronous standby confirmed it within {commit_wait:?}"
-                                )));
+                                let why = format!("no synchronous standby confirmed it within {commit_wait:?}");
+                                return Err(unknown_outcome(&why));
                             }
-                            Ok(()) => Ok(v),
                             Err(e) => {
-                                let e = map_err(e);
-                                if !matches!(e, DbError::Transient(_)) {
-                                    *broken = true;
-                                    return Err(unknown_outcome(&e.to_string()));
-                                }
-                                Err(Error::from(e))
+                                *broken = true;
+                                return Err(unknown_outcome(&e.to_string()));
                             }
                         }
                     }
@@ -349,7 +381,7 @@ impl Pg {
         let pool = self.pool();
         tokio::task::spawn_blocking(move || {
             let Ok(mut conn) = pool.get() else { return false };
-            let Conn { client, prepared, broken } = &mut *conn;
+            let Conn { client, prepared, broken, .. } = &mut *conn;
             let mut tx = PgTx { conn: client, prepared, in_tx: false, lost: false };
             let standby =
                 tx.query_one("SELECT pg_is_in_recovery()", &[]).map(|r| matches!(r.0.first(), Some(Cell::Int(1))));
@@ -374,7 +406,7 @@ impl Pg {
         let pool = self.pool();
         tokio::task::spawn_blocking(move || {
             let mut conn = conn(&pool)?;
-            let Conn { client, prepared, broken } = &mut *conn;
+            let Conn { client, prepared, broken, .. } = &mut *conn;
             let mut tx = PgTx { conn: client, prepared, in_tx: false, lost: false };
             let result = body(&mut tx);
             *broken |= tx.lost;
