@@ -59,6 +59,11 @@ pub enum ErrorCode {
     /// off while committing): it may or may not have happened. A retry
     /// under the same `Idempotency-Key` finds out.
     OutcomeUnknown,
+    /// The database reached no longer serves the logical shard asked for: it
+    /// moved (stage 7), or is being moved. Nothing was written; the caller
+    /// reads the shard map again and retries where the shard is now, so
+    /// clients only see it when a move's freeze outlasts those retries.
+    ShardMoved,
     /// A transient conflict inside the storage layer (serialization failure,
     /// deadlock, busy). Retried by the storage layer before it ever surfaces.
     Transient,
@@ -93,6 +98,7 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => "invalid-signature",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::OutcomeUnknown => "outcome-unknown",
+            ErrorCode::ShardMoved => "shard-moved",
             ErrorCode::Transient => "transient",
             ErrorCode::Internal => "internal",
         }

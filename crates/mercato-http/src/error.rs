@@ -37,6 +37,7 @@ pub fn status_of(code: ErrorCode) -> (StatusCode, &'static str) {
         C::InvalidSignature => (StatusCode::BAD_REQUEST, "Invalid signature"),
         C::Unavailable | C::Transient => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable"),
         C::OutcomeUnknown => (StatusCode::SERVICE_UNAVAILABLE, "Outcome unknown"),
+        C::ShardMoved => (StatusCode::SERVICE_UNAVAILABLE, "Moving between databases"),
         C::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),
     }
 }
@@ -78,6 +79,9 @@ impl IntoResponse for ApiError {
                 }
                 ErrorCode::OutcomeUnknown => "the database did not confirm this write: it may or may not have \
                                               happened; retry with the same Idempotency-Key to find out"
+                    .to_string(),
+                ErrorCode::ShardMoved => "this data is moving between databases and nothing was written; retry \
+                                          in a moment"
                     .to_string(),
                 _ => "an internal error occurred".to_string(),
             }

@@ -9,6 +9,7 @@
 //! crash, or an event delivered twice, changes nothing twice.
 
 pub mod model;
+mod moving;
 mod service;
 mod settings;
 mod store;
@@ -16,6 +17,7 @@ mod store;
 pub use mercato_contracts::orders::{
     Address, AdminFilter, HistoryEntry, Order, OrderItem, OrderStatus, Orders, PaymentResult, Placed,
 };
+pub use moving::{MoveReport, move_shard, shard_table};
 pub use service::{OrdersService, check_shards, purge_checkouts};
 pub use settings::OrdersSettings;
 
@@ -101,5 +103,15 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         version: 5,
         name: "the logical shards a database holds",
         sql: "CREATE TABLE order_shards (shard INTEGER PRIMARY KEY, logical INTEGER NOT NULL)",
+    },
+    mercato_platform::Migration {
+        version: 6,
+        name: "a shard's state: serving, incoming (being moved here), moved (away)",
+        sql: "ALTER TABLE order_shards ADD COLUMN state TEXT NOT NULL DEFAULT 'serving'",
+    },
+    mercato_platform::Migration {
+        version: 7,
+        name: "a moving shard's marker, replicated with its rows",
+        sql: "CREATE TABLE order_shard_marks (shard INTEGER PRIMARY KEY, mark INTEGER NOT NULL)",
     },
 ];

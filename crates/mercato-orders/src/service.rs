@@ -18,14 +18,17 @@ use crate::store::{self, insert_order, load_order, transition};
 use futures_util::future::try_join_all;
 use mercato_contracts::orders::{Abandoned, AdminFilter, Begun, CancelledBy, Draft, Marked, Orders, Payable, Placed};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
+use mercato_platform::Tx;
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
 use mercato_platform::shards::{ShardRing, merge_newest};
 use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct OrdersService {
@@ -40,33 +43,199 @@ struct Inner {
     bus: EventBus,
     cfg: OrdersSettings,
     currency: Currency,
+    /// When the shard map was last read again (one reader at a time: a move
+    /// sends every writer of the shard here at once).
+    remapped: tokio::sync::Mutex<Instant>,
+    /// Per database: whether it holds orders from before order ids carried
+    /// their customer's shard, which a customer's history must ask too.
+    legacy: RwLock<Vec<bool>>,
 }
+
+/// How long a statement refused by a moving shard waits before asking the
+/// map again; a move's freeze is a few of these.
+const REROUTE_PAUSE: Duration = Duration::from_millis(20);
+/// How many times it asks before the refusal reaches the client (about 2 s).
+const MAX_REROUTES: u32 = 100;
 
 impl OrdersService {
     /// Orders over `ring`'s databases; [`ShardRing::single`] for one.
     pub fn new(ring: ShardRing, ids: IdGen, bus: EventBus, cfg: OrdersSettings, currency: Currency) -> Self {
-        OrdersService { inner: Arc::new(Inner { ring, ids, bus, cfg, currency }) }
+        let legacy = RwLock::new(vec![false; ring.databases().len()]);
+        let remapped = tokio::sync::Mutex::new(Instant::now());
+        OrdersService { inner: Arc::new(Inner { ring, ids, bus, cfg, currency, remapped, legacy }) }
     }
 
-    /// The database holding order `id`.
-    fn of_order(&self, id: Id) -> &Db {
-        self.inner.ring.for_id(id)
+    /// Reads the shard map from the databases again and routes by it, and
+    /// finds which databases hold orders from before ids carried their
+    /// shard. Called at start (after [`check_shards`]) and whenever a
+    /// database answers that a shard is not there.
+    pub async fn remap(&self) -> Result<(), Error> {
+        let asked = Instant::now();
+        let mut last = self.inner.remapped.lock().await;
+        if *last > asked {
+            return Ok(()); // read while this caller waited
+        }
+        let ring = &self.inner.ring;
+        let map = read_map(ring).await?;
+        ring.place(map.homes_or(ring.logical(), &ring.homes()));
+        if ring.fenced() {
+            let since = try_join_all(ring.databases().iter().map(|db| db.read(store::shards_since))).await?;
+            let first = since.into_iter().flatten().min().map(mercato_platform::ids::first_id_at);
+            let mut legacy = Vec::with_capacity(ring.databases().len());
+            for db in ring.databases() {
+                legacy.push(match first {
+                    Some(id) => db.read(move |tx| store::any_order_before(tx, id)).await?,
+                    None => false,
+                });
+            }
+            *self.inner.legacy.write() = legacy;
+        }
+        *last = Instant::now();
+        Ok(())
     }
 
-    /// The database holding `customer`'s orders and checkout records.
-    fn of_customer(&self, customer: Id) -> &Db {
-        self.inner.ring.for_customer(customer)
+    /// A pause, then the map read again: for a statement its shard's
+    /// database refused.
+    async fn reroute(&self) -> Result<(), Error> {
+        tokio::time::sleep(REROUTE_PAUSE).await;
+        self.remap().await
+    }
+
+    /// `body` for a write transaction on logical shard `shard`, refusing
+    /// first where shards can move and this database does not serve it.
+    fn fenced<T, F>(&self, shard: u16, mut body: F) -> impl FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
+    where
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone,
+    {
+        let fence = self.inner.ring.fenced();
+        move |tx| {
+            if fence {
+                store::fence(tx, shard, true)?;
+            }
+            body(tx)
+        }
+    }
+
+    /// `body` for a read on logical shard `shard`, fenced likewise.
+    fn fenced_read<T, F>(&self, shard: u16, body: F) -> impl Fn(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
+    where
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone,
+    {
+        let fence = self.inner.ring.fenced();
+        move |tx| {
+            if fence {
+                store::fence(tx, shard, false)?;
+            }
+            body(tx)
+        }
+    }
+
+    /// Runs `op` on the database of logical shard `shard`, again where the
+    /// shard is now when that database answers it moved.
+    async fn on_shard<T, Fut>(&self, shard: u16, mut op: impl FnMut(Db) -> Fut) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut tries = 0;
+        loop {
+            match op(self.inner.ring.home(shard).clone()).await {
+                Err(e) if e.code == ErrorCode::ShardMoved && tries < MAX_REROUTES => {
+                    tries += 1;
+                    self.reroute().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A write transaction on shard `shard`.
+    async fn write_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced(shard, body.clone());
+            async move { db.write(body).await }
+        })
+        .await
+    }
+
+    /// A bounded read of rows on shard `shard` (see [`Db::lookup`]).
+    async fn lookup_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced_read(shard, body.clone());
+            async move { db.lookup(body).await }
+        })
+        .await
+    }
+
+    /// A bounded read on shard `shard` that a replica may serve.
+    async fn lookup_replica_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced_read(shard, body.clone());
+            async move { db.lookup_replica(body).await }
+        })
+        .await
+    }
+
+    /// A step of a process on shard `shard`: fenced, and sent where the shard
+    /// is now if it moves under the process.
+    fn step_on<T, B, A>(&self, shard: u16, body: B, after: A) -> Step
+    where
+        T: Send + 'static,
+        B: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
+        A: FnOnce(T) + Send + 'static,
+    {
+        let step = Step::local(self.inner.ring.home(shard), self.fenced(shard, body), after);
+        if !self.inner.ring.fenced() {
+            return step;
+        }
+        let me = self.clone();
+        step.rerouted_by(Arc::new(move || {
+            let me = me.clone();
+            Box::pin(async move {
+                me.reroute().await?;
+                Ok(me.inner.ring.home(shard).clone())
+            })
+        }))
+    }
+
+    /// The logical shard of order `id`.
+    fn shard_of_order(&self, id: Id) -> u16 {
+        self.inner.ring.shard_of_id(id)
+    }
+
+    /// The logical shard of `customer`'s orders and checkout records.
+    fn shard_of_customer(&self, customer: Id) -> u16 {
+        self.inner.ring.shard_of_customer(customer)
+    }
+
+    /// What sweeps and listings across a database may see.
+    fn serving(&self) -> store::Serving {
+        if self.inner.ring.fenced() { store::Serving::Only(self.inner.ring.logical()) } else { store::Serving::All }
     }
 
     async fn load(&self, id: Id) -> Result<Order, Error> {
-        self.of_order(id).lookup(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+        self.lookup_on(self.shard_of_order(id), move |tx| load_order(tx, id))
+            .await?
+            .ok_or_else(|| Error::not_found("order not found"))
     }
 
     /// An order to show (not to decide on): a replica may serve it, once it
     /// has this client's own writes.
     async fn show(&self, id: Id) -> Result<Order, Error> {
-        let db = self.of_order(id);
-        db.lookup_replica(move |tx| load_order(tx, id)).await?.ok_or_else(|| Error::not_found("order not found"))
+        self.lookup_replica_on(self.shard_of_order(id), move |tx| load_order(tx, id))
+            .await?
+            .ok_or_else(|| Error::not_found("order not found"))
     }
 
     /// Moves order `id` by `action` (see `store::transition`).
@@ -81,46 +250,124 @@ impl OrdersService {
         let hid = self.inner.ids.next()?;
         let actor = actor.to_string();
         let r = self
-            .of_order(id)
-            .write(move |tx| transition(tx, hid, id, action, required_from, &actor, note.as_deref()))
+            .write_on(self.shard_of_order(id), move |tx| {
+                transition(tx, hid, id, action, required_from, &actor, note.as_deref())
+            })
             .await?;
         self.inner.bus.wake();
         Ok(r)
     }
 }
 
-/// Makes sure every database of `ring` holds the logical shards the
-/// configuration says it does, with the same number of logical shards, and
-/// records them in a database seen for the first time. Refuses to start
-/// otherwise: a changed `orders.logical_shards` or `shards` list (or a shop
-/// that held every order in one database given a second) would send each
-/// order's statements to a database that does not have it.
+/// Where the databases of `ring` say each logical shard is, and places the
+/// ring there. A shop's databases seen for the first time record the even
+/// spread (or, for a database that already held orders, every shard: it was
+/// a shop's one database). Refuses to start when the records disagree with
+/// the configuration: a changed `orders.logical_shards` (ids carry their
+/// shard), a shard no configured database serves (a database left out of
+/// the list, or a move stopped half-way), or one served twice.
 pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
     let logical = i64::from(ring.logical());
-    for (i, db) in ring.databases().iter().enumerate() {
-        let want: Vec<i64> = ring.shards_in(db).into_iter().map(i64::from).collect();
-        let w = want.clone();
-        let held = db.write(move |tx| store::held_shards(tx, logical, &w)).await?;
-        if let Some((_, other)) = held.iter().find(|(_, l)| *l != logical) {
+    let mut map = read_map(ring).await?;
+    if map.records.iter().all(Vec::is_empty) {
+        let mut with_orders = Vec::new();
+        for (i, db) in ring.databases().iter().enumerate() {
+            if db.read(store::any_order).await? {
+                with_orders.push(i);
+            }
+        }
+        let spread = ShardRing::spread(ring.databases().to_vec(), ring.logical());
+        for (i, db) in ring.databases().iter().enumerate() {
+            let shards: Vec<i64> = match &with_orders[..] {
+                [] => spread.shards_in(db).into_iter().map(i64::from).collect(),
+                [one] if *one == i => (0..logical).collect(),
+                [_] => Vec::new(),
+                _ => {
+                    return Err(Error::validation(
+                        "several orders databases hold orders but none records its logical shards: \
+                         list only the database that held every order, then move shards with `mercato shards move`",
+                    ));
+                }
+            };
+            db.write(move |tx| store::record_shards(tx, &shards, logical)).await?;
+        }
+        map = read_map(ring).await?;
+    }
+    for (i, records) in map.records.iter().enumerate() {
+        if let Some((_, other, _)) = records.iter().find(|(_, l, _)| *l != logical) {
             return Err(Error::validation(format!(
                 "orders.logical_shards is {logical}, but orders database {} was written with {other}: order ids \
                  carry their shard, so the number of logical shards cannot change",
                 i + 1
             )));
         }
-        let held: Vec<i64> = held.into_iter().map(|(s, _)| s).collect();
-        if held != want {
-            return Err(Error::validation(format!(
-                "orders database {} holds logical shards {}, but the configured shards list gives it {}: \
-                 keep the list's order and length as the data was written (moving shards between databases \
-                 is not built yet)",
-                i + 1,
-                ranges(&held),
-                ranges(&want)
-            )));
-        }
     }
+    let twice: Vec<i64> = (0..logical).filter(|&s| map.serving(s).len() > 1).collect();
+    if !twice.is_empty() {
+        return Err(Error::validation(format!("logical shards {} are served by two orders databases", ranges(&twice))));
+    }
+    let homeless: Vec<i64> = (0..logical).filter(|&s| map.serving(s).is_empty()).collect();
+    if !homeless.is_empty() {
+        let moving: Vec<i64> = homeless.iter().copied().filter(|&s| map.incoming(s)).collect();
+        return Err(Error::validation(if moving.is_empty() {
+            format!(
+                "no configured orders database serves logical shards {}: list every database that holds orders \
+                 in database.domains.orders.shards",
+                ranges(&homeless)
+            )
+        } else {
+            format!(
+                "logical shards {} were being moved when the move stopped: run the same `mercato shards move` \
+                 again to finish it",
+                ranges(&moving)
+            )
+        }));
+    }
+    ring.place(map.homes(ring.logical()));
     Ok(())
+}
+
+/// Every database's shard records, read afresh.
+struct Map {
+    /// Per database: (shard, logical, state).
+    records: Vec<Vec<(i64, i64, String)>>,
+}
+
+impl Map {
+    /// The databases that serve `shard`.
+    fn serving(&self, shard: i64) -> Vec<usize> {
+        self.in_state(shard, store::SERVING)
+    }
+
+    fn incoming(&self, shard: i64) -> bool {
+        !self.in_state(shard, store::INCOMING).is_empty()
+    }
+
+    fn in_state(&self, shard: i64, state: &str) -> Vec<usize> {
+        (0..self.records.len())
+            .filter(|&i| self.records[i].iter().any(|(s, _, st)| *s == shard && st == state))
+            .collect()
+    }
+
+    /// Each shard's home: the database serving it, or (while a move has it
+    /// nowhere) `keep`'s, so statements keep finding out it is not there.
+    fn homes_or(&self, logical: u16, keep: &[u16]) -> Vec<u16> {
+        (0..logical)
+            .map(|s| match self.serving(i64::from(s))[..] {
+                [one] => one as u16,
+                _ => keep[usize::from(s)],
+            })
+            .collect()
+    }
+
+    fn homes(&self, logical: u16) -> Vec<u16> {
+        self.homes_or(logical, &vec![0; usize::from(logical)])
+    }
+}
+
+async fn read_map(ring: &ShardRing) -> Result<Map, Error> {
+    let records = try_join_all(ring.databases().iter().map(|db| db.read(store::shard_records))).await?;
+    Ok(Map { records })
 }
 
 /// `0-127` style, for messages.
@@ -182,15 +429,31 @@ impl Orders for OrdersService {
             }
             None => None,
         };
-        // A customer's orders are in one database; the rest may be in all.
+        // A customer's orders are in one database (and, for orders placed
+        // before ids carried their shard, in any that holds such orders);
+        // the rest may be in all.
+        let ring = &self.inner.ring;
         let dbs: Vec<Db> = match filter.customer_id {
-            Some(c) => vec![self.of_customer(c).clone()],
-            None => self.inner.ring.databases().to_vec(),
+            Some(c) => {
+                let home = ring.for_customer(c);
+                let legacy = self.inner.legacy.read();
+                let mut dbs = vec![home.clone()];
+                dbs.extend(
+                    ring.databases()
+                        .iter()
+                        .zip(legacy.iter())
+                        .filter(|(d, l)| **l && !d.same(home))
+                        .map(|(d, _)| d.clone()),
+                );
+                dbs
+            }
+            None => ring.databases().to_vec(),
         };
+        let serving = self.serving();
         if let [db] = &dbs[..] {
             return db
                 .read_replica(move |tx| {
-                    let ids = store::list_ids(tx, &filter, before, limit + 1)?;
+                    let ids = store::list_ids(tx, &filter, before, limit + 1, serving)?;
                     let more = ids.len() > limit;
                     let mut orders = Vec::with_capacity(limit);
                     for id in ids.into_iter().take(limit) {
@@ -210,7 +473,7 @@ impl Orders for OrdersService {
         let lists = try_join_all(dbs.iter().enumerate().map(|(i, db)| {
             let filter = filter.clone();
             async move {
-                let ids = db.read_replica(move |tx| store::list_ids(tx, &filter, before, limit + 1)).await?;
+                let ids = db.read_replica(move |tx| store::list_ids(tx, &filter, before, limit + 1, serving)).await?;
                 Ok::<_, Error>(ids.into_iter().map(|id| (id, i)).collect::<Vec<_>>())
             }
         }))
@@ -286,17 +549,25 @@ impl Orders for OrdersService {
 
     async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        let db = self.of_customer(customer);
-        Ok(match db.lookup(move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms())).await? {
-            Some(store::Earlier::Done(body, order_id)) => {
-                // Read back rather than committed now: it may be a commit
-                // whose wait for the standby was cut short, which a failover
-                // would discard. Acknowledge only what would survive one.
-                db.confirm_durable().await?;
-                Some(Placed { body, order_id, replayed: true })
+        let shard = self.shard_of_customer(customer);
+        self.on_shard(shard, |db| {
+            let (k, f) = (k.clone(), f.clone());
+            let body = self.fenced_read(shard, move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms()));
+            async move {
+                Ok(match db.lookup(body).await? {
+                    Some(store::Earlier::Done(body, order_id)) => {
+                        // Read back rather than committed now: it may be a
+                        // commit whose wait for the standby was cut short,
+                        // which a failover would discard. Acknowledge only
+                        // what would survive one.
+                        db.confirm_durable().await?;
+                        Some(Placed { body, order_id, replayed: true })
+                    }
+                    _ => None,
+                })
             }
-            _ => None,
         })
+        .await
     }
 
     fn begin_step(
@@ -309,8 +580,8 @@ impl Orders for OrdersService {
     ) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        Step::local(
-            self.of_customer(customer),
+        self.step_on(
+            self.shard_of_customer(customer),
             move |tx| {
                 let outcome = store::begin_checkout(tx, customer, &k, &f, order_id, lease)?;
                 let mine = outcome == Begun::Mine;
@@ -323,8 +594,8 @@ impl Orders for OrdersService {
 
     fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error> {
         let (key, bus, history_id) = (key.to_string(), self.inner.bus.clone(), self.inner.ids.next()?);
-        Ok(Step::local(
-            self.of_customer(customer),
+        Ok(self.step_on(
+            self.shard_of_customer(customer),
             move |tx| {
                 // Refused when the sweeper gave the attempt up (its lease ran
                 // out) and is giving back what it held.
@@ -339,8 +610,8 @@ impl Orders for OrdersService {
 
     fn place_flash_step(&self, order: Order) -> Result<Step, Error> {
         let (bus, history_id) = (self.inner.bus.clone(), self.inner.ids.next()?);
-        Ok(Step::local(
-            self.of_order(order.id),
+        Ok(self.step_on(
+            self.shard_of_order(order.id),
             move |tx| {
                 if !store::exists(tx, order.id)? {
                     insert_order(tx, &order, history_id, None, None)?;
@@ -357,39 +628,48 @@ impl Orders for OrdersService {
 
     async fn renew_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let (k, lease) = (key.to_string(), self.inner.cfg.checkout_lease_ms as i64);
-        self.of_customer(customer).write(move |tx| store::renew_checkout(tx, customer, &k, order_id, lease)).await
+        self.write_on(self.shard_of_customer(customer), move |tx| {
+            store::renew_checkout(tx, customer, &k, order_id, lease)
+        })
+        .await
     }
 
     async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.of_customer(customer).write(move |tx| store::fence_checkout(tx, customer, &k, order_id)).await
+        self.write_on(self.shard_of_customer(customer), move |tx| store::fence_checkout(tx, customer, &k, order_id))
+            .await
     }
 
     async fn forget_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.of_customer(customer)
-            .write(move |tx| store::move_checkout(tx, customer, &k, order_id, "pending", None))
-            .await
+        self.write_on(self.shard_of_customer(customer), move |tx| {
+            store::move_checkout(tx, customer, &k, order_id, "pending", None)
+        })
+        .await
     }
 
     async fn release_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.of_customer(customer)
-            .write(move |tx| store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released")))
-            .await
+        self.write_on(self.shard_of_customer(customer), move |tx| {
+            store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released"))
+        })
+        .await
     }
 
     async fn abandoned_checkouts(&self, now: Millis) -> Result<Vec<Abandoned>, Error> {
         // Fenced first, so a slow attempt cannot place its order while its
         // holds are given back; then every fenced record not yet released
         // (including those a failed pass left) is listed.
-        let mut all = Vec::new();
+        let (mut all, serving) = (Vec::new(), self.serving());
         for db in self.inner.ring.databases() {
-            let (expired, mut abandoned) =
-                db.read(move |tx| Ok((store::any_checkout_expired(tx, now)?, store::abandoned_checkouts(tx)?))).await?;
+            let (expired, mut abandoned) = db
+                .read(move |tx| {
+                    Ok((store::any_checkout_expired(tx, now, serving)?, store::abandoned_checkouts(tx, serving)?))
+                })
+                .await?;
             if expired {
-                db.write(move |tx| store::fence_expired_checkouts(tx, now)).await?;
-                abandoned = db.read(store::abandoned_checkouts).await?;
+                db.write(move |tx| store::fence_expired_checkouts(tx, now, serving)).await?;
+                abandoned = db.read(move |tx| store::abandoned_checkouts(tx, serving)).await?;
             }
             all.extend(abandoned);
         }
@@ -408,31 +688,31 @@ impl Orders for OrdersService {
     async fn payable(&self, id: Id) -> Result<Option<Payable>, Error> {
         // Only what paying needs: the items and history of a full load are
         // two more queries on every payment.
-        self.of_order(id).lookup(move |tx| store::payable(tx, id)).await
+        self.lookup_on(self.shard_of_order(id), move |tx| store::payable(tx, id)).await
     }
 
     fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        Step::local(
-            self.of_order(id),
+        self.step_on(
+            self.shard_of_order(id),
             move |tx| store::lease_payment(tx, id, lease),
             move |_| leased.store(true, Ordering::Release),
         )
     }
 
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {
-        self.of_order(id).write(move |tx| store::release_payment_lease_in(tx, id)).await
+        self.write_on(self.shard_of_order(id), move |tx| store::release_payment_lease_in(tx, id)).await
     }
 
     async fn renew_payment_lease(&self, id: Id) -> Result<(), Error> {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.of_order(id).write(move |tx| store::renew_payment_lease(tx, id, lease)).await
+        self.write_on(self.shard_of_order(id), move |tx| store::renew_payment_lease(tx, id, lease)).await
     }
 
     fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error> {
         let (hid, bus, seen) = (self.inner.ids.next()?, self.inner.bus.clone(), marked.clone());
-        Ok(Step::local(
-            self.of_order(id),
+        Ok(self.step_on(
+            self.shard_of_order(id),
             move |tx| {
                 let outcome = store::paid_in(tx, hid, id)?;
                 *seen.seen.lock() = outcome;
@@ -446,7 +726,7 @@ impl Orders for OrdersService {
     }
 
     async fn status(&self, id: Id) -> Result<Option<OrderStatus>, Error> {
-        self.of_order(id).lookup(move |tx| store::status(tx, id)).await
+        self.lookup_on(self.shard_of_order(id), move |tx| store::status(tx, id)).await
     }
 
     async fn refundable(&self, id: Id, amount: Option<i64>) -> Result<i64, Error> {
@@ -465,7 +745,7 @@ impl Orders for OrdersService {
 
     async fn record_refund(&self, id: Id, amount: i64) -> Result<(), Error> {
         let hid = self.inner.ids.next()?;
-        self.of_order(id).write(move |tx| store::add_refunded(tx, hid, id, amount)).await?;
+        self.write_on(self.shard_of_order(id), move |tx| store::add_refunded(tx, hid, id, amount)).await?;
         self.inner.bus.wake();
         Ok(())
     }
@@ -487,15 +767,15 @@ impl Orders for OrdersService {
     }
 
     async fn overdue(&self, now: Millis) -> Result<Vec<Id>, Error> {
-        let mut all = Vec::new();
+        let (mut all, serving) = (Vec::new(), self.serving());
         for db in self.inner.ring.databases() {
-            all.extend(db.read(move |tx| store::overdue(tx, now)).await?);
+            all.extend(db.read(move |tx| store::overdue(tx, now, serving)).await?);
         }
         Ok(all)
     }
 
     async fn flash_sale_of(&self, id: Id) -> Result<Option<Id>, Error> {
-        self.of_order(id).lookup(move |tx| store::flash_sale_of(tx, id)).await
+        self.lookup_on(self.shard_of_order(id), move |tx| store::flash_sale_of(tx, id)).await
     }
 }
 

@@ -357,31 +357,32 @@ pub(crate) fn move_checkout(
 }
 
 /// Whether a `pending` record's lease ran out before `now`.
-pub(crate) fn any_checkout_expired(tx: &mut dyn Tx, now: i64) -> Result<bool, Error> {
-    Ok(tx
-        .query_opt("SELECT 1 FROM checkouts WHERE state = 'pending' AND lease_until < $1 LIMIT 1", params![now])?
-        .is_some())
+pub(crate) fn any_checkout_expired(tx: &mut dyn Tx, now: i64, serving: Serving) -> Result<bool, Error> {
+    let sql = format!(
+        "SELECT 1 FROM checkouts WHERE state = 'pending' AND lease_until < $1{} LIMIT 1",
+        serving.only("order_id")
+    );
+    Ok(tx.query_opt(&sql, params![now])?.is_some())
 }
 
 /// Fences every `pending` record whose lease ran out before `now`: its attempt
 /// can no longer place its order.
-pub(crate) fn fence_expired_checkouts(tx: &mut dyn Tx, now: i64) -> Result<u64, Error> {
-    Ok(tx.execute(
-        "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1",
-        params![now],
-    )?)
+pub(crate) fn fence_expired_checkouts(tx: &mut dyn Tx, now: i64, serving: Serving) -> Result<u64, Error> {
+    let sql = format!(
+        "UPDATE checkouts SET state = 'abandoned' WHERE state = 'pending' AND lease_until < $1{}",
+        serving.only("order_id")
+    );
+    Ok(tx.execute(&sql, params![now])?)
 }
 
 /// Up to 200 fenced records whose holds are still to be given back:
 /// (customer, key, order).
-pub(crate) fn abandoned_checkouts(tx: &mut dyn Tx) -> Result<Vec<(Id, String, Id)>, Error> {
-    tx.query(
-        "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned' LIMIT 200",
-        params![],
-    )?
-    .iter()
-    .map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?)))
-    .collect()
+pub(crate) fn abandoned_checkouts(tx: &mut dyn Tx, serving: Serving) -> Result<Vec<(Id, String, Id)>, Error> {
+    let sql = format!(
+        "SELECT customer_id, idempotency_key, order_id FROM checkouts WHERE state = 'abandoned'{} LIMIT 200",
+        serving.only("order_id")
+    );
+    tx.query(&sql, params![])?.iter().map(|r| Ok((r.id(0)?, r.text(1)?, r.id(2)?))).collect()
 }
 
 /// Deletes up to `batch` records of checkouts finished before `cutoff`; how
@@ -515,14 +516,13 @@ pub(crate) fn add_refunded(tx: &mut dyn Tx, hid: Id, id: Id, amount: i64) -> Res
 }
 
 /// Up to 200 unpaid orders whose payment window closed by `now`, oldest due first.
-pub(crate) fn overdue(tx: &mut dyn Tx, now: i64) -> Result<Vec<Id>, Error> {
-    tx.query(
-        "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1 ORDER BY payment_due_at LIMIT 200",
-        params![now],
-    )?
-    .iter()
-    .map(|r| r.id(0))
-    .collect()
+pub(crate) fn overdue(tx: &mut dyn Tx, now: i64, serving: Serving) -> Result<Vec<Id>, Error> {
+    let sql = format!(
+        "SELECT id FROM orders WHERE status = 'pending_payment' AND payment_due_at <= $1{} \
+         ORDER BY payment_due_at LIMIT 200",
+        serving.only("id")
+    );
+    tx.query(&sql, params![now])?.iter().map(|r| r.id(0)).collect()
 }
 
 pub(crate) fn exists(tx: &mut dyn Tx, id: Id) -> Result<bool, Error> {
@@ -536,8 +536,9 @@ pub(crate) fn list_ids(
     filter: &AdminFilter,
     before: Option<i64>,
     limit: usize,
+    serving: Serving,
 ) -> Result<Vec<Id>, Error> {
-    let mut sql = String::from("SELECT id FROM orders WHERE 1 = 1");
+    let mut sql = format!("SELECT id FROM orders WHERE 1 = 1{}", serving.only("id"));
     let mut args: Vec<Param<'_>> = Vec::new();
     if let Some(s) = filter.status {
         args.push(Param::Text(s.as_str()));
@@ -555,22 +556,254 @@ pub(crate) fn list_ids(
     tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect()
 }
 
-/// The (logical shard, number of logical shards) pairs this database holds,
-/// recorded now if it has no record yet: `want` for a new database, every
-/// shard for one from before shards were recorded (it held every order of
-/// a shop with one database).
-pub(crate) fn held_shards(tx: &mut dyn Tx, logical: i64, want: &[i64]) -> Result<Vec<(i64, i64)>, Error> {
-    let recorded = tx.query("SELECT shard, logical FROM order_shards ORDER BY shard", &[])?;
-    if !recorded.is_empty() {
-        return recorded.iter().map(|r| Ok((r.int(0)?, r.int(1)?))).collect();
+/// Which rows a statement across a database's orders may see. A logical
+/// shard moved away leaves its rows behind until the move has deleted them,
+/// and a shard on its way in is not yet complete: where shards can move,
+/// sweeps and listings see only the shards the database serves.
+#[derive(Clone, Copy)]
+pub(crate) enum Serving {
+    /// Every row (one database, or shards that cannot move).
+    All,
+    /// Only rows of the shards served here, of this many logical shards.
+    Only(u16),
+}
+
+impl Serving {
+    /// The condition on `id_column` (an id minted in its shard), or nothing.
+    fn only(self, id_column: &str) -> String {
+        match self {
+            Serving::All => String::new(),
+            Serving::Only(logical) => format!(
+                " AND ({id_column} & {mask}) % {logical} IN (SELECT shard FROM order_shards WHERE state = 'serving')",
+                mask = (1u32 << mercato_platform::ids::SHARD_BITS) - 1
+            ),
+        }
     }
-    let legacy = tx.query_opt("SELECT id FROM orders LIMIT 1", &[])?.is_some();
-    let shards: Vec<i64> = if legacy { (0..logical).collect() } else { want.to_vec() };
-    for s in &shards {
+}
+
+/// Refuses, with nothing written, when this database does not serve logical
+/// shard `shard`: it moved away, or is still being copied in. Run first in
+/// every transaction on a shard that can move. In a write, `FOR KEY SHARE`
+/// holds the shard for the transaction: a move's freeze takes the row `FOR
+/// UPDATE`, so it waits for the writes under way, and the writes after it
+/// find the shard gone.
+pub(crate) fn fence(tx: &mut dyn Tx, shard: u16, write: bool) -> Result<(), Error> {
+    let sql = if write {
+        "SELECT state FROM order_shards WHERE shard = $1 FOR KEY SHARE"
+    } else {
+        "SELECT state FROM order_shards WHERE shard = $1"
+    };
+    match tx.query_opt(sql, params![i64::from(shard)])? {
+        Some(r) if r.str(0)? == SERVING => Ok(()),
+        _ => Err(Error::new(ErrorCode::ShardMoved, format!("logical shard {shard} is not served by this database"))
+            .with_retry_after(1)),
+    }
+}
+
+pub(crate) const SERVING: &str = "serving";
+/// A shard being copied in by a move: its rows are not complete yet.
+pub(crate) const INCOMING: &str = "incoming";
+/// A shard that moved away: its rows, until deleted, are a stale copy.
+pub(crate) const MOVED: &str = "moved";
+
+/// Every shard record of this database: (shard, logical shards, state).
+pub(crate) fn shard_records(tx: &mut dyn Tx) -> Result<Vec<(i64, i64, String)>, Error> {
+    let rows = tx.query("SELECT shard, logical, state FROM order_shards ORDER BY shard", &[])?;
+    rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))).collect()
+}
+
+/// Records that this database serves `shards` (a database seen for the
+/// first time).
+pub(crate) fn record_shards(tx: &mut dyn Tx, shards: &[i64], logical: i64) -> Result<(), Error> {
+    for s in shards {
         tx.execute(
-            "INSERT INTO order_shards (shard, logical) VALUES ($1, $2) ON CONFLICT (shard) DO NOTHING",
+            "INSERT INTO order_shards (shard, logical, state) VALUES ($1, $2, 'serving') ON CONFLICT (shard) DO NOTHING",
             params![*s, logical],
         )?;
     }
-    Ok(shards.into_iter().map(|s| (s, logical)).collect())
+    Ok(())
+}
+
+/// Sets shard `shard`'s state here (a move's steps), recording it if new.
+pub(crate) fn set_shard_state(tx: &mut dyn Tx, shard: i64, logical: i64, state: &str) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO order_shards (shard, logical, state) VALUES ($1, $2, $3) \
+         ON CONFLICT (shard) DO UPDATE SET state = excluded.state",
+        params![shard, logical, state],
+    )?;
+    Ok(())
+}
+
+/// Takes shard `shard` for a move's freeze: waits for the writes on it under
+/// way (they hold it `FOR KEY SHARE`) and keeps new ones waiting until the
+/// transaction ends. Its state.
+pub(crate) fn freeze_shard(tx: &mut dyn Tx, shard: i64) -> Result<Option<String>, Error> {
+    let row = tx.query_opt("SELECT state FROM order_shards WHERE shard = $1 FOR UPDATE", params![shard])?;
+    row.map(|r| r.text(0)).transpose()
+}
+
+/// When the migration that made order ids carry their shard was applied
+/// here: orders minted before it may live in a shard other than their
+/// customer's (ids then ended in any bits).
+pub(crate) fn shards_since(tx: &mut dyn Tx) -> Result<Option<i64>, Error> {
+    let row =
+        tx.query_opt("SELECT applied_at FROM schema_migrations WHERE component = 'orders' AND version = 5", &[])?;
+    row.map(|r| r.int(0)).transpose()
+}
+
+/// Whether this database holds an order with an id below `id`.
+pub(crate) fn any_order_before(tx: &mut dyn Tx, id: Id) -> Result<bool, Error> {
+    Ok(tx.query_opt("SELECT 1 FROM orders WHERE id < $1 LIMIT 1", params![id])?.is_some())
+}
+
+/// Whether this database holds any order at all.
+pub(crate) fn any_order(tx: &mut dyn Tx) -> Result<bool, Error> {
+    Ok(tx.query_opt("SELECT id FROM orders LIMIT 1", &[])?.is_some())
+}
+
+// A shard's move (see `moving`): PostgreSQL's logical replication of the
+// shard's rows from the database it leaves to the one it goes to.
+
+/// The tables a logical shard's rows live in, each with the column holding
+/// an id minted in the shard; children first, the order deletes go in.
+pub(crate) const SHARD_TABLES: &[(&str, &str)] = &[
+    ("order_history", "order_id"),
+    ("order_items", "order_id"),
+    ("checkouts", "order_id"),
+    ("orders", "id"),
+    ("order_shard_marks", "shard"),
+];
+
+/// The condition selecting shard `shard`'s rows of a table by `column`.
+fn in_shard(column: &str, shard: i64, logical: i64) -> String {
+    if column == "shard" {
+        return format!("shard = {shard}");
+    }
+    let mask = (1i64 << mercato_platform::ids::SHARD_BITS) - 1;
+    format!("({column} & {mask}) % {logical} = {shard}")
+}
+
+/// The server's `wal_level`.
+pub(crate) fn wal_level(tx: &mut dyn Tx) -> Result<String, Error> {
+    tx.query_one("SHOW wal_level", &[])?.text(0)
+}
+
+/// Deletes up to `batch` orders of shard `shard` with everything that
+/// lives with them (the rows a move left behind, or a copy a failed move
+/// left); how many orders went.
+pub(crate) fn delete_shard_orders(tx: &mut dyn Tx, shard: i64, logical: i64, batch: i64) -> Result<u64, Error> {
+    let ids: Vec<i64> = tx
+        .query(&format!("SELECT id FROM orders WHERE {} LIMIT {batch}", in_shard("id", shard, logical)), &[])?
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<Result<_, _>>()?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    for table in ["order_history", "order_items", "checkouts"] {
+        tx.execute(&format!("DELETE FROM {table} WHERE order_id IN ({list})"), &[])?;
+    }
+    Ok(tx.execute(&format!("DELETE FROM orders WHERE id IN ({list})"), &[])?)
+}
+
+/// Deletes shard `shard`'s checkout records and marker (those with no order
+/// are not reached by [`delete_shard_orders`]).
+pub(crate) fn delete_shard_rest(tx: &mut dyn Tx, shard: i64, logical: i64) -> Result<(), Error> {
+    tx.execute(&format!("DELETE FROM checkouts WHERE {}", in_shard("order_id", shard, logical)), &[])?;
+    tx.execute("DELETE FROM order_shard_marks WHERE shard = $1", params![shard])?;
+    Ok(())
+}
+
+/// Moves shard `shard`'s marker on, and returns it: a write replicated
+/// after every write on the shard before it.
+pub(crate) fn bump_mark(tx: &mut dyn Tx, shard: i64) -> Result<i64, Error> {
+    tx.query_one(
+        "INSERT INTO order_shard_marks (shard, mark) VALUES ($1, 1) \
+         ON CONFLICT (shard) DO UPDATE SET mark = order_shard_marks.mark + 1 RETURNING mark",
+        params![shard],
+    )?
+    .int(0)
+}
+
+pub(crate) fn mark(tx: &mut dyn Tx, shard: i64) -> Result<Option<i64>, Error> {
+    tx.query_opt("SELECT mark FROM order_shard_marks WHERE shard = $1", params![shard])?.map(|r| r.int(0)).transpose()
+}
+
+/// Publishes shard `shard`'s rows (and only them) under `name`, and makes a
+/// slot for them. Updated and deleted rows are told apart by every column
+/// where the shard's column is not in the primary key (PostgreSQL filters
+/// rows on the replica identity).
+pub(crate) fn publish_shard(tx: &mut dyn Tx, name: &str, shard: i64, logical: i64) -> Result<(), Error> {
+    for table in ["order_history", "checkouts"] {
+        tx.execute(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"), &[])?;
+    }
+    let tables: Vec<String> =
+        SHARD_TABLES.iter().map(|(t, c)| format!("{t} WHERE ({})", in_shard(c, shard, logical))).collect();
+    tx.execute(&format!("CREATE PUBLICATION {name} FOR TABLE {}", tables.join(", ")), &[])?;
+    tx.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", params![name])?;
+    Ok(())
+}
+
+/// Drops what [`publish_shard`] made, those that exist.
+pub(crate) fn unpublish_shard(tx: &mut dyn Tx, name: &str) -> Result<(), Error> {
+    tx.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
+        params![name],
+    )?;
+    tx.execute(&format!("DROP PUBLICATION IF EXISTS {name}"), &[])?;
+    for table in ["order_history", "checkouts"] {
+        tx.execute(&format!("ALTER TABLE {table} REPLICA IDENTITY DEFAULT"), &[])?;
+    }
+    Ok(())
+}
+
+/// Subscribes to publication `name` on the database at `conninfo`, copying
+/// its rows first. Outside a transaction (PostgreSQL requires it).
+pub(crate) fn subscribe(tx: &mut dyn Tx, name: &str, conninfo: &str) -> Result<(), Error> {
+    let conninfo = conninfo.replace('\'', "''");
+    tx.execute(
+        &format!(
+            "CREATE SUBSCRIPTION {name} CONNECTION '{conninfo}' PUBLICATION {name} \
+             WITH (create_slot = false, slot_name = '{name}', copy_data = true)"
+        ),
+        &[],
+    )?;
+    Ok(())
+}
+
+/// Whether subscription `name` exists here.
+pub(crate) fn subscribed(tx: &mut dyn Tx, name: &str) -> Result<bool, Error> {
+    Ok(tx.query_opt("SELECT 1 FROM pg_subscription WHERE subname = $1", params![name])?.is_some())
+}
+
+/// How many of subscription `name`'s tables are not yet copied and caught up.
+pub(crate) fn tables_syncing(tx: &mut dyn Tx, name: &str) -> Result<i64, Error> {
+    tx.query_one(
+        "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid \
+         WHERE s.subname = $1 AND r.srsubstate NOT IN ('r', 's')",
+        params![name],
+    )?
+    .int(0)
+}
+
+/// Drops subscription `name` here, leaving its slot to the publisher's side
+/// ([`unpublish_shard`]). Outside a transaction.
+pub(crate) fn unsubscribe(tx: &mut dyn Tx, name: &str) -> Result<(), Error> {
+    if subscribed(tx, name)? {
+        tx.execute(&format!("ALTER SUBSCRIPTION {name} DISABLE"), &[])?;
+        tx.execute(&format!("ALTER SUBSCRIPTION {name} SET (slot_name = NONE)"), &[])?;
+        tx.execute(&format!("DROP SUBSCRIPTION {name}"), &[])?;
+    }
+    Ok(())
+}
+
+/// How many orders of shard `shard` this database holds.
+pub(crate) fn count_shard_orders(tx: &mut dyn Tx, shard: i64, logical: i64) -> Result<i64, Error> {
+    tx.query_one(&format!("SELECT count(*) FROM orders WHERE {}", in_shard("id", shard, logical)), &[])?.int(0)
+}
+
+/// Whether replication slot `name` exists here.
+pub(crate) fn slot_exists(tx: &mut dyn Tx, name: &str) -> Result<bool, Error> {
+    Ok(tx.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", params![name])?.is_some())
 }

@@ -8,11 +8,16 @@
 //! their low bits ([`crate::ids::IdGen::next_in_shard`]), so a row is found
 //! from its id alone, with no lookup table. The number of logical shards is
 //! fixed for the life of the data (ids carry it); the databases holding them
-//! may change, a logical shard at a time.
+//! may change, a logical shard at a time: the map is data (each database
+//! records the shards it serves), read at start and again whenever a
+//! database answers that a shard has moved away.
 
 use crate::Db;
+use crate::db::Dialect;
 use crate::ids::{SHARD_BITS, shard_of};
 use mercato_core::Id;
+use parking_lot::RwLock;
+use std::sync::Arc;
 
 /// The most logical shards there can be: an id has [`SHARD_BITS`] for it.
 pub const MAX_LOGICAL: u16 = 1 << SHARD_BITS;
@@ -29,13 +34,14 @@ pub fn shard_of_customer(customer: Id, logical: u16) -> u16 {
     (z % u64::from(logical.max(1))) as u16
 }
 
-/// Which database holds each logical shard.
+/// Which database holds each logical shard. Clones share the map, so a
+/// move seen through one is seen through all.
 #[derive(Clone)]
 pub struct ShardRing {
     logical: u16,
     dbs: Vec<Db>,
     /// Logical shard to index in `dbs`.
-    homes: Vec<u16>,
+    homes: Arc<RwLock<Vec<u16>>>,
 }
 
 impl ShardRing {
@@ -51,7 +57,28 @@ impl ShardRing {
         assert!((1..=MAX_LOGICAL).contains(&logical), "between 1 and {MAX_LOGICAL} logical shards");
         let m = dbs.len();
         let homes = (0..logical).map(|s| (usize::from(s) * m / usize::from(logical)) as u16).collect();
-        ShardRing { logical, dbs, homes }
+        ShardRing { logical, dbs, homes: Arc::new(RwLock::new(homes)) }
+    }
+
+    /// Where each logical shard lives now (index in [`Self::databases`]),
+    /// as the databases' own records say.
+    pub fn place(&self, homes: Vec<u16>) {
+        assert_eq!(homes.len(), usize::from(self.logical), "a home for every logical shard");
+        assert!(homes.iter().all(|&h| usize::from(h) < self.dbs.len()), "homes index the ring's databases");
+        *self.homes.write() = homes;
+    }
+
+    /// The index in [`Self::databases`] of each logical shard's home.
+    pub fn homes(&self) -> Vec<u16> {
+        self.homes.read().clone()
+    }
+
+    /// Whether a shard can move between this ring's databases, so that every
+    /// statement on a shard must first check (in its transaction) that the
+    /// database it reached still serves it. Moves need PostgreSQL's logical
+    /// replication, and a second database to move to.
+    pub fn fenced(&self) -> bool {
+        self.dbs.len() > 1 && self.dbs.iter().all(|d| d.dialect() == Dialect::Postgres)
     }
 
     pub fn logical(&self) -> u16 {
@@ -70,12 +97,18 @@ impl ShardRing {
 
     /// The database holding the row with id `id` (minted in its shard).
     pub fn for_id(&self, id: Id) -> &Db {
-        self.home(shard_of(id) % self.logical)
+        self.home(self.shard_of_id(id))
+    }
+
+    /// The logical shard of a row minted with [`crate::ids::IdGen::next_in_shard`].
+    pub fn shard_of_id(&self, id: Id) -> u16 {
+        shard_of(id) % self.logical
     }
 
     /// The database holding logical shard `shard`.
     pub fn home(&self, shard: u16) -> &Db {
-        &self.dbs[usize::from(self.homes[usize::from(shard)])]
+        let at = self.homes.read()[usize::from(shard)];
+        &self.dbs[usize::from(at)]
     }
 
     /// Every database, once: what a query across customers must ask.
@@ -86,6 +119,11 @@ impl ShardRing {
     /// The logical shards `db` holds.
     pub fn shards_in(&self, db: &Db) -> Vec<u16> {
         (0..self.logical).filter(|&s| self.home(s).same(db)).collect()
+    }
+
+    /// The index of `db` in [`Self::databases`].
+    pub fn index_of(&self, db: &Db) -> Option<usize> {
+        self.dbs.iter().position(|d| d.same(db))
     }
 }
 

@@ -14,7 +14,7 @@
 
 use crate::db::{Db, Tx};
 use futures_util::future::BoxFuture;
-use mercato_core::Error;
+use mercato_core::{Error, ErrorCode};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +22,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 type Body = Box<dyn FnMut(&mut dyn Tx) -> Result<(), Error> + Send>;
 type After = Box<dyn FnOnce() + Send>;
 type Condition = Box<dyn Fn() -> bool + Send>;
+/// Finds the database a step's rows live in now, after the one it was given
+/// answered [`ErrorCode::ShardMoved`] (see [`Step::rerouted_by`]).
+pub type Reroute = Arc<dyn Fn() -> BoxFuture<'static, Result<Db, Error>> + Send + Sync>;
+
+/// How many times a group refused with [`ErrorCode::ShardMoved`] is sent to
+/// where its shard is now, before the refusal reaches the caller.
+const MAX_REROUTES: usize = 40;
 
 /// One domain's part of a process.
 pub struct Step {
@@ -32,7 +39,7 @@ pub struct Step {
 
 enum Kind {
     /// Writes in a database this process reaches directly.
-    Local { db: Db, body: Body, after: After },
+    Local { db: Db, body: Body, after: After, reroute: Option<Reroute> },
     /// Anything else (a remote surface): runs on its own.
     Remote(BoxFuture<'static, Result<(), Error>>),
     /// Nothing to do.
@@ -64,6 +71,7 @@ impl Step {
                         after(v)
                     }
                 }),
+                reroute: None,
             },
             when: None,
         }
@@ -82,6 +90,18 @@ impl Step {
     /// Runs the step only if `when` holds once the steps before it have run
     /// (inside their transaction when it shares theirs). `when` typically
     /// reads what an earlier step's body recorded.
+    /// For a step on a logical shard that may move to another database
+    /// (stage 7): when the database answers that it no longer serves the
+    /// shard (its body's first statement checks, so nothing was written),
+    /// `reroute` says where the shard is now and the step's transaction runs
+    /// again there.
+    pub fn rerouted_by(mut self, reroute: Reroute) -> Step {
+        if let Kind::Local { reroute: r, .. } = &mut self.kind {
+            *r = Some(reroute);
+        }
+        self
+    }
+
     pub fn only_if(mut self, when: impl Fn() -> bool + Send + 'static) -> Step {
         self.when = Some(Box::new(when));
         self
@@ -149,31 +169,54 @@ pub async fn run(steps: Vec<Step>) -> Result<(), Halted> {
         }
         let mut bodies = Vec::with_capacity(group.len());
         let mut afters = Vec::with_capacity(group.len());
+        let mut reroutes = Vec::with_capacity(group.len());
         for step in group {
-            if let Kind::Local { body, after, .. } = step.kind {
+            if let Kind::Local { body, after, reroute, .. } = step.kind {
                 bodies.push((body, step.when));
                 afters.push(after);
+                reroutes.push(reroute);
             }
         }
+        // Only a group whose every step can be rerouted moves as a whole.
+        let reroute = reroutes.iter().all(Option::is_some).then(|| reroutes.swap_remove(0)).flatten();
+        let bodies = Arc::new(Mutex::new(bodies));
         // Tells a refusal by a body (everything rolled back) from a failed
         // commit (the writes may be durable).
         let refused = Arc::new(AtomicBool::new(false));
-        let flag = refused.clone();
-        let ran = db
-            .write(move |tx| {
-                flag.store(false, Ordering::Relaxed);
-                let mut ran = Vec::with_capacity(bodies.len());
-                for (body, when) in bodies.iter_mut() {
-                    let go = when.as_ref().is_none_or(|w| w());
-                    if go && let Err(e) = body(tx) {
-                        flag.store(true, Ordering::Relaxed);
-                        return Err(e);
+        let (mut db, mut reroutes) = (db, 0);
+        let ran = loop {
+            let (flag, bodies) = (refused.clone(), bodies.clone());
+            let ran = db
+                .write(move |tx| {
+                    flag.store(false, Ordering::Relaxed);
+                    let mut bodies = bodies.lock();
+                    let mut ran = Vec::with_capacity(bodies.len());
+                    for (body, when) in bodies.iter_mut() {
+                        let go = when.as_ref().is_none_or(|w| w());
+                        if go && let Err(e) = body(tx) {
+                            flag.store(true, Ordering::Relaxed);
+                            return Err(e);
+                        }
+                        ran.push(go);
                     }
-                    ran.push(go);
+                    Ok(ran)
+                })
+                .await;
+            match (&ran, &reroute) {
+                (Err(e), Some(to))
+                    if e.code == ErrorCode::ShardMoved
+                        && refused.load(Ordering::Relaxed)
+                        && reroutes < MAX_REROUTES =>
+                {
+                    reroutes += 1;
+                    db = match to().await {
+                        Ok(db) => db,
+                        Err(error) => return Err(Halted { error, committed: start, not_committed: start }),
+                    };
                 }
-                Ok(ran)
-            })
-            .await;
+                _ => break ran,
+            }
+        };
         match ran {
             Ok(ran) => {
                 for (after, ran) in afters.into_iter().zip(ran) {

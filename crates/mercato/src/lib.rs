@@ -9,3 +9,4 @@ pub mod config;
 pub mod indexer;
 pub mod seed;
 pub mod server;
+pub mod shards;

@@ -67,6 +67,33 @@ enum Command {
         #[command(subcommand)]
         command: SearchCommand,
     },
+    /// The orders' logical shards and the databases serving them (stage 7).
+    Shards {
+        #[command(subcommand)]
+        command: ShardsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShardsCommand {
+    /// Which logical shards each database in database.domains.orders.shards
+    /// serves (and any on their way in or out).
+    List,
+    /// Move a logical shard to another database while the shop runs: copy
+    /// and follow with PostgreSQL's logical replication, freeze the shard's
+    /// writes briefly, switch, delete the old copy. Prints a JSON report.
+    Move {
+        /// The logical shard (0 to orders.logical_shards - 1).
+        #[arg(long)]
+        shard: u16,
+        /// The destination: its place (1-based) in database.domains.orders.shards.
+        #[arg(long)]
+        to: usize,
+        /// How the destination's server reaches the source's (default: the
+        /// source's URL in the shards list).
+        #[arg(long)]
+        source_conninfo: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -111,6 +138,15 @@ fn main() -> anyhow::Result<()> {
                 let shop = mercato::server::Shop::build(config).await?;
                 let n = mercato::indexer::reindex(&shop.state, true).await?;
                 println!("indexed {n} products");
+                Ok(())
+            }
+            Command::Shards { command: ShardsCommand::List } => {
+                print!("{}", mercato::shards::list(&config).await?);
+                Ok(())
+            }
+            Command::Shards { command: ShardsCommand::Move { shard, to, source_conninfo } } => {
+                let report = mercato::shards::move_shard(&config, shard, to, source_conninfo).await?;
+                println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
             Command::BenchStorage { seconds, clients } => {

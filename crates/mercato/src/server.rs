@@ -57,7 +57,7 @@ pub struct Domains {
 }
 
 /// Opens the database at `url` (empty: the embedded default in `data_dir`).
-fn open_url(config: &Config, url: &str, name: &str) -> anyhow::Result<Db> {
+pub(crate) fn open_url(config: &Config, url: &str, name: &str) -> anyhow::Result<Db> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let d = &config.database;
         let opts = PgOptions {
@@ -299,6 +299,7 @@ impl Shop {
         // Sharded, its writes may wake any of its databases' relays.
         let orders_bus = if ring.databases().len() > 1 { bus.clone() } else { bus.scoped(dbs.of("orders")) };
         let orders = OrdersService::new(ring, ids.clone(), orders_bus, config.orders.clone(), currency);
+        orders.remap().await.context("reading the orders' shard map")?;
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
             .await?

@@ -168,10 +168,12 @@ fn refused(data_dir: &std::path::Path, env: &[(&str, &str)]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// The shards list and the number of logical shards say where existing
-/// orders are: a configuration that would send statements elsewhere (the
-/// list reordered, another count, a one-database shop given a second
-/// database) is refused at start, saying why, instead of losing orders.
+/// The databases record which logical shards they serve, so the shards
+/// list is only the set of databases: reordered, or given a new database
+/// (which serves nothing until a shard is moved to it), the shop starts and
+/// finds every order. A configuration that would send statements where the
+/// orders are not (another number of logical shards, a database left out)
+/// is refused at start, saying why, instead of losing orders.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shard_configuration_that_does_not_match_the_data_is_refused() {
     if std::env::var("MERCATO_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) || sharded_shape() {
@@ -185,16 +187,24 @@ async fn a_shard_configuration_that_does_not_match_the_data_is_refused() {
         0,
         &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &both), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
     );
+    let token = srv.new_customer().await;
+    let admin = srv.admin_token().await;
+    let cat = srv.create_category(&admin, &unique_str("Map"), None).await;
+    let sku = unique_str("MAP").to_uppercase();
+    srv.create_product(&admin, &id_of(&cat["id"]), "QA Map", &[(&sku, 100, 10)]).await;
+    assert_eq!(srv.add_to_cart(&token, &sku, 1).await.status, 200);
+    let placed = srv.place_order(&token, &unique_str("map")).await;
+    assert_eq!(placed.status, 201, "{}", placed.text);
     srv.sigterm_and_wait(Duration::from_secs(20)).expect("the server stops");
-    let data = tempfile::tempdir().unwrap();
+
+    // Reordered: the same shop, on the same data, finds its order.
     let reversed = format!("{b},{a}");
-    let said = tokio::task::block_in_place(|| {
-        refused(
-            data.path(),
-            &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &reversed), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
-        )
-    });
-    assert!(said.contains("holds logical shards 2-3") && said.contains("gives it 0-1"), "{said}");
+    let mut srv = srv.restart_with(&[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &reversed)]);
+    let r = srv.get(&format!("/orders/{}", id_of(&placed.body["id"])), Some(&token)).await;
+    assert_eq!(r.status, 200, "the order after the list was reordered: {}", r.text);
+    srv.sigterm_and_wait(Duration::from_secs(20)).expect("the server stops");
+
+    let data = tempfile::tempdir().unwrap();
     let said = tokio::task::block_in_place(|| {
         refused(
             data.path(),
@@ -202,8 +212,17 @@ async fn a_shard_configuration_that_does_not_match_the_data_is_refused() {
         )
     });
     assert!(said.contains("cannot change"), "{said}");
+    let alone = format!("{a},sqlite:{}/c.db", dir.path().display());
+    let said = tokio::task::block_in_place(|| {
+        refused(
+            data.path(),
+            &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &alone), ("MERCATO_ORDERS_LOGICAL_SHARDS", "4")],
+        )
+    });
+    assert!(said.contains("no configured orders database serves logical shards 2-3"), "{said}");
 
-    // A shop that ran on one database, given a second.
+    // A shop that ran on one database, given a second: the new one serves
+    // nothing until a shard is moved there.
     let mut one = TestServer::start(0);
     let token = one.new_customer().await;
     let admin = one.admin_token().await;
@@ -211,11 +230,15 @@ async fn a_shard_configuration_that_does_not_match_the_data_is_refused() {
     let sku = unique_str("ONE").to_uppercase();
     one.create_product(&admin, &id_of(&cat["id"]), "QA One", &[(&sku, 100, 10)]).await;
     assert_eq!(one.add_to_cart(&token, &sku, 1).await.status, 200);
-    assert_eq!(one.place_order(&token, &unique_str("one")).await.status, 201);
+    let placed = one.place_order(&token, &unique_str("one")).await;
+    assert_eq!(placed.status, 201);
     one.sigterm_and_wait(Duration::from_secs(20)).expect("the server stops");
-    let shards = format!("sqlite:{},{b}", one.data_path().join("mercato.db").display());
-    let said = tokio::task::block_in_place(|| {
-        refused(one.data_path(), &[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &shards)])
-    });
-    assert!(said.contains("holds logical shards 0-255") && said.contains("gives it 0-127"), "{said}");
+    let shards =
+        format!("sqlite:{},sqlite:{}/d.db", one.data_path().join("mercato.db").display(), dir.path().display());
+    let two = one.restart_with(&[("MERCATO_DATABASE_DOMAINS_ORDERS_SHARDS", &shards)]);
+    let r = two.get(&format!("/orders/{}", id_of(&placed.body["id"])), Some(&token)).await;
+    assert_eq!(r.status, 200, "the one database's order once a second is listed: {}", r.text);
+    assert_eq!(two.add_to_cart(&token, &sku, 1).await.status, 200);
+    assert_eq!(two.place_order(&token, &unique_str("two")).await.status, 201);
+    assert_eq!(two.collect_all("/orders", Some(&token)).await.len(), 2);
 }

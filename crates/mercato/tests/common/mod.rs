@@ -644,10 +644,19 @@ impl TestServer {
 
     /// Kills this server (SIGKILL, if still running) and starts a new one on
     /// the same data dir with the same settings.
-    pub fn restart(mut self) -> TestServer {
+    pub fn restart(self) -> TestServer {
+        self.restart_with(&[])
+    }
+
+    /// [`Self::restart`], with `changes` made to its environment.
+    pub fn restart_with(mut self, changes: &[(&str, &str)]) -> TestServer {
         self.sigkill();
         let dir = self.data_dir.take().expect("data dir");
-        let env = std::mem::take(&mut self.env);
+        let mut env = std::mem::take(&mut self.env);
+        for (k, v) in changes {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
         let owns_database = self.owns_database;
         let redis = self.redis.take();
         let split = self.split.take();
