@@ -93,7 +93,12 @@ async fn instance(db: &Db, node: i64, stock: Arc<dyn FlashStock>) -> Instance {
         ShopSettings::default(),
     );
     let provider = TestProvider::new(db.clone(), b"whsec_test".to_vec(), 60_000, 300);
-    let payments = PaymentsService::new(db.clone(), ids.clone(), bus.clone(), Arc::new(provider));
+    let payments = PaymentsService::new(
+        mercato_platform::shards::ShardRing::single(db.clone(), 256),
+        ids.clone(),
+        bus.clone(),
+        Arc::new(provider),
+    );
     let ring = mercato_platform::shards::ShardRing::single(db.clone(), OrdersSettings::default().logical_shards);
     let orders = OrdersService::new(ring, ids.clone(), bus.clone(), OrdersSettings::default(), usd);
     let flash = FlashSalesService::new(db.clone(), bus.clone(), stock, usd);

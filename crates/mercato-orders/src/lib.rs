@@ -20,6 +20,7 @@ pub use mercato_contracts::orders::{
 pub use moving::{MoveReport, move_shard, shard_table};
 pub use service::{OrdersService, check_shards, purge_checkouts};
 pub use settings::OrdersSettings;
+pub use store::SHARD_TABLES;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {

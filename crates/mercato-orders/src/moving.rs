@@ -26,11 +26,11 @@
 //! running the same move again finishes it.
 
 use crate::service::check_shards;
-use crate::store::{self, INCOMING, MOVED, SERVING};
+use crate::store;
 use mercato_core::Error;
 use mercato_platform::Db;
 use mercato_platform::db::Dialect;
-use mercato_platform::shards::ShardRing;
+use mercato_platform::shards::{INCOMING, MOVED, SERVING, ShardRing, shard_records};
 use std::time::{Duration, Instant};
 
 /// The destination trails the source by less than this when the freeze
@@ -40,8 +40,8 @@ const CAUGHT_UP: Duration = Duration::from_millis(100);
 const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Longest wait for the destination to show the freeze's marker.
 const FREEZE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Orders of the stale copy deleted per transaction.
-const DELETE_BATCH: i64 = 500;
+/// Rows of the stale copy deleted per transaction.
+const DELETE_BATCH: i64 = 5_000;
 /// Statements that read the shard just before the freeze (their fence saw
 /// it served) may still be reading the source's copy: wait this long before
 /// deleting it.
@@ -68,16 +68,20 @@ pub struct MoveReport {
 pub async fn shard_table(ring: &ShardRing) -> Result<Vec<Vec<(i64, String)>>, Error> {
     let mut out = Vec::new();
     for db in ring.databases() {
-        out.push(db.read(store::shard_records).await?.into_iter().map(|(s, _, st)| (s, st)).collect());
+        out.push(db.read(shard_records).await?.into_iter().map(|(s, _, st)| (s, st)).collect());
     }
     Ok(out)
 }
 
-/// Moves logical shard `shard` to database `to` (0-based in the ring).
-/// `source_conninfo` is how the destination's server reaches the source's
-/// (libpq URL or key=value string). `say` hears progress.
+/// Moves logical shard `shard` to database `to` (0-based in the ring):
+/// its rows of `tables` (each with the column naming the shard, children
+/// first; the orders' [`store::SHARD_TABLES`] and those of the domains whose
+/// rows live with an order). `source_conninfo` is how the destination's
+/// server reaches the source's (libpq URL or key=value string). `say` hears
+/// progress.
 pub async fn move_shard(
     ring: &ShardRing,
+    tables: &[(&'static str, &'static str)],
     shard: u16,
     to: usize,
     source_conninfo: &dyn Fn(usize) -> String,
@@ -127,15 +131,15 @@ pub async fn move_shard(
         // Leftovers of a move that failed before its freeze.
         let n = name.clone();
         dest.read(move |tx| store::unsubscribe(tx, &n)).await?;
-        drop_publication(source, &name).await?;
+        drop_publication(source, &name, tables).await?;
         dest.write(move |tx| store::set_shard_state(tx, s, logical, INCOMING)).await?;
-        while dest.write(move |tx| store::delete_shard_orders(tx, s, logical, DELETE_BATCH)).await? > 0 {}
-        dest.write(move |tx| store::delete_shard_rest(tx, s, logical)).await?;
+        delete_rows(dest, tables, s, logical).await?;
 
         let copying = Instant::now();
         source.write(move |tx| store::bump_mark(tx, s)).await?;
         let n = name.clone();
-        source.read(move |tx| store::publish_shard(tx, &n, s, logical)).await?;
+        let t = tables.to_vec();
+        source.read(move |tx| store::publish_shard(tx, &n, &t, s, logical)).await?;
         let (n, conninfo) = (name.clone(), source_conninfo(from));
         dest.read(move |tx| store::subscribe(tx, &n, &conninfo)).await?;
         say("copying the shard's rows");
@@ -173,18 +177,12 @@ pub async fn move_shard(
 
     let n = name.clone();
     dest.read(move |tx| store::unsubscribe(tx, &n)).await?;
-    drop_publication(source, &name).await?;
+    drop_publication(source, &name, tables).await?;
     report.orders = dest.read(move |tx| store::count_shard_orders(tx, s, logical)).await?;
     tokio::time::sleep(READERS_GRACE).await;
     say("deleting the source's stale copy");
-    loop {
-        let n = source.write(move |tx| store::delete_shard_orders(tx, s, logical, DELETE_BATCH)).await?;
-        report.deleted += n;
-        if n == 0 {
-            break;
-        }
-    }
-    source.write(move |tx| store::delete_shard_rest(tx, s, logical)).await?;
+    report.deleted = source.read(move |tx| store::count_shard_orders(tx, s, logical)).await? as u64;
+    delete_rows(source, tables, s, logical).await?;
     // The ring as the databases now say: refuses if the move left anything
     // a start would refuse.
     check_shards(ring).await?;
@@ -217,18 +215,23 @@ async fn catch_up(source: &Db, dest: &Db, s: i64, timeout: Duration) -> Result<D
     Ok(started.elapsed())
 }
 
+/// Deletes shard `s`'s rows of `tables` from `db`, in batches.
+async fn delete_rows(db: &Db, tables: &[(&'static str, &'static str)], s: i64, logical: i64) -> Result<(), Error> {
+    for &(table, column) in tables {
+        while db.write(move |tx| store::delete_shard_rows(tx, table, column, s, logical, DELETE_BATCH)).await? > 0 {}
+    }
+    Ok(())
+}
+
 /// Drops the publication and its slot on the source, once the slot is no
 /// longer in use (a dropped subscription's sender takes a moment to go).
-async fn drop_publication(source: &Db, name: &str) -> Result<(), Error> {
-    let n = name.to_string();
-    source.read(move |tx| store::unpublish_shard(tx, &n)).await?;
-    let n = name.to_string();
+async fn drop_publication(source: &Db, name: &str, tables: &[(&'static str, &'static str)]) -> Result<(), Error> {
+    let t = tables.to_vec();
     wait(Duration::from_secs(30), "the shard's replication slot to be released", || {
-        let n = n.clone();
+        let (n, n2, t) = (name.to_string(), name.to_string(), t.clone());
         async move {
-            let n2 = n.clone();
-            source.read(move |tx| store::unpublish_shard(tx, &n2)).await?;
-            Ok(!source.read(move |tx| store::slot_exists(tx, &n)).await?)
+            source.read(move |tx| store::unpublish_shard(tx, &n, &t)).await?;
+            Ok(!source.read(move |tx| store::slot_exists(tx, &n2)).await?)
         }
     })
     .await

@@ -18,17 +18,14 @@ use crate::store::{self, insert_order, load_order, transition};
 use futures_util::future::try_join_all;
 use mercato_contracts::orders::{Abandoned, AdminFilter, Begun, CancelledBy, Draft, Marked, Orders, Payable, Placed};
 use mercato_core::{Currency, Error, ErrorCode, Id, Millis, Money};
-use mercato_platform::Tx;
 use mercato_platform::events::EventBus;
 use mercato_platform::ids::IdGen;
-use mercato_platform::shards::{ShardRing, merge_newest};
+use mercato_platform::shards::{INCOMING, Records, SERVING, Serving, ShardRing, merge_newest};
 use mercato_platform::steps::Step;
 use mercato_platform::{Db, now_ms};
 use parking_lot::{Mutex, RwLock};
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 #[derive(Clone)]
 pub struct OrdersService {
@@ -43,42 +40,25 @@ struct Inner {
     bus: EventBus,
     cfg: OrdersSettings,
     currency: Currency,
-    /// When the shard map was last read again (one reader at a time: a move
-    /// sends every writer of the shard here at once).
-    remapped: tokio::sync::Mutex<Instant>,
     /// Per database: whether it holds orders from before order ids carried
     /// their customer's shard, which a customer's history must ask too.
     legacy: RwLock<Vec<bool>>,
 }
 
-/// How long a statement refused by a moving shard waits before asking the
-/// map again; a move's freeze is a few of these.
-const REROUTE_PAUSE: Duration = Duration::from_millis(20);
-/// How many times it asks before the refusal reaches the client (about 2 s).
-const MAX_REROUTES: u32 = 100;
-
 impl OrdersService {
     /// Orders over `ring`'s databases; [`ShardRing::single`] for one.
     pub fn new(ring: ShardRing, ids: IdGen, bus: EventBus, cfg: OrdersSettings, currency: Currency) -> Self {
         let legacy = RwLock::new(vec![false; ring.databases().len()]);
-        let remapped = tokio::sync::Mutex::new(Instant::now());
-        OrdersService { inner: Arc::new(Inner { ring, ids, bus, cfg, currency, remapped, legacy }) }
+        OrdersService { inner: Arc::new(Inner { ring, ids, bus, cfg, currency, legacy }) }
     }
 
     /// Reads the shard map from the databases again and routes by it, and
     /// finds which databases hold orders from before ids carried their
-    /// shard. Called at start (after [`check_shards`]) and whenever a
-    /// database answers that a shard is not there.
+    /// customer's shard. Called at start (after [`check_shards`]).
     pub async fn remap(&self) -> Result<(), Error> {
-        let asked = Instant::now();
-        let mut last = self.inner.remapped.lock().await;
-        if *last > asked {
-            return Ok(()); // read while this caller waited
-        }
         let ring = &self.inner.ring;
-        let map = read_map(ring).await?;
-        ring.place(map.homes_or(ring.logical(), &ring.homes()));
-        if ring.fenced() {
+        ring.remap().await?;
+        if ring.can_move() {
             let since = try_join_all(ring.databases().iter().map(|db| db.read(store::shards_since))).await?;
             let first = since.into_iter().flatten().min().map(mercato_platform::ids::first_id_at);
             let mut legacy = Vec::with_capacity(ring.databases().len());
@@ -90,123 +70,7 @@ impl OrdersService {
             }
             *self.inner.legacy.write() = legacy;
         }
-        *last = Instant::now();
         Ok(())
-    }
-
-    /// A pause, then the map read again: for a statement its shard's
-    /// database refused.
-    async fn reroute(&self) -> Result<(), Error> {
-        tokio::time::sleep(REROUTE_PAUSE).await;
-        self.remap().await
-    }
-
-    /// `body` for a write transaction on logical shard `shard`, refusing
-    /// first where shards can move and this database does not serve it.
-    fn fenced<T, F>(&self, shard: u16, mut body: F) -> impl FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
-    where
-        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone,
-    {
-        let fence = self.inner.ring.fenced();
-        move |tx| {
-            if fence {
-                store::fence(tx, shard, true)?;
-            }
-            body(tx)
-        }
-    }
-
-    /// `body` for a read on logical shard `shard`, fenced likewise.
-    fn fenced_read<T, F>(&self, shard: u16, body: F) -> impl Fn(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
-    where
-        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone,
-    {
-        let fence = self.inner.ring.fenced();
-        move |tx| {
-            if fence {
-                store::fence(tx, shard, false)?;
-            }
-            body(tx)
-        }
-    }
-
-    /// Runs `op` on the database of logical shard `shard`, again where the
-    /// shard is now when that database answers it moved.
-    async fn on_shard<T, Fut>(&self, shard: u16, mut op: impl FnMut(Db) -> Fut) -> Result<T, Error>
-    where
-        Fut: Future<Output = Result<T, Error>>,
-    {
-        let mut tries = 0;
-        loop {
-            match op(self.inner.ring.home(shard).clone()).await {
-                Err(e) if e.code == ErrorCode::ShardMoved && tries < MAX_REROUTES => {
-                    tries += 1;
-                    self.reroute().await?;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// A write transaction on shard `shard`.
-    async fn write_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
-    {
-        self.on_shard(shard, |db| {
-            let body = self.fenced(shard, body.clone());
-            async move { db.write(body).await }
-        })
-        .await
-    }
-
-    /// A bounded read of rows on shard `shard` (see [`Db::lookup`]).
-    async fn lookup_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
-    {
-        self.on_shard(shard, |db| {
-            let body = self.fenced_read(shard, body.clone());
-            async move { db.lookup(body).await }
-        })
-        .await
-    }
-
-    /// A bounded read on shard `shard` that a replica may serve.
-    async fn lookup_replica_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
-    {
-        self.on_shard(shard, |db| {
-            let body = self.fenced_read(shard, body.clone());
-            async move { db.lookup_replica(body).await }
-        })
-        .await
-    }
-
-    /// A step of a process on shard `shard`: fenced, and sent where the shard
-    /// is now if it moves under the process.
-    fn step_on<T, B, A>(&self, shard: u16, body: B, after: A) -> Step
-    where
-        T: Send + 'static,
-        B: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
-        A: FnOnce(T) + Send + 'static,
-    {
-        let step = Step::local(self.inner.ring.home(shard), self.fenced(shard, body), after);
-        if !self.inner.ring.fenced() {
-            return step;
-        }
-        let me = self.clone();
-        step.rerouted_by(Arc::new(move || {
-            let me = me.clone();
-            Box::pin(async move {
-                me.reroute().await?;
-                Ok(me.inner.ring.home(shard).clone())
-            })
-        }))
     }
 
     /// The logical shard of order `id`.
@@ -219,13 +83,14 @@ impl OrdersService {
         self.inner.ring.shard_of_customer(customer)
     }
 
-    /// What sweeps and listings across a database may see.
-    fn serving(&self) -> store::Serving {
-        if self.inner.ring.fenced() { store::Serving::Only(self.inner.ring.logical()) } else { store::Serving::All }
+    fn serving(&self) -> Serving {
+        self.inner.ring.serving()
     }
 
     async fn load(&self, id: Id) -> Result<Order, Error> {
-        self.lookup_on(self.shard_of_order(id), move |tx| load_order(tx, id))
+        self.inner
+            .ring
+            .lookup_on(self.shard_of_order(id), move |tx| load_order(tx, id))
             .await?
             .ok_or_else(|| Error::not_found("order not found"))
     }
@@ -233,7 +98,9 @@ impl OrdersService {
     /// An order to show (not to decide on): a replica may serve it, once it
     /// has this client's own writes.
     async fn show(&self, id: Id) -> Result<Order, Error> {
-        self.lookup_replica_on(self.shard_of_order(id), move |tx| load_order(tx, id))
+        self.inner
+            .ring
+            .lookup_replica_on(self.shard_of_order(id), move |tx| load_order(tx, id))
             .await?
             .ok_or_else(|| Error::not_found("order not found"))
     }
@@ -250,6 +117,8 @@ impl OrdersService {
         let hid = self.inner.ids.next()?;
         let actor = actor.to_string();
         let r = self
+            .inner
+            .ring
             .write_on(self.shard_of_order(id), move |tx| {
                 transition(tx, hid, id, action, required_from, &actor, note.as_deref())
             })
@@ -268,7 +137,7 @@ impl OrdersService {
 /// the list, or a move stopped half-way), or one served twice.
 pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
     let logical = i64::from(ring.logical());
-    let mut map = read_map(ring).await?;
+    let mut map = Records::read(ring).await?;
     if map.records.iter().all(Vec::is_empty) {
         let mut with_orders = Vec::new();
         for (i, db) in ring.databases().iter().enumerate() {
@@ -291,7 +160,7 @@ pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
             };
             db.write(move |tx| store::record_shards(tx, &shards, logical)).await?;
         }
-        map = read_map(ring).await?;
+        map = Records::read(ring).await?;
     }
     for (i, records) in map.records.iter().enumerate() {
         if let Some((_, other, _)) = records.iter().find(|(_, l, _)| *l != logical) {
@@ -302,13 +171,13 @@ pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
             )));
         }
     }
-    let twice: Vec<i64> = (0..logical).filter(|&s| map.serving(s).len() > 1).collect();
+    let twice: Vec<i64> = (0..logical).filter(|&s| map.in_state(s, SERVING).len() > 1).collect();
     if !twice.is_empty() {
         return Err(Error::validation(format!("logical shards {} are served by two orders databases", ranges(&twice))));
     }
-    let homeless: Vec<i64> = (0..logical).filter(|&s| map.serving(s).is_empty()).collect();
+    let homeless: Vec<i64> = (0..logical).filter(|&s| map.in_state(s, SERVING).is_empty()).collect();
     if !homeless.is_empty() {
-        let moving: Vec<i64> = homeless.iter().copied().filter(|&s| map.incoming(s)).collect();
+        let moving: Vec<i64> = homeless.iter().copied().filter(|&s| !map.in_state(s, INCOMING).is_empty()).collect();
         return Err(Error::validation(if moving.is_empty() {
             format!(
                 "no configured orders database serves logical shards {}: list every database that holds orders \
@@ -323,51 +192,8 @@ pub async fn check_shards(ring: &ShardRing) -> Result<(), Error> {
             )
         }));
     }
-    ring.place(map.homes(ring.logical()));
+    ring.place(map.homes_or(ring.logical(), &ring.homes()));
     Ok(())
-}
-
-/// Every database's shard records, read afresh.
-struct Map {
-    /// Per database: (shard, logical, state).
-    records: Vec<Vec<(i64, i64, String)>>,
-}
-
-impl Map {
-    /// The databases that serve `shard`.
-    fn serving(&self, shard: i64) -> Vec<usize> {
-        self.in_state(shard, store::SERVING)
-    }
-
-    fn incoming(&self, shard: i64) -> bool {
-        !self.in_state(shard, store::INCOMING).is_empty()
-    }
-
-    fn in_state(&self, shard: i64, state: &str) -> Vec<usize> {
-        (0..self.records.len())
-            .filter(|&i| self.records[i].iter().any(|(s, _, st)| *s == shard && st == state))
-            .collect()
-    }
-
-    /// Each shard's home: the database serving it, or (while a move has it
-    /// nowhere) `keep`'s, so statements keep finding out it is not there.
-    fn homes_or(&self, logical: u16, keep: &[u16]) -> Vec<u16> {
-        (0..logical)
-            .map(|s| match self.serving(i64::from(s))[..] {
-                [one] => one as u16,
-                _ => keep[usize::from(s)],
-            })
-            .collect()
-    }
-
-    fn homes(&self, logical: u16) -> Vec<u16> {
-        self.homes_or(logical, &vec![0; usize::from(logical)])
-    }
-}
-
-async fn read_map(ring: &ShardRing) -> Result<Map, Error> {
-    let records = try_join_all(ring.databases().iter().map(|db| db.read(store::shard_records))).await?;
-    Ok(Map { records })
 }
 
 /// `0-127` style, for messages.
@@ -550,24 +376,29 @@ impl Orders for OrdersService {
     async fn replay(&self, customer: Id, key: &str, fingerprint: &str) -> Result<Option<Placed>, Error> {
         let (k, f) = (key.to_string(), fingerprint.to_string());
         let shard = self.shard_of_customer(customer);
-        self.on_shard(shard, |db| {
-            let (k, f) = (k.clone(), f.clone());
-            let body = self.fenced_read(shard, move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms()));
-            async move {
-                Ok(match db.lookup(body).await? {
-                    Some(store::Earlier::Done(body, order_id)) => {
-                        // Read back rather than committed now: it may be a
-                        // commit whose wait for the standby was cut short,
-                        // which a failover would discard. Acknowledge only
-                        // what would survive one.
-                        db.confirm_durable().await?;
-                        Some(Placed { body, order_id, replayed: true })
-                    }
-                    _ => None,
-                })
-            }
-        })
-        .await
+        self.inner
+            .ring
+            .on_shard(shard, |db| {
+                let (k, f) = (k.clone(), f.clone());
+                let body = self
+                    .inner
+                    .ring
+                    .fenced_read(shard, move |tx| store::earlier_checkout(tx, customer, &k, &f, now_ms()));
+                async move {
+                    Ok(match db.lookup(body).await? {
+                        Some(store::Earlier::Done(body, order_id)) => {
+                            // Read back rather than committed now: it may be a
+                            // commit whose wait for the standby was cut short,
+                            // which a failover would discard. Acknowledge only
+                            // what would survive one.
+                            db.confirm_durable().await?;
+                            Some(Placed { body, order_id, replayed: true })
+                        }
+                        _ => None,
+                    })
+                }
+            })
+            .await
     }
 
     fn begin_step(
@@ -580,7 +411,7 @@ impl Orders for OrdersService {
     ) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
         let (k, f) = (key.to_string(), fingerprint.to_string());
-        self.step_on(
+        self.inner.ring.step_on(
             self.shard_of_customer(customer),
             move |tx| {
                 let outcome = store::begin_checkout(tx, customer, &k, &f, order_id, lease)?;
@@ -594,7 +425,7 @@ impl Orders for OrdersService {
 
     fn place_step(&self, customer: Id, key: &str, order: Order, cart_id: Id, body: String) -> Result<Step, Error> {
         let (key, bus, history_id) = (key.to_string(), self.inner.bus.clone(), self.inner.ids.next()?);
-        Ok(self.step_on(
+        Ok(self.inner.ring.step_on(
             self.shard_of_customer(customer),
             move |tx| {
                 // Refused when the sweeper gave the attempt up (its lease ran
@@ -610,7 +441,7 @@ impl Orders for OrdersService {
 
     fn place_flash_step(&self, order: Order) -> Result<Step, Error> {
         let (bus, history_id) = (self.inner.bus.clone(), self.inner.ids.next()?);
-        Ok(self.step_on(
+        Ok(self.inner.ring.step_on(
             self.shard_of_order(order.id),
             move |tx| {
                 if !store::exists(tx, order.id)? {
@@ -628,32 +459,40 @@ impl Orders for OrdersService {
 
     async fn renew_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let (k, lease) = (key.to_string(), self.inner.cfg.checkout_lease_ms as i64);
-        self.write_on(self.shard_of_customer(customer), move |tx| {
-            store::renew_checkout(tx, customer, &k, order_id, lease)
-        })
-        .await
+        self.inner
+            .ring
+            .write_on(self.shard_of_customer(customer), move |tx| {
+                store::renew_checkout(tx, customer, &k, order_id, lease)
+            })
+            .await
     }
 
     async fn fence_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.write_on(self.shard_of_customer(customer), move |tx| store::fence_checkout(tx, customer, &k, order_id))
+        self.inner
+            .ring
+            .write_on(self.shard_of_customer(customer), move |tx| store::fence_checkout(tx, customer, &k, order_id))
             .await
     }
 
     async fn forget_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.write_on(self.shard_of_customer(customer), move |tx| {
-            store::move_checkout(tx, customer, &k, order_id, "pending", None)
-        })
-        .await
+        self.inner
+            .ring
+            .write_on(self.shard_of_customer(customer), move |tx| {
+                store::move_checkout(tx, customer, &k, order_id, "pending", None)
+            })
+            .await
     }
 
     async fn release_checkout(&self, customer: Id, key: &str, order_id: Id) -> Result<(), Error> {
         let k = key.to_string();
-        self.write_on(self.shard_of_customer(customer), move |tx| {
-            store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released"))
-        })
-        .await
+        self.inner
+            .ring
+            .write_on(self.shard_of_customer(customer), move |tx| {
+                store::move_checkout(tx, customer, &k, order_id, "abandoned", Some("released"))
+            })
+            .await
     }
 
     async fn abandoned_checkouts(&self, now: Millis) -> Result<Vec<Abandoned>, Error> {
@@ -688,12 +527,12 @@ impl Orders for OrdersService {
     async fn payable(&self, id: Id) -> Result<Option<Payable>, Error> {
         // Only what paying needs: the items and history of a full load are
         // two more queries on every payment.
-        self.lookup_on(self.shard_of_order(id), move |tx| store::payable(tx, id)).await
+        self.inner.ring.lookup_on(self.shard_of_order(id), move |tx| store::payable(tx, id)).await
     }
 
     fn lease_payment_step(&self, id: Id, leased: Arc<AtomicBool>) -> Step {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.step_on(
+        self.inner.ring.step_on(
             self.shard_of_order(id),
             move |tx| store::lease_payment(tx, id, lease),
             move |_| leased.store(true, Ordering::Release),
@@ -701,17 +540,17 @@ impl Orders for OrdersService {
     }
 
     async fn release_payment_lease(&self, id: Id) -> Result<(), Error> {
-        self.write_on(self.shard_of_order(id), move |tx| store::release_payment_lease_in(tx, id)).await
+        self.inner.ring.write_on(self.shard_of_order(id), move |tx| store::release_payment_lease_in(tx, id)).await
     }
 
     async fn renew_payment_lease(&self, id: Id) -> Result<(), Error> {
         let lease = self.inner.cfg.checkout_lease_ms as i64;
-        self.write_on(self.shard_of_order(id), move |tx| store::renew_payment_lease(tx, id, lease)).await
+        self.inner.ring.write_on(self.shard_of_order(id), move |tx| store::renew_payment_lease(tx, id, lease)).await
     }
 
     fn mark_paid_step(&self, id: Id, marked: Arc<Marked>) -> Result<Step, Error> {
         let (hid, bus, seen) = (self.inner.ids.next()?, self.inner.bus.clone(), marked.clone());
-        Ok(self.step_on(
+        Ok(self.inner.ring.step_on(
             self.shard_of_order(id),
             move |tx| {
                 let outcome = store::paid_in(tx, hid, id)?;
@@ -726,7 +565,7 @@ impl Orders for OrdersService {
     }
 
     async fn status(&self, id: Id) -> Result<Option<OrderStatus>, Error> {
-        self.lookup_on(self.shard_of_order(id), move |tx| store::status(tx, id)).await
+        self.inner.ring.lookup_on(self.shard_of_order(id), move |tx| store::status(tx, id)).await
     }
 
     async fn refundable(&self, id: Id, amount: Option<i64>) -> Result<i64, Error> {
@@ -745,7 +584,7 @@ impl Orders for OrdersService {
 
     async fn record_refund(&self, id: Id, amount: i64) -> Result<(), Error> {
         let hid = self.inner.ids.next()?;
-        self.write_on(self.shard_of_order(id), move |tx| store::add_refunded(tx, hid, id, amount)).await?;
+        self.inner.ring.write_on(self.shard_of_order(id), move |tx| store::add_refunded(tx, hid, id, amount)).await?;
         self.inner.bus.wake();
         Ok(())
     }
@@ -775,7 +614,7 @@ impl Orders for OrdersService {
     }
 
     async fn flash_sale_of(&self, id: Id) -> Result<Option<Id>, Error> {
-        self.lookup_on(self.shard_of_order(id), move |tx| store::flash_sale_of(tx, id)).await
+        self.inner.ring.lookup_on(self.shard_of_order(id), move |tx| store::flash_sale_of(tx, id)).await
     }
 }
 

@@ -10,6 +10,7 @@ use mercato_contracts::orders::{
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::db::Param;
 use mercato_platform::events::publish;
+use mercato_platform::shards::Serving;
 use mercato_platform::{Row, Tx, now_ms, params};
 
 const ORDER_COLUMNS: &str = "id, customer_id, status, currency, subtotal, discount, shipping, tax, total, refunded, \
@@ -556,62 +557,6 @@ pub(crate) fn list_ids(
     tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect()
 }
 
-/// Which rows a statement across a database's orders may see. A logical
-/// shard moved away leaves its rows behind until the move has deleted them,
-/// and a shard on its way in is not yet complete: where shards can move,
-/// sweeps and listings see only the shards the database serves.
-#[derive(Clone, Copy)]
-pub(crate) enum Serving {
-    /// Every row (one database, or shards that cannot move).
-    All,
-    /// Only rows of the shards served here, of this many logical shards.
-    Only(u16),
-}
-
-impl Serving {
-    /// The condition on `id_column` (an id minted in its shard), or nothing.
-    fn only(self, id_column: &str) -> String {
-        match self {
-            Serving::All => String::new(),
-            Serving::Only(logical) => format!(
-                " AND ({id_column} & {mask}) % {logical} IN (SELECT shard FROM order_shards WHERE state = 'serving')",
-                mask = (1u32 << mercato_platform::ids::SHARD_BITS) - 1
-            ),
-        }
-    }
-}
-
-/// Refuses, with nothing written, when this database does not serve logical
-/// shard `shard`: it moved away, or is still being copied in. Run first in
-/// every transaction on a shard that can move. In a write, `FOR KEY SHARE`
-/// holds the shard for the transaction: a move's freeze takes the row `FOR
-/// UPDATE`, so it waits for the writes under way, and the writes after it
-/// find the shard gone.
-pub(crate) fn fence(tx: &mut dyn Tx, shard: u16, write: bool) -> Result<(), Error> {
-    let sql = if write {
-        "SELECT state FROM order_shards WHERE shard = $1 FOR KEY SHARE"
-    } else {
-        "SELECT state FROM order_shards WHERE shard = $1"
-    };
-    match tx.query_opt(sql, params![i64::from(shard)])? {
-        Some(r) if r.str(0)? == SERVING => Ok(()),
-        _ => Err(Error::new(ErrorCode::ShardMoved, format!("logical shard {shard} is not served by this database"))
-            .with_retry_after(1)),
-    }
-}
-
-pub(crate) const SERVING: &str = "serving";
-/// A shard being copied in by a move: its rows are not complete yet.
-pub(crate) const INCOMING: &str = "incoming";
-/// A shard that moved away: its rows, until deleted, are a stale copy.
-pub(crate) const MOVED: &str = "moved";
-
-/// Every shard record of this database: (shard, logical shards, state).
-pub(crate) fn shard_records(tx: &mut dyn Tx) -> Result<Vec<(i64, i64, String)>, Error> {
-    let rows = tx.query("SELECT shard, logical, state FROM order_shards ORDER BY shard", &[])?;
-    rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))).collect()
-}
-
 /// Records that this database serves `shards` (a database seen for the
 /// first time).
 pub(crate) fn record_shards(tx: &mut dyn Tx, shards: &[i64], logical: i64) -> Result<(), Error> {
@@ -664,9 +609,10 @@ pub(crate) fn any_order(tx: &mut dyn Tx) -> Result<bool, Error> {
 // A shard's move (see `moving`): PostgreSQL's logical replication of the
 // shard's rows from the database it leaves to the one it goes to.
 
-/// The tables a logical shard's rows live in, each with the column holding
-/// an id minted in the shard; children first, the order deletes go in.
-pub(crate) const SHARD_TABLES: &[(&str, &str)] = &[
+/// The orders' tables a logical shard's rows live in, each with the column
+/// holding an id minted in the shard; children first, the order deletes go
+/// in. (Payments' rows live with their order's, and move with them.)
+pub const SHARD_TABLES: &[(&str, &str)] = &[
     ("order_history", "order_id"),
     ("order_items", "order_id"),
     ("checkouts", "order_id"),
@@ -688,31 +634,22 @@ pub(crate) fn wal_level(tx: &mut dyn Tx) -> Result<String, Error> {
     tx.query_one("SHOW wal_level", &[])?.text(0)
 }
 
-/// Deletes up to `batch` orders of shard `shard` with everything that
-/// lives with them (the rows a move left behind, or a copy a failed move
-/// left); how many orders went.
-pub(crate) fn delete_shard_orders(tx: &mut dyn Tx, shard: i64, logical: i64, batch: i64) -> Result<u64, Error> {
-    let ids: Vec<i64> = tx
-        .query(&format!("SELECT id FROM orders WHERE {} LIMIT {batch}", in_shard("id", shard, logical)), &[])?
-        .iter()
-        .map(|r| r.int(0))
-        .collect::<Result<_, _>>()?;
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-    for table in ["order_history", "order_items", "checkouts"] {
-        tx.execute(&format!("DELETE FROM {table} WHERE order_id IN ({list})"), &[])?;
-    }
-    Ok(tx.execute(&format!("DELETE FROM orders WHERE id IN ({list})"), &[])?)
-}
-
-/// Deletes shard `shard`'s checkout records and marker (those with no order
-/// are not reached by [`delete_shard_orders`]).
-pub(crate) fn delete_shard_rest(tx: &mut dyn Tx, shard: i64, logical: i64) -> Result<(), Error> {
-    tx.execute(&format!("DELETE FROM checkouts WHERE {}", in_shard("order_id", shard, logical)), &[])?;
-    tx.execute("DELETE FROM order_shard_marks WHERE shard = $1", params![shard])?;
-    Ok(())
+/// Deletes up to `batch` rows of shard `shard` from `table` (selected by
+/// `column`); how many went. For the rows a move left behind, or a copy a
+/// failed move left. PostgreSQL only, as moves are.
+pub(crate) fn delete_shard_rows(
+    tx: &mut dyn Tx,
+    table: &str,
+    column: &str,
+    shard: i64,
+    logical: i64,
+    batch: i64,
+) -> Result<u64, Error> {
+    let cond = in_shard(column, shard, logical);
+    Ok(tx.execute(
+        &format!("DELETE FROM {table} WHERE ctid IN (SELECT ctid FROM {table} WHERE {cond} LIMIT {batch})"),
+        &[],
+    )?)
 }
 
 /// Moves shard `shard`'s marker on, and returns it: a write replicated
@@ -734,25 +671,31 @@ pub(crate) fn mark(tx: &mut dyn Tx, shard: i64) -> Result<Option<i64>, Error> {
 /// slot for them. Updated and deleted rows are told apart by every column
 /// where the shard's column is not in the primary key (PostgreSQL filters
 /// rows on the replica identity).
-pub(crate) fn publish_shard(tx: &mut dyn Tx, name: &str, shard: i64, logical: i64) -> Result<(), Error> {
-    for table in ["order_history", "checkouts"] {
+pub(crate) fn publish_shard(
+    tx: &mut dyn Tx,
+    name: &str,
+    tables: &[(&str, &str)],
+    shard: i64,
+    logical: i64,
+) -> Result<(), Error> {
+    for (table, _) in tables.iter().filter(|(_, c)| !matches!(*c, "id" | "shard")) {
         tx.execute(&format!("ALTER TABLE {table} REPLICA IDENTITY FULL"), &[])?;
     }
     let tables: Vec<String> =
-        SHARD_TABLES.iter().map(|(t, c)| format!("{t} WHERE ({})", in_shard(c, shard, logical))).collect();
+        tables.iter().map(|(t, c)| format!("{t} WHERE ({})", in_shard(c, shard, logical))).collect();
     tx.execute(&format!("CREATE PUBLICATION {name} FOR TABLE {}", tables.join(", ")), &[])?;
     tx.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", params![name])?;
     Ok(())
 }
 
 /// Drops what [`publish_shard`] made, those that exist.
-pub(crate) fn unpublish_shard(tx: &mut dyn Tx, name: &str) -> Result<(), Error> {
+pub(crate) fn unpublish_shard(tx: &mut dyn Tx, name: &str, tables: &[(&str, &str)]) -> Result<(), Error> {
     tx.execute(
         "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active",
         params![name],
     )?;
     tx.execute(&format!("DROP PUBLICATION IF EXISTS {name}"), &[])?;
-    for table in ["order_history", "checkouts"] {
+    for (table, _) in tables.iter().filter(|(_, c)| !matches!(*c, "id" | "shard")) {
         tx.execute(&format!("ALTER TABLE {table} REPLICA IDENTITY DEFAULT"), &[])?;
     }
     Ok(())

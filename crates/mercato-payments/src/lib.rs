@@ -18,6 +18,7 @@ pub use mercato_contracts::payments::{PayOutcome, Payment, PaymentStatus, Paymen
 pub use provider::{ChargeOutcome, Provider};
 pub use service::PaymentsService;
 pub use settings::PaymentsSettings;
+pub use store::SHARD_TABLES;
 
 pub static MIGRATIONS: &[mercato_platform::Migration] = &[
     mercato_platform::Migration {
@@ -88,5 +89,16 @@ pub static MIGRATIONS: &[mercato_platform::Migration] = &[
         name: "attempts keep the request's idempotency key",
         sql: "ALTER TABLE payment_attempts ADD COLUMN request_key TEXT; \
               CREATE INDEX payment_attempts_intent ON payment_attempts (intent_id);",
+    },
+    // A payment lives in its order's logical shard (stage 7); every row of
+    // it names the order, so a shard's rows can be picked out to be moved.
+    mercato_platform::Migration {
+        version: 4,
+        name: "attempts and refunds name their order",
+        sql: "ALTER TABLE payment_attempts ADD COLUMN order_id INTEGER; \
+              ALTER TABLE refunds ADD COLUMN order_id INTEGER; \
+              UPDATE payment_attempts SET order_id = \
+                (SELECT i.order_id FROM payment_intents i WHERE i.id = payment_attempts.intent_id); \
+              UPDATE refunds SET order_id = (SELECT i.order_id FROM payment_intents i WHERE i.id = refunds.intent_id);",
     },
 ];

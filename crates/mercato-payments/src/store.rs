@@ -6,6 +6,7 @@ use crate::provider::ChargeOutcome;
 use mercato_contracts::payments::{Payment, PaymentRefunded, PaymentStatus, PaymentSucceeded};
 use mercato_core::{Currency, Error, Id, Money};
 use mercato_platform::events::publish;
+use mercato_platform::shards::Serving;
 use mercato_platform::{Row, Tx, now_ms, params};
 
 pub(crate) const INTENT_COLUMNS: &str =
@@ -102,9 +103,9 @@ pub(crate) fn start_attempt(
     };
     let (intent, _) = intent_from(&row)?;
     tx.execute(
-        "INSERT INTO payment_attempts (id, intent_id, card_last4, status, created_at, request_key) \
-         VALUES ($1, $2, $3, 'processing', $4, $5)",
-        params![attempt, intent.id, last4, now, request_key],
+        "INSERT INTO payment_attempts (id, intent_id, card_last4, status, created_at, request_key, order_id) \
+         VALUES ($1, $2, $3, 'processing', $4, $5, $6)",
+        params![attempt, intent.id, last4, now, request_key, order],
     )?;
     Ok(intent)
 }
@@ -141,14 +142,12 @@ pub(crate) fn apply_webhook(
 }
 
 /// Attempts still processing since before `cutoff`, at most 100.
-pub(crate) fn stuck_attempts(tx: &mut dyn Tx, cutoff: i64) -> Result<Vec<Id>, Error> {
-    tx.query(
-        "SELECT attempt_id FROM payment_intents WHERE status = 'processing' AND updated_at < $1 LIMIT 100",
-        params![cutoff],
-    )?
-    .iter()
-    .map(|r| r.id(0))
-    .collect::<Result<Vec<_>, _>>()
+pub(crate) fn stuck_attempts(tx: &mut dyn Tx, cutoff: i64, serving: Serving) -> Result<Vec<Id>, Error> {
+    let sql = format!(
+        "SELECT attempt_id FROM payment_intents WHERE status = 'processing' AND updated_at < $1{} LIMIT 100",
+        serving.only("order_id")
+    );
+    tx.query(&sql, params![cutoff])?.iter().map(|r| r.id(0)).collect::<Result<Vec<_>, _>>()
 }
 
 /// Records refund `refund_id` of `amount` (None: all that remains) as
@@ -178,8 +177,9 @@ pub(crate) fn begin_refund(
         return Err(Error::conflict("a concurrent refund changed the refundable amount; retry"));
     }
     tx.execute(
-        "INSERT INTO refunds (id, intent_id, amount, reason, status, created_at) VALUES ($1, $2, $3, $4, 'pending', $5)",
-        params![refund_id, intent.id, amount, reason, now_ms()],
+        "INSERT INTO refunds (id, intent_id, amount, reason, status, created_at, order_id) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6)",
+        params![refund_id, intent.id, amount, reason, now_ms(), order],
     )?;
     Ok((
         attempt.ok_or_else(|| Error::internal("succeeded intent without attempt"))?,
@@ -203,3 +203,10 @@ pub(crate) fn finish_refund(tx: &mut dyn Tx, refund_id: Id, order: Id, money: Mo
     }
     Ok(())
 }
+
+/// The tables a payment's rows live in, each with the column holding the
+/// order's id (which names the order's logical shard); children first. A
+/// shard's move carries them with the order's (webhook receipts, keyed by
+/// the provider's event id, stay: a replayed event settles nothing twice).
+pub const SHARD_TABLES: &[(&str, &str)] =
+    &[("refunds", "order_id"), ("payment_attempts", "order_id"), ("payment_intents", "order_id")];

@@ -18,7 +18,15 @@ async fn service(dir: &tempfile::TempDir) -> (PaymentsService, Db) {
     db.migrate("platform", mercato_platform::MIGRATIONS).await.unwrap();
     db.migrate("payments", mercato_payments::MIGRATIONS).await.unwrap();
     let provider = TestProvider::new(db.clone(), SECRET.to_vec(), 60_000, 300);
-    (PaymentsService::new(db.clone(), IdGen::with_node(1), EventBus::new(), Arc::new(provider)), db)
+    (
+        PaymentsService::new(
+            mercato_platform::shards::ShardRing::single(db.clone(), 256),
+            IdGen::with_node(1),
+            EventBus::new(),
+            Arc::new(provider),
+        ),
+        db,
+    )
 }
 
 fn webhook(kind: &str, attempt: &str, event: &str, signed_at: i64) -> (String, Vec<u8>) {

@@ -12,12 +12,115 @@
 //! records the shards it serves), read at start and again whenever a
 //! database answers that a shard has moved away.
 
-use crate::Db;
-use crate::db::Dialect;
+use crate::db::{Dialect, Tx};
 use crate::ids::{SHARD_BITS, shard_of};
-use mercato_core::Id;
+use crate::steps::Step;
+use crate::{Db, params};
+use futures_util::future::try_join_all;
+use mercato_core::{Error, ErrorCode, Id};
 use parking_lot::RwLock;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A logical shard a database serves.
+pub const SERVING: &str = "serving";
+/// A shard being copied in by a move: its rows are not complete yet.
+pub const INCOMING: &str = "incoming";
+/// A shard that moved away: its rows, until deleted, are a stale copy.
+pub const MOVED: &str = "moved";
+
+/// How long a statement refused by a moving shard waits before asking the
+/// map again; a move's freeze is a few of these.
+const REROUTE_PAUSE: Duration = Duration::from_millis(20);
+/// How many times it asks before the refusal reaches the client (about 2 s).
+const MAX_REROUTES: u32 = 100;
+
+// The map's table, `order_shards (shard, logical, state)`, is made by the
+// orders' migrations: orders own the sharded rows, and the domains whose
+// rows live with an order's (payments) share its shards and this map.
+
+/// Refuses, with nothing written, when this database does not serve logical
+/// shard `shard`: it moved away, or is still being copied in. Run first in
+/// every transaction on a shard that can move. In a write, `FOR KEY SHARE`
+/// holds the shard for the transaction: a move's freeze takes the record
+/// `FOR UPDATE`, so it waits for the writes under way, and the writes after
+/// it find the shard gone.
+pub fn fence(tx: &mut dyn Tx, shard: u16, write: bool) -> Result<(), Error> {
+    let sql = if write {
+        "SELECT state FROM order_shards WHERE shard = $1 FOR KEY SHARE"
+    } else {
+        "SELECT state FROM order_shards WHERE shard = $1"
+    };
+    match tx.query_opt(sql, params![i64::from(shard)])? {
+        Some(r) if r.str(0)? == SERVING => Ok(()),
+        _ => Err(Error::new(ErrorCode::ShardMoved, format!("logical shard {shard} is not served by this database"))
+            .with_retry_after(1)),
+    }
+}
+
+/// Every shard record of a database: (shard, logical shards, state).
+pub fn shard_records(tx: &mut dyn Tx) -> Result<Vec<(i64, i64, String)>, Error> {
+    let rows = tx.query("SELECT shard, logical, state FROM order_shards ORDER BY shard", &[])?;
+    rows.iter().map(|r| Ok((r.int(0)?, r.int(1)?, r.text(2)?))).collect()
+}
+
+/// Which rows a statement across a database's sharded rows may see. A
+/// logical shard moved away leaves its rows behind until the move has
+/// deleted them, and a shard on its way in is not yet complete: where
+/// shards can move, sweeps and listings see only the shards served here.
+#[derive(Clone, Copy, Debug)]
+pub enum Serving {
+    /// Every row (one database, or shards that cannot move).
+    All,
+    /// Only rows of the shards served here, of this many logical shards.
+    Only(u16),
+}
+
+impl Serving {
+    /// The SQL condition (starting with ` AND`) on `id_column`, an id minted
+    /// in its shard, or nothing.
+    pub fn only(self, id_column: &str) -> String {
+        match self {
+            Serving::All => String::new(),
+            Serving::Only(logical) => format!(
+                " AND ({id_column} & {mask}) % {logical} IN (SELECT shard FROM order_shards WHERE state = 'serving')",
+                mask = (1u32 << SHARD_BITS) - 1
+            ),
+        }
+    }
+}
+
+/// Every database's shard records, as read at one time.
+pub struct Records {
+    /// Per database (in ring order): (shard, logical, state).
+    pub records: Vec<Vec<(i64, i64, String)>>,
+}
+
+impl Records {
+    pub async fn read(ring: &ShardRing) -> Result<Records, Error> {
+        let records = try_join_all(ring.databases().iter().map(|db| db.read(shard_records))).await?;
+        Ok(Records { records })
+    }
+
+    /// The databases that record `shard` in `state`.
+    pub fn in_state(&self, shard: i64, state: &str) -> Vec<usize> {
+        (0..self.records.len())
+            .filter(|&i| self.records[i].iter().any(|(s, _, st)| *s == shard && st == state))
+            .collect()
+    }
+
+    /// Each shard's home: the database serving it, or (while a move has it
+    /// nowhere) `keep`'s, so statements keep finding out it is not there.
+    pub fn homes_or(&self, logical: u16, keep: &[u16]) -> Vec<u16> {
+        (0..logical)
+            .map(|s| match self.in_state(i64::from(s), SERVING)[..] {
+                [one] => one as u16,
+                _ => keep[usize::from(s)],
+            })
+            .collect()
+    }
+}
 
 /// The most logical shards there can be: an id has [`SHARD_BITS`] for it.
 pub const MAX_LOGICAL: u16 = 1 << SHARD_BITS;
@@ -42,6 +145,9 @@ pub struct ShardRing {
     dbs: Vec<Db>,
     /// Logical shard to index in `dbs`.
     homes: Arc<RwLock<Vec<u16>>>,
+    /// When the map was last read again (one reader at a time: a move sends
+    /// every writer of the shard here at once).
+    remapped: Arc<tokio::sync::Mutex<Instant>>,
 }
 
 impl ShardRing {
@@ -57,7 +163,164 @@ impl ShardRing {
         assert!((1..=MAX_LOGICAL).contains(&logical), "between 1 and {MAX_LOGICAL} logical shards");
         let m = dbs.len();
         let homes = (0..logical).map(|s| (usize::from(s) * m / usize::from(logical)) as u16).collect();
-        ShardRing { logical, dbs, homes: Arc::new(RwLock::new(homes)) }
+        ShardRing {
+            logical,
+            dbs,
+            homes: Arc::new(RwLock::new(homes)),
+            remapped: Arc::new(tokio::sync::Mutex::new(Instant::now())),
+        }
+    }
+
+    /// Reads the map from the databases again and routes by it. Called at
+    /// start and whenever a database answers that a shard is not there;
+    /// concurrent callers share one reading.
+    pub async fn remap(&self) -> Result<(), Error> {
+        let asked = Instant::now();
+        let mut last = self.remapped.lock().await;
+        if *last > asked {
+            return Ok(());
+        }
+        let records = Records::read(self).await?;
+        self.place(records.homes_or(self.logical, &self.homes()));
+        *last = Instant::now();
+        Ok(())
+    }
+
+    /// What sweeps and listings across a database may see.
+    pub fn serving(&self) -> Serving {
+        if self.can_move() { Serving::Only(self.logical) } else { Serving::All }
+    }
+
+    /// `body` for a write transaction on logical shard `shard`, refusing
+    /// first where shards can move and this database does not serve it.
+    pub fn fenced<T, F>(
+        &self,
+        shard: u16,
+        mut body: F,
+    ) -> impl FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
+    where
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone,
+    {
+        let fenced = self.can_move();
+        move |tx| {
+            if fenced {
+                fence(tx, shard, true)?;
+            }
+            body(tx)
+        }
+    }
+
+    /// `body` for a read on logical shard `shard`, fenced likewise.
+    pub fn fenced_read<T, F>(&self, shard: u16, body: F) -> impl Fn(&mut dyn Tx) -> Result<T, Error> + Clone + use<T, F>
+    where
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone,
+    {
+        let fenced = self.can_move();
+        move |tx| {
+            if fenced {
+                fence(tx, shard, false)?;
+            }
+            body(tx)
+        }
+    }
+
+    /// A pause, then the map read again: for a statement its shard's
+    /// database refused.
+    async fn reroute(&self) -> Result<(), Error> {
+        tokio::time::sleep(REROUTE_PAUSE).await;
+        self.remap().await
+    }
+
+    /// Runs `op` on the database of logical shard `shard`, again where the
+    /// shard is now when that database answers it moved.
+    pub async fn on_shard<T, Fut>(&self, shard: u16, mut op: impl FnMut(Db) -> Fut) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let mut tries = 0;
+        loop {
+            match op(self.home(shard).clone()).await {
+                Err(e) if e.code == ErrorCode::ShardMoved && tries < MAX_REROUTES => {
+                    tries += 1;
+                    self.reroute().await?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A write transaction on shard `shard`.
+    pub async fn write_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced(shard, body.clone());
+            async move { db.write(body).await }
+        })
+        .await
+    }
+
+    /// A read on shard `shard` (see [`Db::read`]).
+    pub async fn read_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced_read(shard, body.clone());
+            async move { db.read(body).await }
+        })
+        .await
+    }
+
+    /// A bounded read of rows on shard `shard` (see [`Db::lookup`]).
+    pub async fn lookup_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced_read(shard, body.clone());
+            async move { db.lookup(body).await }
+        })
+        .await
+    }
+
+    /// A bounded read on shard `shard` that a replica may serve.
+    pub async fn lookup_replica_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
+    {
+        self.on_shard(shard, |db| {
+            let body = self.fenced_read(shard, body.clone());
+            async move { db.lookup_replica(body).await }
+        })
+        .await
+    }
+
+    /// A step of a process on shard `shard`: fenced, and sent where the shard
+    /// is now if it moves under the process.
+    pub fn step_on<T, B, A>(&self, shard: u16, body: B, after: A) -> Step
+    where
+        T: Send + 'static,
+        B: FnMut(&mut dyn Tx) -> Result<T, Error> + Clone + Send + 'static,
+        A: FnOnce(T) + Send + 'static,
+    {
+        let step = Step::local(self.home(shard), self.fenced(shard, body), after);
+        if !self.can_move() {
+            return step;
+        }
+        let ring = self.clone();
+        step.rerouted_by(Arc::new(move || {
+            let ring = ring.clone();
+            Box::pin(async move {
+                ring.reroute().await?;
+                Ok(ring.home(shard).clone())
+            })
+        }))
     }
 
     /// Where each logical shard lives now (index in [`Self::databases`]),
@@ -77,7 +340,7 @@ impl ShardRing {
     /// statement on a shard must first check (in its transaction) that the
     /// database it reached still serves it. Moves need PostgreSQL's logical
     /// replication, and a second database to move to.
-    pub fn fenced(&self) -> bool {
+    pub fn can_move(&self) -> bool {
         self.dbs.len() > 1 && self.dbs.iter().all(|d| d.dialect() == Dialect::Postgres)
     }
 

@@ -222,11 +222,27 @@ pub async fn migrate(dbs: &Databases) -> anyhow::Result<usize> {
         n += db.migrate("platform", mercato_platform::MIGRATIONS).await?;
     }
     for (domain, migrations) in DOMAIN_MIGRATIONS {
-        for db in dbs.ring(domain) {
+        for db in databases_of(dbs, domain) {
             n += db.migrate(domain, migrations).await?;
         }
     }
     Ok(n)
+}
+
+/// The databases holding `domain`'s tables: its own, or its ring's; with
+/// orders sharded (stage 7), payments' tables are also in every orders
+/// database, as each payment lives with its order.
+fn databases_of(dbs: &Databases, domain: &str) -> Vec<Db> {
+    let mut out = dbs.ring(domain);
+    let orders = dbs.ring("orders");
+    if domain == "payments" && orders.len() > 1 {
+        for db in orders {
+            if !out.iter().any(|d| d.same(&db)) {
+                out.push(db);
+            }
+        }
+    }
+    out
 }
 
 impl Shop {
@@ -288,16 +304,21 @@ impl Shop {
             config.payments.async_settle_ms,
             config.payments.webhook_tolerance_secs,
         );
-        let payments = PaymentsService::new(
-            dbs.of("payments").clone(),
-            ids.clone(),
-            bus.scoped(dbs.of("payments")),
-            Arc::new(provider.clone()),
-        );
         let ring = ShardRing::spread(dbs.ring("orders"), config.orders.logical_shards);
         mercato_orders::check_shards(&ring).await.context("the orders' shards")?;
-        // Sharded, its writes may wake any of its databases' relays.
-        let orders_bus = if ring.databases().len() > 1 { bus.clone() } else { bus.scoped(dbs.of("orders")) };
+        // Sharded, an order's payment lives with it, and their writes may
+        // wake any of the shard databases' relays.
+        let sharded = ring.databases().len() > 1;
+        let (payments_ring, payments_bus) = if sharded {
+            (ring.clone(), bus.clone())
+        } else {
+            (
+                ShardRing::single(dbs.of("payments").clone(), config.orders.logical_shards),
+                bus.scoped(dbs.of("payments")),
+            )
+        };
+        let payments = PaymentsService::new(payments_ring, ids.clone(), payments_bus, Arc::new(provider.clone()));
+        let orders_bus = if sharded { bus.clone() } else { bus.scoped(dbs.of("orders")) };
         let orders = OrdersService::new(ring, ids.clone(), orders_bus, config.orders.clone(), currency);
         orders.remap().await.context("reading the orders' shard map")?;
         let search_dir = config.data_dir.join("search-index");

@@ -17,6 +17,7 @@ async fn ring(config: &Config) -> anyhow::Result<ShardRing> {
         let db = open_url(config, url, &format!("orders-{i}"))?;
         db.migrate("platform", mercato_platform::MIGRATIONS).await?;
         db.migrate("orders", mercato_orders::MIGRATIONS).await?;
+        db.migrate("payments", mercato_payments::MIGRATIONS).await?;
         dbs.push(db);
     }
     Ok(ShardRing::spread(dbs, config.orders.logical_shards))
@@ -76,7 +77,10 @@ pub async fn move_shard(
     }
     let conninfo = |from: usize| source_conninfo.clone().unwrap_or_else(|| urls[from].clone());
     let say = |m: &str| eprintln!("{m}");
-    mercato_orders::move_shard(&ring, shard, to.checked_sub(1).unwrap_or(usize::MAX), &conninfo, &say)
+    // A payment lives with its order: its rows move with the order's.
+    let tables: Vec<(&str, &str)> =
+        mercato_payments::SHARD_TABLES.iter().chain(mercato_orders::SHARD_TABLES).copied().collect();
+    mercato_orders::move_shard(&ring, &tables, shard, to.checked_sub(1).unwrap_or(usize::MAX), &conninfo, &say)
         .await
         .context("moving the shard")
 }

@@ -33,6 +33,12 @@ async fn orders_at(url: &str, shard: i64) -> (HashSet<i64>, usize) {
     (ids, of_shard)
 }
 
+/// Payments in `url`'s database whose order is in logical shard `shard`.
+async fn payments_at(url: &str, shard: i64) -> i64 {
+    let sql = format!("SELECT count(*) FROM payment_intents WHERE (order_id & 255) % {LOGICAL} = {shard}");
+    open_url(url).read(move |tx| tx.query_one(&sql, &[])?.int(0)).await.expect("reading a shard database")
+}
+
 /// Runs `mercato shards ...` with the shop's sharding configuration.
 fn shards_command(urls: &str, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -137,6 +143,10 @@ async fn moving_a_shard_under_a_checkout_storm_loses_and_doubles_no_order() {
         arrived as i64 >= report["orders"].as_i64().unwrap_or(i64::MAX),
         "the destination lost orders since the move"
     );
+    let (paid_left, paid_arrived) =
+        (payments_at(&urls[0], i64::from(shard)).await, payments_at(&urls[1], i64::from(shard)).await);
+    assert_eq!(paid_left, 0, "the source still holds payments of the moved shard");
+    assert!(paid_arrived > 0, "no payment of the moved shard is in the destination: they live with their orders");
     let both: Vec<&i64> = in_source.intersection(&in_dest).collect();
     assert!(both.is_empty(), "orders in both databases: {both:?}");
     let movers_acked: Vec<i64> = seen

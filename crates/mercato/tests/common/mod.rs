@@ -673,11 +673,18 @@ impl TestServer {
     }
 
     /// Every database holding `domain`'s tables: its own, or with orders
-    /// sharded (stage 7), each shard database.
+    /// sharded (stage 7), each shard database (payments, which live with
+    /// their orders, also keep their own; it may be one of those).
     pub fn open_domain_databases(&self, domain: &str) -> Vec<mercato_platform::Db> {
-        let shards = (domain == "orders").then(|| self.env.iter().find(|(k, _)| k == SHARDS_KEY)).flatten();
+        let shards =
+            matches!(domain, "orders" | "payments").then(|| self.env.iter().find(|(k, _)| k == SHARDS_KEY)).flatten();
         match shards {
-            Some((_, urls)) => urls.split(',').map(open_url).collect(),
+            Some((_, urls)) if domain == "orders" => urls.split(',').map(open_url).collect(),
+            Some((_, urls)) => {
+                let mut dbs = vec![self.open_domain_database(domain)];
+                dbs.extend(urls.split(',').map(open_url));
+                dbs
+            }
             None => vec![self.open_domain_database(domain)],
         }
     }
