@@ -73,6 +73,16 @@ impl OrdersService {
         Ok(())
     }
 
+    /// Makes the monthly partitions missing ahead in every orders database
+    /// (PostgreSQL; see `partitions`); their names.
+    pub async fn ensure_partitions(&self) -> Result<Vec<String>, Error> {
+        let mut made = Vec::new();
+        for db in self.inner.ring.databases() {
+            made.extend(crate::partitions::ensure_partitions(db).await?);
+        }
+        Ok(made)
+    }
+
     /// The logical shard of order `id`.
     fn shard_of_order(&self, id: Id) -> u16 {
         self.inner.ring.shard_of_id(id)

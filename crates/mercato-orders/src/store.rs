@@ -683,7 +683,12 @@ pub(crate) fn publish_shard(
     }
     let tables: Vec<String> =
         tables.iter().map(|(t, c)| format!("{t} WHERE ({})", in_shard(c, shard, logical))).collect();
-    tx.execute(&format!("CREATE PUBLICATION {name} FOR TABLE {}", tables.join(", ")), &[])?;
+    // Partitioned tables publish as themselves, whatever partitions each
+    // side has.
+    tx.execute(
+        &format!("CREATE PUBLICATION {name} FOR TABLE {} WITH (publish_via_partition_root = true)", tables.join(", ")),
+        &[],
+    )?;
     tx.execute("SELECT pg_create_logical_replication_slot($1, 'pgoutput')", params![name])?;
     Ok(())
 }
@@ -749,4 +754,48 @@ pub(crate) fn count_shard_orders(tx: &mut dyn Tx, shard: i64, logical: i64) -> R
 /// Whether replication slot `name` exists here.
 pub(crate) fn slot_exists(tx: &mut dyn Tx, name: &str) -> Result<bool, Error> {
     Ok(tx.query_opt("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", params![name])?.is_some())
+}
+
+// Monthly partitions (PostgreSQL; see `partitions`).
+
+/// Whether `orders` is partitioned here (migration 8, PostgreSQL).
+pub(crate) fn partitioned(tx: &mut dyn Tx) -> Result<bool, Error> {
+    let row = tx.query_opt("SELECT relkind::text FROM pg_class WHERE oid = to_regclass('orders')", &[])?;
+    Ok(row.map(|r| r.text(0)).transpose()?.as_deref() == Some("p"))
+}
+
+/// Serialises the making of partitions across instances, to the end of
+/// the transaction.
+pub(crate) fn lock_partitions(tx: &mut dyn Tx) -> Result<(), Error> {
+    tx.query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(72154701)) AS locked", &[])?;
+    Ok(())
+}
+
+/// The order id where the last partition of `orders` ends.
+pub(crate) fn partitions_end(tx: &mut dyn Tx) -> Result<Option<i64>, Error> {
+    let rows = tx.query(
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = to_regclass('orders')",
+        &[],
+    )?;
+    let mut end = None;
+    for r in &rows {
+        // FOR VALUES FROM (...) TO ('123')
+        let bound = r.text(0)?;
+        let to = bound.rsplit("TO (").next().unwrap_or_default();
+        let digits: String = to.chars().filter(|c| c.is_ascii_digit() || *c == '-').collect();
+        if let Ok(v) = digits.parse::<i64>() {
+            end = end.max(Some(v));
+        }
+    }
+    Ok(end)
+}
+
+/// Partition `name` of `table` for order ids from `from` up to `to`.
+pub(crate) fn create_partition(tx: &mut dyn Tx, table: &str, name: &str, from: i64, to: i64) -> Result<(), Error> {
+    tx.execute(
+        &format!("CREATE TABLE IF NOT EXISTS {name} PARTITION OF {table} FOR VALUES FROM ({from}) TO ({to})"),
+        &[],
+    )?;
+    Ok(())
 }

@@ -44,6 +44,11 @@ pub fn first_id_at(unix_ms: i64) -> Id {
     Id((unix_ms - EPOCH_MS).max(0) << (NODE_BITS + SEQ_BITS))
 }
 
+/// When id `id` was minted (milliseconds since 1970), to the millisecond.
+pub fn time_of(id: i64) -> i64 {
+    (id >> (NODE_BITS + SEQ_BITS)) + EPOCH_MS
+}
+
 /// How long a node lease lasts, and how early its holder gives it up.
 #[derive(Clone, Copy, Debug)]
 pub struct LeaseTerms {

@@ -321,6 +321,7 @@ impl Shop {
         let orders_bus = if sharded { bus.clone() } else { bus.scoped(dbs.of("orders")) };
         let orders = OrdersService::new(ring, ids.clone(), orders_bus, config.orders.clone(), currency);
         orders.remap().await.context("reading the orders' shard map")?;
+        orders.ensure_partitions().await.context("making the orders' monthly partitions")?;
         let search_dir = config.data_dir.join("search-index");
         let search = tokio::task::spawn_blocking(move || TantivyEngine::open(&search_dir))
             .await?
@@ -474,6 +475,11 @@ impl Shop {
                             let _ = mercato_platform::idempotency::purge(&db).await;
                             if let Err(e) = orders.purge_checkouts().await {
                                 tracing::warn!(error = %e, "purging finished checkouts failed");
+                            }
+                            match orders.ensure_partitions().await {
+                                Ok(made) if !made.is_empty() => tracing::info!(?made, "monthly partitions made"),
+                                Ok(_) => {}
+                                Err(e) => tracing::warn!(error = %e, "making monthly partitions failed"),
                             }
                         }
                     }

@@ -3,8 +3,11 @@
 //! database of their own (stage 6) and carry their history with them.
 //!
 //! Migrations are written once in a portable subset; the PostgreSQL dialect
-//! widens `INTEGER` to `BIGINT` and `BLOB` to `BYTEA`. Applied migrations are
-//! never edited: changes ship as new, expand-then-contract migrations.
+//! widens `INTEGER` to `BIGINT` and `BLOB` to `BYTEA`. A migration whose SQL
+//! starts with [`POSTGRES_ONLY`] is PostgreSQL's alone (declarative
+//! partitions, say): the embedded database records it as applied and runs
+//! nothing. Applied migrations are never edited: changes ship as new,
+//! expand-then-contract migrations.
 
 use super::{DbError, Dialect, Tx};
 use crate::params;
@@ -15,6 +18,9 @@ pub struct Migration {
     pub name: &'static str,
     pub sql: &'static str,
 }
+
+/// The first line of a migration that runs on PostgreSQL only.
+pub const POSTGRES_ONLY: &str = "-- postgres only";
 
 pub(super) fn for_dialect(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -56,7 +62,8 @@ pub(super) fn apply(
         .int(0)?;
     let mut applied = 0;
     for m in migrations.iter().filter(|m| m.version > current) {
-        for statement in split_statements(&for_dialect(m.sql, dialect)) {
+        let skip = dialect != Dialect::Postgres && m.sql.trim_start().starts_with(POSTGRES_ONLY);
+        for statement in split_statements(&for_dialect(m.sql, dialect)).into_iter().filter(|_| !skip) {
             tx.execute(&statement, &[]).map_err(|e| {
                 Error::internal(format!("migration {component}/{} ({}) failed: {e}", m.version, m.name))
             })?;

@@ -20,7 +20,7 @@ mod sqlite;
 pub mod testing;
 
 pub use consistency::{ReadAfter, fill, session};
-pub use migrate::Migration;
+pub use migrate::{Migration, POSTGRES_ONLY};
 pub use pg::{PgOptions, SynchronousCommit};
 pub use replica::ReplicaOptions;
 
