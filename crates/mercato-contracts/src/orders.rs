@@ -116,6 +116,10 @@ pub struct Order {
 pub struct AdminFilter {
     pub status: Option<OrderStatus>,
     pub customer_id: Option<Id>,
+    /// Placed at or after this time (ms since 1970).
+    pub created_from: Option<Millis>,
+    /// Placed before this time.
+    pub created_to: Option<Millis>,
 }
 
 /// The answer to a checkout: the order as first created, and whether this was a

@@ -10,6 +10,7 @@ use mercato_contracts::orders::{
 use mercato_core::{Currency, Error, ErrorCode, Id, Money};
 use mercato_platform::db::Param;
 use mercato_platform::events::publish;
+use mercato_platform::ids::first_id_at;
 use mercato_platform::shards::Serving;
 use mercato_platform::{Row, Tx, now_ms, params};
 
@@ -552,6 +553,22 @@ pub(crate) fn list_ids(
     if let Some(b) = before {
         args.push(Param::Int(b));
         sql.push_str(&format!(" AND id < ${}", args.len()));
+    }
+    // Ids are minted when orders are placed: a time range is an id range
+    // (which the primary key, and monthly partitions, narrow at once), with
+    // a minute's margin for the instant between minting and `created_at`.
+    let margin = 60_000;
+    if let Some(from) = filter.created_from {
+        args.push(Param::Int(first_id_at(from - margin).0));
+        sql.push_str(&format!(" AND id >= ${}", args.len()));
+        args.push(Param::Int(from));
+        sql.push_str(&format!(" AND created_at >= ${}", args.len()));
+    }
+    if let Some(to) = filter.created_to {
+        args.push(Param::Int(first_id_at(to + margin).0));
+        sql.push_str(&format!(" AND id < ${}", args.len()));
+        args.push(Param::Int(to));
+        sql.push_str(&format!(" AND created_at < ${}", args.len()));
     }
     sql.push_str(&format!(" ORDER BY id DESC LIMIT {limit}"));
     tx.query(&sql, &args)?.iter().map(|r| r.id(0)).collect()

@@ -24,6 +24,11 @@ fn shard_urls(dir: &std::path::Path) -> (Vec<String>, Option<SharedDatabase>, Op
     }
 }
 
+/// `t` as RFC 3339, escaped for a query string.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap().replace('+', "%2B").replace(':', "%3A")
+}
+
 /// (order id, customer id) of every order in `db`.
 async fn orders_in(db: &mercato_platform::Db) -> Vec<(i64, i64)> {
     db.read(|tx| {
@@ -59,6 +64,9 @@ async fn orders_live_in_their_shards_database_and_admin_paging_across_shards_is_
     let before: Vec<String> =
         srv.collect_all("/admin/orders", Some(&admin)).await.iter().map(|o| id_of(&o["id"])).collect();
     assert_eq!(before.len(), 48);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let split = rfc3339(time::OffsetDateTime::now_utc());
+    tokio::time::sleep(Duration::from_millis(5)).await;
 
     // Orders keep coming while the admin pages through, 7 at a time.
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,6 +129,15 @@ async fn orders_live_in_their_shards_database_and_admin_paging_across_shards_is_
     for (_, _, customer) in &customers {
         assert_eq!(homes(customer.parse().unwrap()), 1, "customer {customer}'s orders are in more than one database");
     }
+    // Filtered by when they were placed, across both databases.
+    let ids = |v: Vec<serde_json::Value>| v.iter().map(|o| id_of(&o["id"])).collect::<HashSet<String>>();
+    let early = ids(srv.collect_all(&format!("/admin/orders?created_to={split}"), Some(&admin)).await);
+    assert_eq!(early, before.iter().cloned().collect::<HashSet<_>>(), "orders placed before {split}");
+    let late = ids(srv.collect_all(&format!("/admin/orders?created_from={split}"), Some(&admin)).await);
+    assert!(late.len() >= during && late.is_disjoint(&early), "orders placed from {split}");
+    let r = srv.get("/admin/orders?created_from=yesterday", Some(&admin)).await;
+    assert_problem(&r, 422, "validation");
+
     let total = srv.collect_all("/admin/orders", Some(&admin)).await.len();
     assert_eq!(total, first.len() + second.len(), "the listing across shards misses or repeats orders");
 
