@@ -101,7 +101,12 @@ pub async fn move_shard(
     let s = i64::from(shard);
     let table = shard_table(ring).await?;
     let state_in = |i: usize| table[i].iter().find(|(x, _)| *x == s).map(|(_, st)| st.as_str());
-    let Some(from) = (0..dbs.len()).find(|&i| matches!(state_in(i), Some(SERVING) | Some(MOVED)) && i != to) else {
+    // The database serving the shard; or, when none does (a move stopped
+    // after its freeze, or before its cleanup), the one it moved from.
+    let from = (0..dbs.len())
+        .find(|&i| i != to && state_in(i) == Some(SERVING))
+        .or_else(|| (0..dbs.len()).find(|&i| i != to && state_in(i) == Some(MOVED)));
+    let Some(from) = from else {
         return match state_in(to) {
             Some(SERVING) => Err(Error::conflict(format!("logical shard {shard} is already in database {}", to + 1))),
             _ => Err(Error::validation(format!("no database records logical shard {shard}"))),

@@ -269,6 +269,7 @@ impl Orders for OrdersService {
         // before ids carried their shard, in any that holds such orders);
         // the rest may be in all.
         let ring = &self.inner.ring;
+        let filter_customer = filter.customer_id;
         let dbs: Vec<Db> = match filter.customer_id {
             Some(c) => {
                 let home = ring.for_customer(c);
@@ -287,20 +288,31 @@ impl Orders for OrdersService {
         };
         let serving = self.serving();
         if let [db] = &dbs[..] {
-            return db
-                .read_replica(move |tx| {
-                    let ids = store::list_ids(tx, &filter, before, limit + 1, serving)?;
-                    let more = ids.len() > limit;
-                    let mut orders = Vec::with_capacity(limit);
-                    for id in ids.into_iter().take(limit) {
-                        if let Some(o) = load_order(tx, id)? {
-                            orders.push(o);
-                        }
+            let page = move |tx: &mut dyn mercato_platform::Tx| {
+                let ids = store::list_ids(tx, &filter, before, limit + 1, serving)?;
+                let more = ids.len() > limit;
+                let mut orders = Vec::with_capacity(limit);
+                for id in ids.into_iter().take(limit) {
+                    if let Some(o) = load_order(tx, id)? {
+                        orders.push(o);
                     }
-                    let next = if more { orders.last().map(|o| o.id.to_string()) } else { None };
-                    Ok((orders, next))
-                })
-                .await;
+                }
+                let next = if more { orders.last().map(|o| o.id.to_string()) } else { None };
+                Ok((orders, next))
+            };
+            // A customer's page, from the database serving their shard now:
+            // a database that no longer does would answer an empty page.
+            return match filter_customer {
+                Some(c) => {
+                    let shard = self.shard_of_customer(c);
+                    ring.on_shard(shard, |db| {
+                        let body = ring.fenced_read(shard, page.clone());
+                        async move { db.read_replica(body).await }
+                    })
+                    .await
+                }
+                None => db.read_replica(page).await,
+            };
         }
         // Scatter-gather: each database's newest ids past the cursor, a
         // k-way merge, then the chosen orders loaded where they are. Ids are

@@ -68,17 +68,20 @@ async fn moving_a_shard_under_a_checkout_storm_loses_and_doubles_no_order() {
         eprintln!("SKIPPED: this test starts PostgreSQL clusters of its own (it runs once, in the embedded pass)");
         return;
     }
-    let (mut source, dest) = match (PgCluster::start_new(), PgCluster::start_new()) {
+    let (mut source, mut dest) = match (PgCluster::start_new(), PgCluster::start_new()) {
         (Ok(a), Ok(b)) => (a, b),
         (Err(why), _) | (_, Err(why)) => {
             eprintln!("SKIPPED: {why} (apt-get install postgresql)");
             return;
         }
     };
+    // Both can be a move's source: the shard goes there and back.
     tokio::task::block_in_place(|| {
-        source.set("wal_level", "logical");
-        source.stop_fast();
-        source.start();
+        for cluster in [&mut source, &mut dest] {
+            cluster.set("wal_level", "logical");
+            cluster.stop_fast();
+            cluster.start();
+        }
     });
     let urls = [source.create_database("orders"), dest.create_database("orders")];
     let shards = urls.join(",");
@@ -180,4 +183,18 @@ async fn moving_a_shard_under_a_checkout_storm_loses_and_doubles_no_order() {
     let mine = srv.collect_all("/orders", Some(token)).await;
     let expected = lists[mover].len() + 1;
     assert_eq!(mine.len(), expected, "the customer's history after the move");
+
+    // And back to the first database, where its old copy was deleted.
+    let (ok, out, err) =
+        tokio::task::block_in_place(|| shards_command(&shards, &["move", "--shard", &shard.to_string(), "--to", "1"]));
+    assert!(ok, "the move back failed:\n{err}");
+    let back: serde_json::Value = serde_json::from_str(out.trim()).expect("the move's JSON report");
+    assert_eq!(back["orders"].as_i64(), Some(arrived as i64 + 1), "{back}");
+    assert_eq!(srv.collect_all("/orders", Some(token)).await.len(), expected, "the history after moving back");
+    assert_eq!(orders_at(&urls[1], i64::from(shard)).await.1, 0, "the second database kept the shard's orders");
+    assert_eq!(srv.add_to_cart(token, &shop.skus[0], 1).await.status, 200);
+    let r = srv.place_order(token, &unique_str("back")).await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id: i64 = id_of(&r.body["id"]).parse().unwrap();
+    assert!(orders_at(&urls[0], i64::from(shard)).await.0.contains(&id), "a new order is not in the shard's home");
 }
