@@ -43,6 +43,9 @@ pub async fn list(config: &Config) -> anyhow::Result<String> {
             if parts.is_empty() { "nothing".into() } else { parts.join("; ") }
         ));
     }
+    if table.iter().all(Vec::is_empty) {
+        out.push_str("(no database records its shards yet: the shop records them when it first starts)\n");
+    }
     Ok(out)
 }
 
