@@ -38,6 +38,10 @@ struct Inner {
 }
 
 const INVALID_LOGIN: &str = "email or password is incorrect";
+/// The longest email address (RFC 5321's path limit).
+const MAX_EMAIL_LEN: usize = 254;
+/// Longer passwords are refused before hashing (hashing cost grows with them).
+const MAX_PASSWORD_LEN: usize = 1024;
 
 impl CustomersService {
     pub fn new(db: Db, ids: IdGen, bus: EventBus, cfg: AuthSettings, cache: &CacheHub) -> Self {
@@ -66,6 +70,9 @@ impl CustomersService {
 
     async fn verify(&self, password: String, hash: String) -> bool {
         let Ok(_turn) = self.inner.hashing.acquire().await else { return false };
+        // Counted, so a test (and an operator) can see how many guesses the
+        // throttle let reach the hash.
+        metrics::counter!("auth_password_verifications_total").increment(1);
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|h| inner.argon.verify_password(password.as_bytes(), &h).is_ok())
@@ -123,15 +130,26 @@ impl Customers for CustomersService {
         let cfg = &self.inner.cfg;
         let limiter = &self.inner.limiter;
         let normalized = email.trim().to_lowercase();
-        let account_key = format!("acct:{normalized}");
+        // No address is longer (RFC 5321): a longer one is not looked up,
+        // hashed or made into a throttle's key.
+        if normalized.len() > MAX_EMAIL_LEN || password.len() > MAX_PASSWORD_LEN {
+            return Err(Error::unauthorized(INVALID_LOGIN));
+        }
+        // Attempts are counted before the password is verified, so parallel
+        // ones cannot all pass. Per account *and client*: a stranger's
+        // failures slow down that stranger, never the account's owner
+        // elsewhere (behind a proxy, configure `http.trusted_proxies` so the
+        // client is told apart). Per client, across accounts: guessing many
+        // accounts from one place.
         let address_key = format!("addr:{address}");
-        for (key, limit) in
-            [(&account_key, cfg.login_failures_per_account), (&address_key, cfg.login_failures_per_address)]
-        {
-            if let Some(wait) = limiter.blocked(key, limit).await {
-                return Err(Error::new(ErrorCode::RateLimited, "too many failed login attempts; try again later")
-                    .with_retry_after(wait));
-            }
+        let account_key = format!("acct:{normalized}|{address}");
+        let throttled = |wait: u64| {
+            Error::new(ErrorCode::RateLimited, "too many failed login attempts; try again later").with_retry_after(wait)
+        };
+        limiter.attempt(&address_key, cfg.login_failures_per_address).await.map_err(throttled)?;
+        if let Err(wait) = limiter.attempt(&account_key, cfg.login_failures_per_account).await {
+            limiter.refund(&address_key).await;
+            return Err(throttled(wait));
         }
         let e = normalized.clone();
         let row = self.inner.db.read(move |tx| store::by_email_with_hash(tx, &e)).await?;
@@ -141,11 +159,12 @@ impl Customers for CustomersService {
         };
         let ok = self.verify(password.to_string(), hash).await;
         let Some(customer) = customer.filter(|_| ok) else {
-            limiter.record(&account_key).await;
-            limiter.record(&address_key).await;
             return Err(Error::unauthorized(INVALID_LOGIN));
         };
+        // A success does not count against a client others may share (a
+        // NAT, an office), and clears the account's count from here.
         limiter.reset(&account_key).await;
+        limiter.refund(&address_key).await;
         let token = format!("mct_{}", random_token());
         let token_hash = sha256_hex(token.as_bytes());
         let ttl = cfg.token_ttl_secs;

@@ -7,10 +7,15 @@ use serde::{Deserialize, Serialize};
 pub struct AuthSettings {
     /// Access-token lifetime.
     pub token_ttl_secs: u64,
-    /// Failed logins allowed per account within `login_window_secs`.
+    /// Login attempts one client may make at once for one account; each
+    /// after waits twice as long as the one before (1 s, 2 s, 4 s...), up
+    /// to `login_window_secs`. Another client is not slowed by them.
     pub login_failures_per_account: u32,
-    /// Failed logins allowed per client address within `login_window_secs`.
+    /// Login attempts one client may make at once across accounts, then
+    /// likewise slowed. Successful logins are not counted.
     pub login_failures_per_address: u32,
+    /// A count is forgotten after this long without attempts, and no wait
+    /// is longer.
     pub login_window_secs: u64,
     /// Argon2id memory cost in KiB (OWASP's minimum for argon2id is 19456).
     pub argon2_memory_kib: u32,

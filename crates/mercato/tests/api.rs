@@ -335,6 +335,64 @@ async fn login_rate_limit_per_account() {
     srv.login(&bystander, PASSWORD).await.expect(200);
 }
 
+/// 200 wrong passwords at once for one account from one client: at most
+/// the configured 5 reach the password hash (the server counts them), the
+/// rest are 429 with Retry-After. The flood slows its client only: the
+/// account's owner signs in at once from another client, and so does the
+/// admin after the same flood against the admin's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_passwords_are_counted_before_hashing_and_lock_no_one_out() {
+    let srv = std::sync::Arc::new(TestServer::start_with(0, &[("MERCATO_HTTP_TRUSTED_PROXIES", "127.0.0.1/32, ::1")]));
+    let victim = format!("{}@example.com", unique_str("flood"));
+    srv.register(&victim).await.expect(201);
+    let series = "auth_password_verifications_total";
+    let attacker = "203.0.113.7";
+    let flood = |email: String| {
+        let srv = srv.clone();
+        async move {
+            let began = std::time::Instant::now();
+            let before = srv.metric(series).await;
+            let statuses = futures_util::future::join_all((0..200).map(|i| {
+                let rb = srv
+                    .rb(Method::POST, "/auth/login", None)
+                    .header("x-forwarded-for", attacker)
+                    .json(&json!({"email": email, "password": format!("wrong-{i}")}));
+                async move { send(rb).await.status }
+            }))
+            .await;
+            let verified = srv.metric(series).await - before;
+            (statuses, verified, began.elapsed())
+        }
+    };
+    for email in [victim.clone(), ADMIN_EMAIL.to_string()] {
+        let (statuses, verified, took) = flood(email.clone()).await;
+        let wrong = statuses.iter().filter(|s| **s == 401).count();
+        let throttled = statuses.iter().filter(|s| **s == 429).count();
+        assert_eq!(wrong + throttled, 200, "{email}: answers other than 401 and 429: {statuses:?}");
+        // Waits of 1 s, 2 s, 4 s... after the first 5: a slow burst may
+        // rightly let one more through per wait that ran out during it.
+        let extra = (took.as_secs_f64() + 1.0).log2().floor() as usize;
+        assert!(wrong >= 1 && wrong <= 5 + extra, "{email}: {wrong} wrong passwords answered in {took:?}");
+        assert_eq!(verified as usize, wrong, "{email}: passwords verified");
+        let r = srv
+            .rb(Method::POST, "/auth/login", None)
+            .header("x-forwarded-for", attacker)
+            .json(&json!({"email": email, "password": PASSWORD}));
+        assert_problem(&send(r).await, 429, "rate-limited");
+    }
+    // The owner, from another client: signed in at once.
+    let r = srv
+        .rb(Method::POST, "/auth/login", None)
+        .header("x-forwarded-for", "198.51.100.9")
+        .json(&json!({"email": victim, "password": PASSWORD}));
+    send(r).await.expect(200);
+    // The admin, from the shop's own network.
+    srv.admin_token().await;
+    // A key no address can be does not reach the store or the throttle.
+    let long = format!("{}@example.com", "x".repeat(300));
+    assert_problem(&srv.login(&long, PASSWORD).await, 401, "unauthorized");
+}
+
 #[tokio::test]
 async fn admin_endpoints_require_admin() {
     let srv = TestServer::start(0);
