@@ -32,6 +32,9 @@ struct Inner {
     /// core, so a burst of logins queues here instead of spawning hundreds of
     /// blocking threads (seen as +250 MB RSS when 1,000 customers logged in).
     hashing: tokio::sync::Semaphore,
+    /// Of those, the ones sign-ups may hold: at most half, so that a flood
+    /// of registrations queues behind itself and logins keep the rest.
+    signup_hashing: tokio::sync::Semaphore,
     /// Verified against when the email is unknown, so that a wrong email and a
     /// wrong password take the same time.
     dummy_hash: String,
@@ -53,7 +56,10 @@ impl CustomersService {
         let sessions = cache.tiered("session");
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let hashing = tokio::sync::Semaphore::new(cores);
-        CustomersService { inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash, sessions, hashing }) }
+        let signup_hashing = tokio::sync::Semaphore::new((cores / 2).max(1));
+        CustomersService {
+            inner: Arc::new(Inner { db, ids, bus, cfg, argon, limiter, dummy_hash, sessions, hashing, signup_hashing }),
+        }
     }
 
     async fn hash(&self, password: String) -> Result<String, Error> {
@@ -117,7 +123,16 @@ impl Customers for CustomersService {
         let email = Email::parse(email)?;
         validate_password(password)?;
         let name = validate_name(name)?;
-        let hash = self.hash(password.to_string()).await?;
+        // Sign-ups waiting for, or running, their hash: a flood shows here.
+        let hashing = metrics::gauge!("auth_signups_hashing");
+        hashing.increment(1.0);
+        let hash = async {
+            let _slot = self.inner.signup_hashing.acquire().await.map_err(|e| Error::internal(e.to_string()))?;
+            self.hash(password.to_string()).await
+        }
+        .await;
+        hashing.decrement(1.0);
+        let hash = hash?;
         let id = self.inner.ids.next()?;
         let (e, n) = (email.as_str().to_string(), name.clone());
         let created = self.inner.db.write(move |tx| store::register(tx, id, &e, &n, &hash)).await?;

@@ -393,6 +393,41 @@ async fn parallel_wrong_passwords_are_counted_before_hashing_and_lock_no_one_out
     assert_problem(&srv.login(&long, PASSWORD).await, 401, "unauthorized");
 }
 
+/// A flood of sign-ups does not starve logins of password hashing: sign-ups
+/// hold at most half of the server's hashing slots, so a login sent while
+/// fifty of them wait is answered before they are (sharing one queue, it
+/// waited behind them all).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_sign_ups_does_not_starve_logins() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let srv = std::sync::Arc::new(TestServer::start(0));
+    let email = format!("{}@example.com", unique_str("patient"));
+    srv.register(&email).await.expect(201);
+    let done = std::sync::Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (0..100)
+        .map(|i| {
+            let (srv, done) = (srv.clone(), done.clone());
+            tokio::spawn(async move {
+                let r = srv.register(&format!("{}-{i}@example.com", unique_str("flood"))).await;
+                done.fetch_add(1, Ordering::SeqCst);
+                r.status
+            })
+        })
+        .collect();
+    // Half of the flood waiting to be hashed (the server's gauge), then a login.
+    let queued =
+        poll_until(Duration::from_secs(30), || async { srv.metric("auth_signups_hashing").await >= 50.0 }).await;
+    assert!(queued, "the sign-ups never queued for hashing");
+    let at_login = done.load(Ordering::SeqCst);
+    let r = srv.login(&email, PASSWORD).await;
+    let overtaken = done.load(Ordering::SeqCst) - at_login;
+    r.expect(200);
+    for f in flood {
+        assert_eq!(f.await.unwrap(), 201);
+    }
+    assert!(overtaken < 20, "the login waited for {overtaken} sign-ups queued before it");
+}
+
 #[tokio::test]
 async fn admin_endpoints_require_admin() {
     let srv = TestServer::start(0);
