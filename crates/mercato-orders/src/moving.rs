@@ -30,7 +30,7 @@ use crate::store;
 use mercato_core::Error;
 use mercato_platform::Db;
 use mercato_platform::db::Dialect;
-use mercato_platform::shards::{INCOMING, MOVED, SERVING, ShardRing, shard_records};
+use mercato_platform::shards::{INCOMING, MOVED, Records, SERVING, ShardRing};
 use std::time::{Duration, Instant};
 
 /// The destination trails the source by less than this when the freeze
@@ -66,11 +66,8 @@ pub struct MoveReport {
 /// Each database of `ring` with the shards it serves and their states: the
 /// map as the databases record it.
 pub async fn shard_table(ring: &ShardRing) -> Result<Vec<Vec<(i64, String)>>, Error> {
-    let mut out = Vec::new();
-    for db in ring.databases() {
-        out.push(db.read(shard_records).await?.into_iter().map(|(s, _, st)| (s, st)).collect());
-    }
-    Ok(out)
+    let records = Records::read(ring).await?.records;
+    Ok(records.into_iter().map(|db| db.into_iter().map(|(s, _, st)| (s, st)).collect()).collect())
 }
 
 /// Moves logical shard `shard` to database `to` (0-based in the ring):

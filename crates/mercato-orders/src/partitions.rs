@@ -58,27 +58,16 @@ pub async fn ensure_partitions(db: &Db) -> Result<Vec<String>, Error> {
 
 /// The (year, month) of UTC time `ms` (milliseconds since 1970).
 pub fn month_of(ms: i64) -> (i64, u32) {
-    // Howard Hinnant's civil_from_days.
-    let z = ms.div_euclid(86_400_000) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m)
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (i64::from(t.year()), u32::from(u8::from(t.month())))
 }
 
 /// Milliseconds since 1970 at the start of month `m` of year `y`, UTC.
 fn month_start_ms(y: i64, m: u32) -> i64 {
-    // Howard Hinnant's days_from_civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
-    let doy = (153 * mp + 2) / 5;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    (era * 146_097 + doe - 719_468) * 86_400_000
+    let month = time::Month::try_from(m as u8).unwrap_or(time::Month::January);
+    let date = time::Date::from_calendar_date(y as i32, month, 1).unwrap_or(time::Date::MIN);
+    date.midnight().assume_utc().unix_timestamp() * 1000
 }
 
 #[cfg(test)]

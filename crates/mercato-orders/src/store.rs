@@ -642,8 +642,7 @@ fn in_shard(column: &str, shard: i64, logical: i64) -> String {
     if column == "shard" {
         return format!("shard = {shard}");
     }
-    let mask = (1i64 << mercato_platform::ids::SHARD_BITS) - 1;
-    format!("({column} & {mask}) % {logical} = {shard}")
+    format!("{} = {shard}", mercato_platform::shards::shard_sql(column, logical as u16))
 }
 
 /// The server's `wal_level`.

@@ -52,7 +52,7 @@ impl Payments for PaymentsService {
     }
     async fn by_request(&self, order: Id, key: &str) -> Result<Option<Payment>, Error> {
         let key = key.to_string();
-        self.inner.ring.read_on(self.shard(order), move |tx| store::by_request(tx, order, &key)).await
+        self.inner.ring.lookup_on(self.shard(order), move |tx| store::by_request(tx, order, &key)).await
     }
     async fn pay(
         &self,

@@ -49,6 +49,18 @@ fn attempt_script() -> &'static redis::Script {
     })
 }
 
+/// KEYS: the key's hash. Takes one counted attempt back, never below 0.
+fn refund_script() -> &'static redis::Script {
+    static S: std::sync::OnceLock<redis::Script> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        redis::Script::new(
+            r"if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then
+                return redis.call('HINCRBY', KEYS[1], 'n', -1) end
+              return 0",
+        )
+    })
+}
+
 /// How long the attempt after `n` counted ones waits after the last, when
 /// `free` pass at once.
 fn delay(n: u32, free: u32, window: Duration) -> Duration {
@@ -107,16 +119,10 @@ impl RateLimiter {
         if let Some(redis) = &self.redis {
             let k = redis_key(key);
             redis
-                .run("ratelimit.refund", |mut c| async move {
-                    redis::Script::new(
-                        r"if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then
-                            return redis.call('HINCRBY', KEYS[1], 'n', -1) end
-                          return 0",
-                    )
-                    .key(k)
-                    .invoke_async::<i64>(&mut c)
-                    .await
-                })
+                .run(
+                    "ratelimit.refund",
+                    |mut c| async move { refund_script().key(k).invoke_async::<i64>(&mut c).await },
+                )
                 .await;
         }
     }

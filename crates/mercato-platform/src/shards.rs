@@ -84,11 +84,17 @@ impl Serving {
         match self {
             Serving::All => String::new(),
             Serving::Only(logical) => format!(
-                " AND ({id_column} & {mask}) % {logical} IN (SELECT shard FROM order_shards WHERE state = 'serving')",
-                mask = (1u32 << SHARD_BITS) - 1
+                " AND {} IN (SELECT shard FROM order_shards WHERE state = 'serving')",
+                shard_sql(id_column, logical)
             ),
         }
     }
+}
+
+/// SQL for the logical shard (of `logical`) of the id in `id_column`: what
+/// [`ShardRing::shard_of_id`] computes.
+pub fn shard_sql(id_column: &str, logical: u16) -> String {
+    format!("({id_column} & {}) % {logical}", (1u32 << SHARD_BITS) - 1)
 }
 
 /// Every database's shard records, as read at one time.
@@ -145,6 +151,8 @@ pub struct ShardRing {
     dbs: Vec<Db>,
     /// Logical shard to index in `dbs`.
     homes: Arc<RwLock<Vec<u16>>>,
+    /// See [`Self::can_move`]: fixed with the databases, asked per statement.
+    movable: bool,
     /// When the map was last read again (one reader at a time: a move sends
     /// every writer of the shard here at once).
     remapped: Arc<tokio::sync::Mutex<Instant>>,
@@ -163,8 +171,10 @@ impl ShardRing {
         assert!((1..=MAX_LOGICAL).contains(&logical), "between 1 and {MAX_LOGICAL} logical shards");
         let m = dbs.len();
         let homes = (0..logical).map(|s| (usize::from(s) * m / usize::from(logical)) as u16).collect();
+        let movable = dbs.len() > 1 && dbs.iter().all(|d| d.dialect() == Dialect::Postgres);
         ShardRing {
             logical,
+            movable,
             dbs,
             homes: Arc::new(RwLock::new(homes)),
             remapped: Arc::new(tokio::sync::Mutex::new(Instant::now())),
@@ -262,19 +272,6 @@ impl ShardRing {
         .await
     }
 
-    /// A read on shard `shard` (see [`Db::read`]).
-    pub async fn read_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: Fn(&mut dyn Tx) -> Result<T, Error> + Clone + Send + Sync + 'static,
-    {
-        self.on_shard(shard, |db| {
-            let body = self.fenced_read(shard, body.clone());
-            async move { db.read(body).await }
-        })
-        .await
-    }
-
     /// A bounded read of rows on shard `shard` (see [`Db::lookup`]).
     pub async fn lookup_on<T, F>(&self, shard: u16, body: F) -> Result<T, Error>
     where
@@ -341,7 +338,7 @@ impl ShardRing {
     /// database it reached still serves it. Moves need PostgreSQL's logical
     /// replication, and a second database to move to.
     pub fn can_move(&self) -> bool {
-        self.dbs.len() > 1 && self.dbs.iter().all(|d| d.dialect() == Dialect::Postgres)
+        self.movable
     }
 
     pub fn logical(&self) -> u16 {
